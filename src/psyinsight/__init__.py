@@ -1,0 +1,2 @@
+"""psyinsight."""
+__version__ = "0.1.0"

@@ -1,0 +1,74 @@
+"""The ``psyinsight`` command line: one Typer app, one sub-module per area.
+
+Each area's commands live in ``psyinsight.commands.<area>`` and import their heavy
+dependencies (torch, transformers, gradio) inside the command functions, so ``--help``
+stays fast. A ``PsyInsightError`` is printed as one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from psyinsight import __version__
+from psyinsight.errors import PsyInsightError
+
+app = typer.Typer(
+    name="psyinsight",
+    help="Explainable bilingual counseling dialogue: the Psy-Insight data, models and evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines ``register(app)``, adding its commands or sub-apps.
+COMMAND_MODULES = [
+    "psyinsight.commands.data",
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"psyinsight {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Explainable bilingual counseling dialogue: the Psy-Insight data, models and evaluation."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, turning project errors into one line and exit 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except PsyInsightError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Reading and writing the project's plain files safely.
+
+Writes are atomic (a temporary file in the same folder, then ``os.replace``), so an
+interrupted run never leaves a half-written output. Reads turn every way a file can be
+unusable (missing, not UTF-8, not JSON, empty) into a ``PsyInsightError`` naming the file
+and the place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from psyinsight.errors import PsyInsightError
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        binary = "b" in mode
+        with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with atomic_open(path) as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
+    return write_text(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return Path(path)
+
+
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file, or raise a ``PsyInsightError`` saying why it cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise PsyInsightError("no such file", path=path)
+    if path.is_dir():
+        raise PsyInsightError("is a folder, expected a file", path=path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PsyInsightError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            path=path,
+            where=f"line {line}",
+        ) from None
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; errors name the line and column."""
+    text = read_text(path)
+    if not text.strip():
+        raise PsyInsightError("the file is empty", path=path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PsyInsightError(f"invalid JSON: {exc.msg}", path=path, where=f"line {exc.lineno}, column {exc.colno}") from None
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """Parse a JSON-lines file (blank lines are skipped); errors name the line."""
+    rows = []
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise PsyInsightError(f"invalid JSON: {exc.msg}", path=path, where=f"line {lineno}, column {exc.colno}") from None
+    return rows
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
