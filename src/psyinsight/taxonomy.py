@@ -8,6 +8,7 @@ Behavioral Therapy"); the aliases below map every spelling to one canonical name
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Literal
 
 LabelKind = Literal["emotion", "strategy", "psychotherapy", "topic", "stage"]
@@ -104,6 +105,7 @@ _LOOKUP: dict[LabelKind, dict[str, str]] = {
 }
 
 
+@lru_cache(maxsize=4096)
 def canonical(kind: LabelKind, value: str) -> str | None:
     """The canonical spelling of ``value`` for ``kind``, or None if it is not a known label.
 

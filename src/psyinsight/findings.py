@@ -1,0 +1,36 @@
+"""Validation findings: one problem, its exact place, and how serious it is."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Severity = Literal["error", "defect", "note"]
+"""``error``: the data cannot be used as is (structure, unknown label).
+``defect``: a known defect that the normaliser repairs.
+``note``: a property worth knowing that is not wrong (a session opening with the counselor)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: Severity
+    file: str
+    message: str
+    dialog_id: str | None = None
+    turn: str | None = None
+    field: str | None = None
+
+    @property
+    def location(self) -> str:
+        parts = [self.file]
+        if self.dialog_id is not None:
+            parts.append(f"dialog_id={self.dialog_id}")
+        if self.turn is not None:
+            parts.append(f"turn={self.turn}")
+        if self.field is not None:
+            parts.append(f"field={self.field}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, str | None]:
+        return asdict(self)
