@@ -1,0 +1,1 @@
+"""Helpers for driving the web apps in headless Chromium (selenium)."""
