@@ -49,7 +49,7 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning project errors into one line and exit 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except PsyInsightError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -61,13 +61,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors (unknown command, bad option) come from the click that typer bundles:
+        # they know how to show themselves and carry their exit code (2).
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    # Without standalone mode, click returns typer.Exit's code instead of raising it.
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":

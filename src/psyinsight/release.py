@@ -124,7 +124,9 @@ def to_sessions(raw: list[dict[str, Any]], language: Language, path: str | Path,
     for index, item in enumerate(raw):
         data, log = repair_session(item, names) if repair else (item, [])
         previous = item.get("repairs") or []
-        data = {**data, "language": language, "repairs": [*previous, *(r.model_dump() for r in log)]}
+        own_language = data.get("language")
+        data = {**data, "language": parse_language(own_language) if isinstance(own_language, str) else language,
+                "repairs": [*previous, *(r.model_dump() for r in log)]}
         try:
             sessions.append(Session.model_validate(data))
         except ValidationError as exc:

@@ -8,9 +8,27 @@ normaliser changed, with the original value, so nothing is lost.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _as_list(value: Any) -> Any:
+    """The release writes a single label as a bare string in places; read it as a list."""
+    if isinstance(value, str):
+        return [value] if value.strip() else []
+    return value
+
+
+def _as_optional_int(value: Any) -> Any:
+    """cn writes ``is_same_qa`` as "" once: an unknown, not a zero."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+LabelList = Annotated[list[str] | None, BeforeValidator(_as_list)]
+OptionalInt = Annotated[int | None, BeforeValidator(_as_optional_int)]
 
 Language = Literal["en", "cn"]
 """The release's own names: ``en`` (English) and ``cn`` (Chinese)."""
@@ -50,10 +68,10 @@ class Turn(BaseModel):
     content: str
     id: str = ""
     observation: str | None = None
-    emotions: list[str] | None = Field(default=None, alias="emotional label")
+    emotions: LabelList = Field(default=None, alias="emotional label")
     reasoning: str | None = None
-    strategies: list[str] | None = Field(default=None, alias="strategy")
-    reference_labels: list[str] | None = None
+    strategies: LabelList = Field(default=None, alias="strategy")
+    reference_labels: LabelList = None
     labels: list[NoteLabel] | None = None
 
     @property
@@ -88,9 +106,9 @@ class Session(BaseModel):
     topic: str = ""
     stage: str = ""
     guide: str = ""
-    is_same_qa: int | None = None
+    is_same_qa: OptionalInt = None
     """1 when this session's first reply continues the previous session's last turn."""
-    is_same_session: int | None = None
+    is_same_session: OptionalInt = None
     """1 when this session is the same case as the previous one; None when unknown (cn -1)."""
     background: str = ""
     reasoning: str = ""

@@ -1,0 +1,174 @@
+"""``psyinsight data``: fetch, validate, describe, split and export the release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from psyinsight.errors import PsyInsightError
+
+data_app = typer.Typer(help="Get, check, describe, split and export the Psy-Insight data.", no_args_is_help=True)
+
+DataDirOpt = typer.Option(None, "--data-dir", help="Folder with the release files (default: $PSYINSIGHT_DATA_DIR, ../shared/data/psy-insight, or the fetch cache).")
+SampleOpt = typer.Option(False, "--sample", help="Use the bundled synthetic sample instead of the release.")
+FilesOpt = typer.Option(None, "--file", "-f", help="A session file in the release format (repeatable); overrides --data-dir.")
+LangOpt = typer.Option(None, "--language", "-l", help="Only this language (en or cn); repeatable.")
+RawOpt = typer.Option(False, "--raw", help="Keep the data untouched: no repair rules (duplicates, echoed labels and aliases stay).")
+
+
+def load_input(data_dir: Path | None, sample: bool, files: list[Path] | None, languages: list[str] | None, *, repair: bool = True):
+    """The sessions a data command works on: files, the sample, or the release."""
+    from psyinsight.release import load_release, load_sessions
+    from psyinsight.sample import sample_sessions
+    from psyinsight.schema import LANGUAGES, parse_language
+
+    wanted = [parse_language(x) for x in languages] if languages else list(LANGUAGES)
+    if files:
+        sessions = [s for f in files for s in load_sessions(f, repair=repair)]
+    elif sample:
+        sessions = sample_sessions(repair=repair)
+    else:
+        return load_release(data_dir, wanted, repair=repair)
+    return [s for s in sessions if s.language in wanted]
+
+
+@data_app.command("fetch")
+def fetch(
+    dest: Path = typer.Option(None, "--dest", help="Where to store the files (default: the user cache folder)."),
+    source: Path = typer.Option(None, "--source", help="Copy from this local folder instead of downloading."),
+    base_url: str = typer.Option(None, "--base-url", help="Download from this address instead of the release's public one."),
+    timeout: float = typer.Option(60.0, help="Seconds to wait for the server."),
+) -> None:
+    """Download the v7 release files, verify their SHA-256, and cache them."""
+    from psyinsight.fetch import DEFAULT_BASE_URL, fetch_release
+
+    for path in fetch_release(dest, source=source, base_url=base_url or DEFAULT_BASE_URL, timeout=timeout):
+        typer.echo(f"ok  {path}")
+
+
+@data_app.command("validate")
+def validate(
+    files: list[Path] = typer.Argument(None, help="Files to check (default: the release files)."),
+    data_dir: Path = DataDirOpt,
+    show: int = typer.Option(20, "--show", help="How many findings to list in full (0: only the summary; -1: all)."),
+    notes: bool = typer.Option(False, "--notes", help="List notes (not wrong, worth knowing) as well as problems."),
+    json_out: Path = typer.Option(None, "--json", help="Write every finding to this JSON file."),
+) -> None:
+    """Check files strictly: exit 0 when clean, 1 with problems, 2 when unusable."""
+    from psyinsight.fileio import write_json
+    from psyinsight.release import release_files
+    from psyinsight.validate import describe, validate_files
+
+    paths = files or list(release_files(data_dir).values())
+    report = validate_files(paths)
+    typer.echo(f"{'severity':8}  {'rule':26} {'count':>6}  file / meaning")
+    for path in report.files:
+        per_file = [f for f in report.findings if f.file == path]
+        counts: dict[tuple[str, str], int] = {}
+        for f in per_file:
+            counts[(f.severity, f.rule)] = counts.get((f.severity, f.rule), 0) + 1
+        typer.echo(f"-- {path}: {len(per_file)} finding(s)")
+        for (severity, rule), n in sorted(counts.items()):
+            typer.echo(f"{severity:8}  {rule:26} {n:6d}  {describe(rule)}")
+    listed = [f for f in report.findings if notes or f.severity != "note"]
+    if show:
+        for f in listed if show < 0 else listed[:show]:
+            typer.echo(f"{f.severity}: {f.location}: [{f.rule}] {f.message}")
+        if 0 <= show < len(listed):
+            typer.echo(f"... {len(listed) - show} more (use --show -1, or --json FILE)")
+    if json_out:
+        write_json(json_out, [f.to_dict() for f in report.findings])
+    problems = len(report.problems)
+    typer.echo(f"{problems} problem(s), {len(report.findings) - problems} note(s) in {len(report.files)} file(s)")
+    raise typer.Exit(1 if problems else 0)
+
+
+@data_app.command("stats")
+def stats(
+    data_dir: Path = DataDirOpt,
+    sample: bool = SampleOpt,
+    files: list[Path] = FilesOpt,
+    languages: list[str] = LangOpt,
+    out: Path = typer.Option(Path("runs/stats"), "--out", help="Folder for stats.md, stats.csv, labels.csv and figures/."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the label distributions as PNG."),
+) -> None:
+    """The paper's statistics table per language, as released and after repair, plus label distributions."""
+    from psyinsight.fileio import write_text
+    from psyinsight.stats import compute_stats, write_stats
+
+    released = compute_stats(load_input(data_dir, sample, files, languages, repair=False))
+    repaired = compute_stats(load_input(data_dir, sample, files, languages, repair=True))
+    write_stats(repaired, out, figures=figures)
+    write_text(out / "stats_as_released.md", released.markdown("Psy-Insight statistics, as released"))
+    write_text(out / "stats_as_released.csv", released.table_csv())
+    typer.echo("As released:")
+    for row in released.table:
+        typer.echo(
+            f"  {row.language}: {row.sessions:,} sessions / {row.utterances:,} utterances "
+            f"({row.client_turns:,} client, {row.counselor_turns:,} counselor; {row.utterances_per_session} per session); "
+            f"turn reasoning {row.turn_reasoning:,}, observation {row.turn_observation:,}"
+        )
+    typer.echo("After repair:")
+    for row in repaired.table:
+        typer.echo(f"  {row.language}: {row.sessions:,} sessions / {row.utterances:,} utterances")
+    typer.echo(f"wrote {out}/stats.md, stats.csv, labels.csv, stats_as_released.* and {'figures/' if figures else 'no figures'}")
+
+
+@data_app.command("split")
+def split(
+    data_dir: Path = DataDirOpt,
+    sample: bool = SampleOpt,
+    files: list[Path] = FilesOpt,
+    languages: list[str] = LangOpt,
+    out: Path = typer.Option(Path("runs/splits.json"), "--out", help="Where to write the assignment (JSON)."),
+    seed: int = typer.Option(13, help="Random seed: the same seed and data give the same split."),
+    ratios: str = typer.Option("0.8,0.1,0.1", help="train,validation,test shares (sum to 1)."),
+) -> None:
+    """Leak-free train/validation/test split, grouped by case and shared utterances."""
+    from psyinsight.splits import assign_splits, leaks
+
+    try:
+        shares = [float(x) for x in ratios.split(",")]
+    except ValueError:
+        raise PsyInsightError(f"expected three numbers like 0.8,0.1,0.1, got {ratios!r}", where="--ratios") from None
+    sessions = load_input(data_dir, sample, files, languages)
+    assignment = assign_splits(sessions, seed=seed, ratios=shares)
+    assignment.save(out)
+    for name, count in assignment.counts().items():
+        utterances = sum(len(s.dialog) for s in assignment.select(sessions, name))  # type: ignore[arg-type]
+        typer.echo(f"{name:10} {count:5d} sessions {utterances:7,d} utterances")
+    typer.echo(f"groups: {len(set(assignment.groups.values()))}; shared utterances train/test: {len(leaks(sessions, assignment))}")
+    typer.echo(f"wrote {out} (checksum {assignment.checksum()[:12]})")
+
+
+@data_app.command("export")
+def export(
+    out: Path = typer.Argument(..., help="Output file (or folder for --format hf)."),
+    fmt: str = typer.Option("jsonl", "--format", help="json | jsonl | hf (save_to_disk) | parquet | chat (messages)."),
+    data_dir: Path = DataDirOpt,
+    sample: bool = SampleOpt,
+    files: list[Path] = FilesOpt,
+    languages: list[str] = LangOpt,
+    raw: bool = RawOpt,
+    splits: Path = typer.Option(None, "--splits", help="A split file: write one output per split (OUT_train, OUT_validation, OUT_test)."),
+) -> None:
+    """Export sessions (repaired, with their repair log) as JSON, JSONL, HF datasets, Parquet or chat messages."""
+    from psyinsight.export import EXPORT_FORMATS, export_sessions
+    from psyinsight.splits import SPLITS, SplitAssignment
+
+    if fmt not in EXPORT_FORMATS:
+        raise PsyInsightError(f"unknown format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}", where="--format")
+    sessions = load_input(data_dir, sample, files, languages, repair=not raw)
+    if splits is None:
+        typer.echo(f"wrote {export_sessions(sessions, out, fmt)} ({len(sessions)} sessions)")
+        return
+    assignment = SplitAssignment.load(splits)
+    for name in SPLITS:
+        chosen = assignment.select(sessions, name)
+        target = out.with_name(f"{out.stem}_{name}{out.suffix}")
+        typer.echo(f"wrote {export_sessions(chosen, target, fmt)} ({len(chosen)} sessions)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
