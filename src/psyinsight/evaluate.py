@@ -1,0 +1,176 @@
+"""Score a predictions file: metrics per (model, task, language), with signatures.
+
+Reads the JSONL that ``psyinsight generate`` writes (``records.Prediction``), strips the
+counselor marker from both sides, and scores every prediction: one whose output did not
+parse is scored on its raw text and counted in ``ParseFailure``, never dropped (the
+release silently dropped outputs without a "Therapist" marker). The result is one JSON
+document; re-running on an unchanged input with the same settings reuses it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from psyinsight import __version__
+from psyinsight.errors import PsyInsightError
+from psyinsight.fileio import read_json, read_jsonl, sha256_file, write_json
+from psyinsight.metrics import MetricConfig, ScoringBatch, build_metrics, strip_speaker
+from psyinsight.metrics.base import Metric, language_code
+from psyinsight.records import Prediction
+
+EVALUATION_KIND = "psyinsight-evaluation"
+UNKNOWN = "unknown"
+
+
+@dataclass
+class GroupResult:
+    """Scores of one model on one task in one language."""
+
+    model: str
+    task: str
+    language: str
+    n: int
+    scores: dict[str, float] = field(default_factory=dict)
+    signatures: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "task": self.task, "language": self.language, "n": self.n,
+            "scores": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.scores.items()},
+            "signatures": self.signatures, "seconds": self.seconds,
+        }
+
+
+def load_predictions(path: str | Path) -> list[Prediction]:
+    """Read a predictions JSONL; a malformed record is an error naming its line."""
+    predictions = []
+    for lineno, row in enumerate(read_jsonl(path), start=1):
+        try:
+            predictions.append(Prediction.model_validate(row))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field_name = ".".join(str(p) for p in first["loc"]) or "record"
+            raise PsyInsightError(f"not a prediction record: {field_name}: {first['msg']}", path=path, where=f"record {lineno}") from None
+    if not predictions:
+        raise PsyInsightError("no predictions in the file", path=path)
+    return predictions
+
+
+def hypothesis_of(prediction: Prediction) -> str:
+    """The text to score: the parsed response, or the raw output when parsing failed."""
+    return prediction.response if prediction.response.strip() else prediction.text
+
+
+def group_key(prediction: Prediction, default_model: str) -> tuple[str, str, str]:
+    meta = prediction.meta or {}
+    language = meta.get("language")
+    if not language:
+        raise PsyInsightError("meta.language is missing (en or cn)", where=f"prediction {prediction.id}")
+    return (str(meta.get("model") or default_model), str(meta.get("task") or UNKNOWN), language_code(str(language)))
+
+
+def evaluate_predictions(
+    predictions: list[Prediction],
+    config: MetricConfig | None = None,
+    *,
+    default_model: str = UNKNOWN,
+    metrics: list[Metric] | None = None,
+) -> list[GroupResult]:
+    """Score predictions grouped by (model, task, language), in a stable order."""
+    config = config or MetricConfig()
+    metrics = metrics if metrics is not None else build_metrics(config)
+    groups: dict[tuple[str, str, str], list[Prediction]] = defaultdict(list)
+    for prediction in predictions:
+        groups[group_key(prediction, default_model)].append(prediction)
+    results = []
+    for (model, task, language), members in sorted(groups.items()):
+        strip = strip_speaker if config.strip_speaker else (lambda s: s)
+        batch = ScoringBatch(
+            [strip(hypothesis_of(p)) for p in members], [strip(p.reference) for p in members], language,
+            parse_ok=[p.parse_ok for p in members],
+        )
+        group = GroupResult(model, task, language, len(members))
+        for metric in metrics:
+            start = time.perf_counter()
+            result = metric.score(batch)
+            group.seconds[metric.family] = round(time.perf_counter() - start, 3)
+            for name, value in result.scores.items():
+                group.scores[name] = value
+                group.signatures[name] = str(result.signature)
+        results.append(group)
+    return results
+
+
+def evaluation_document(groups: list[GroupResult], config: MetricConfig, source: Path | None) -> dict[str, Any]:
+    return {
+        "kind": EVALUATION_KIND,
+        "psyinsight": __version__,
+        "predictions": {"path": str(source), "sha256": sha256_file(source)} if source else None,
+        "config": config.as_dict(),
+        "groups": [g.as_dict() for g in groups],
+    }
+
+
+def default_output(predictions_path: Path) -> Path:
+    name = predictions_path.name
+    stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else predictions_path.stem
+    return predictions_path.with_name(f"{stem}.eval.json")
+
+
+def evaluate_file(
+    path: str | Path, out: str | Path | None = None, config: MetricConfig | None = None, *, force: bool = False,
+    metrics: list[Metric] | None = None,
+) -> tuple[Path, dict[str, Any], bool]:
+    """Evaluate a predictions file into ``out``; returns (path, document, reused).
+
+    When ``out`` already holds an evaluation of the same input (sha256) with the same
+    settings, it is returned as is unless ``force``.
+    """
+    path = Path(path)
+    config = config or MetricConfig()
+    out = Path(out) if out else default_output(path)
+    if out.exists() and not force:
+        try:
+            previous = read_json(out)
+        except PsyInsightError:
+            previous = None
+        if (
+            isinstance(previous, dict)
+            and previous.get("kind") == EVALUATION_KIND
+            and (previous.get("predictions") or {}).get("sha256") == sha256_file(path)
+            and previous.get("config") == _jsonable(config.as_dict())
+        ):
+            return out, previous, True
+    predictions = load_predictions(path)
+    groups = evaluate_predictions(predictions, config, default_model=_model_name(path), metrics=metrics)
+    document = evaluation_document(groups, config, path)
+    write_json(out, document)
+    return out, document, False
+
+
+def _model_name(path: Path) -> str:
+    """A model name for predictions without meta.model: the run folder or file stem."""
+    stem = path.name.split(".")[0]
+    return path.parent.name if stem in {"predictions", "preds", "generations"} and path.parent.name else stem
+
+
+def _jsonable(obj: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(obj, ensure_ascii=False))
+
+
+def load_evaluation(path: str | Path) -> dict[str, Any]:
+    """Read an evaluation document written by ``evaluate_file``."""
+    document = read_json(path)
+    if not isinstance(document, dict) or document.get("kind") != EVALUATION_KIND:
+        raise PsyInsightError(f"not an evaluation file (expected \"kind\": \"{EVALUATION_KIND}\"); make one with `psyinsight evaluate PREDICTIONS.jsonl`", path=path)
+    return document
