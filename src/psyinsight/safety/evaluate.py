@@ -1,0 +1,108 @@
+"""Recall and false-positive rate of the guard on the bundled bilingual test set.
+
+The test set (``data/testset.jsonl``) was written separately from the training examples
+(``data/train.jsonl``): different sentences, and hard negatives of the same kinds (idioms,
+the past, other people, fiction, everyday distress) but not the same idioms. A test
+checks that no test sentence appears in the training file and that no pair is a near
+duplicate (character 3-gram Jaccard similarity under ``MAX_OVERLAP``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psyinsight.safety.classifier import NONE_LABEL, data_path, load_examples
+from psyinsight.safety.guard import SafetyGuard
+from psyinsight.safety.patterns import normalize
+
+MAX_OVERLAP = 0.6
+
+
+@dataclass
+class Counts:
+    tp: int = 0
+    fn: int = 0
+    fp: int = 0
+    tn: int = 0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else float("nan")
+
+    @property
+    def fpr(self) -> float:
+        return self.fp / (self.fp + self.tn) if self.fp + self.tn else float("nan")
+
+
+@dataclass
+class SafetyReport:
+    """Recall / FPR overall and per language, plus the misclassified rows."""
+
+    overall: Counts
+    by_language: dict[str, Counts]
+    by_kind: dict[str, Counts]
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    signature: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        def d(c: Counts) -> dict[str, Any]:
+            return {"recall": c.recall, "fpr": c.fpr, "tp": c.tp, "fn": c.fn, "fp": c.fp, "tn": c.tn}
+
+        return {
+            "signature": self.signature,
+            "overall": d(self.overall),
+            "by_language": {k: d(v) for k, v in self.by_language.items()},
+            "by_kind": {k: d(v) for k, v in self.by_kind.items()},
+            "errors": self.errors,
+        }
+
+
+def evaluate_guard(guard: SafetyGuard, test_path: str | Path | None = None) -> SafetyReport:
+    """Run ``guard.check_text`` on every test row and count hits against the gold labels."""
+    path = Path(test_path) if test_path else data_path("testset.jsonl")
+    rows = load_examples(path)
+    overall = Counts()
+    by_lang: dict[str, Counts] = defaultdict(Counts)
+    by_kind: dict[str, Counts] = defaultdict(Counts)
+    errors = []
+    for row in rows:
+        result = guard.check_text(row["text"])
+        gold = row["label"] != NONE_LABEL
+        for counts in (overall, by_lang[row.get("lang", "?")], by_kind[row.get("kind", "?")]):
+            if gold and result.risk:
+                counts.tp += 1
+            elif gold:
+                counts.fn += 1
+            elif result.risk:
+                counts.fp += 1
+            else:
+                counts.tn += 1
+        if gold != result.risk:
+            errors.append({"id": row.get("id"), "text": row["text"], "gold": row["label"], "source": result.source, "score": round(result.score, 3)})
+    cfg = guard.config
+    signature = (
+        f"safety|test:{path.name}|n:{len(rows)}|classifier:{'on' if cfg.use_classifier else 'off'}"
+        f"|t:{cfg.classifier_threshold}|t_disc:{cfg.discounted_threshold}"
+    )
+    return SafetyReport(overall, dict(by_lang), dict(by_kind), errors, signature)
+
+
+def char_ngrams(text: str, n: int = 3) -> set[str]:
+    norm = normalize(text)
+    return {norm[i : i + n] for i in range(max(1, len(norm) - n + 1))}
+
+
+def max_overlap(test_rows: list[dict[str, Any]], train_rows: list[dict[str, Any]]) -> tuple[float, str, str]:
+    """The most similar (test, train) pair by character 3-gram Jaccard similarity."""
+    train = [(r["text"], char_ngrams(r["text"])) for r in train_rows]
+    best = (0.0, "", "")
+    for row in test_rows:
+        grams = char_ngrams(row["text"])
+        for text, other in train:
+            sim = len(grams & other) / len(grams | other)
+            if sim > best[0]:
+                best = (sim, row["text"], text)
+    return best

@@ -1,0 +1,269 @@
+"""Hand-written risk patterns for English and Chinese, with the idioms they must ignore.
+
+Why patterns as well as a classifier: an explicit statement ("I want to kill myself",
+"我不想活了") must be caught every time, whatever a statistical model thinks, and every
+pattern can be read and argued about. The hard part is what looks like risk but is not:
+idioms ("this commute is killing me", "累死我了"), the past ("years ago I ..."), other
+people ("my friend's grandfather died by suicide"), fiction ("in my novel ..."). Idioms
+are masked out of the text before matching; past, third-party and fiction contexts
+*discount* a match (the classifier then decides) unless the text also says it is
+happening now ("again", "tonight", "又", "今晚").
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+CATEGORIES: tuple[str, ...] = ("suicide", "self_harm", "harm_others")
+"""Risk categories, in order of precedence when several match."""
+
+
+def normalize(text: str) -> str:
+    """Lower-case, NFKC (full-width to half-width), straight quotes, single spaces."""
+    text = unicodedata.normalize("NFKC", text)
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def _c(*parts: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in parts))
+
+
+# --------------------------------------------------------------------------- English
+_EN_ME = r"(?:myself|my (?:own )?(?:life|self))"
+_EN_OBJ = (
+    r"(?:him|her|them|you|someone|somebody|people|everyone|everybody|"
+    r"my (?:\w+ ){0,2}(?:mom|mother|dad|father|stepdad|stepmom|brother|sister|wife|husband|"
+    r"partner|boyfriend|girlfriend|ex|boss|coworkers?|co-workers?|colleagues?|roommate|"
+    r"neighbou?r|teacher|baby|babies|child|children|kids?|son|daughter|classmates?|family)|"
+    r"(?:the|those|these|that) (?:\w+ ){0,2}(?:people|guys?|kids?|bullies|bastards?|teachers?|"
+    r"class|school|office))"
+)
+
+EN_RISK: dict[str, re.Pattern[str]] = {
+    "suicide": _c(
+        rf"\b(?:kill|killing|end|ending|take|taking|took) {_EN_ME}\b",
+        r"\bkms\b",
+        r"\bsuicidal\b",
+        r"\b(?:commit|committing|attempt|attempting) suicide\b",
+        r"\b(?:think|thinking|thought|thoughts) (?:of|about) (?:suicide|dying|killing myself|ending (?:it|my life|things))\b",
+        r"\b(?:want|wanna|wanted|going|gonna|plan|planning|ready|decided|deserve) (?:to )?(?:die|be dead|not exist|stop existing)\b",
+        r"\bi (?:just )?want to die\b",
+        r"\b(?:don't|do not|no longer|not) (?:want|wish) to (?:live|be alive|be here|exist|wake up|go on)\b(?! (?:in|at|with|near|there|here) )",
+        r"\bwish i (?:was|were) dead\b",
+        r"\b(?:rather|better) (?:be )?dead\b",
+        r"\bbetter off (?:dead|without me)\b",
+        r"\bbetter off (?:if|when) i(?:'m| am| was| were)? (?:not|wasn't|weren't|gone|dead|never)\b",
+        r"\b(?:want|going|ready|about) to jump\b",
+        r"\b(?:no|any|what's the) (?:reason|point) (?:to|in|of) (?:keep )?(?:live|living|going on|being alive)\b",
+        r"\bend (?:it|this) all\b",
+        r"\b(?:just|finally) end (?:it|things)\b",
+        r"\bend (?:it|things) (?:tonight|today|soon|for good|now)\b",
+        r"\b(?:overdose|overdosing|od'ing)\b",
+        r"\b(?:jump|jumping) (?:off|from|in front of)\b",
+        r"\bhang(?:ing)? myself\b",
+        r"\b(?:suicide|goodbye) (?:note|letter)s?\b",
+        r"\b(?:painless|easiest|quickest|fastest) way to (?:die|go)\b",
+        r"\bhow many pills\b",
+        r"\bnever wake up\b",
+        r"\b(?:won't|will not|not going to) be (?:here|around|alive)\b",
+        r"\b(?:if|when) i(?:'m| am| was| were) gone\b",
+        r"\bpain to stop (?:forever|permanently|for good)\b",
+        r"\b(?:disappear|be gone) (?:for good|forever)\b",
+        r"\bgiven? away my (?:\w+ ){0,3}(?:things|stuff|belongings|cat|dog|pets?)\b",
+        r"\b(?:all|whole bottle of|bottle of) (?:my |the )?(?:sleeping )?pills\b",
+        r"\b(?:saving|stockpiling|hoarding) (?:up )?(?:my )?(?:pills|meds|medication)\b",
+        r"\bbought a (?:rope|gun)\b",
+        r"\btook (?:a bunch of|a handful of|all (?:of )?(?:my|the)|too many|\d+) (?:\w+ )?(?:pills|tablets|meds|medication)\b",
+        r"\b(?:last|final) (?:message|goodbye|words)\b",
+        r"\bwon't need (?:them|it|these|those|any of (?:it|this)) (?:anymore|any more|where i'm going)\b|\bbecause i won't need\b",
+        r"\b(?:done|finished) with (?:life|living|being alive)\b",
+        r"\b(?:considering|contemplating|thinking about|think about) (?:ending (?:it|things|my life)|suicide|dying|death)\b",
+        r"\b(?:happier|better|easier) (?:if|when) i(?:'m| am| was| were)? (?:dead|gone|not here)\b",
+        r"\bmiss me if i (?:died|was gone|were gone|disappeared)\b",
+        r"\bonly way out\b",
+        r"\b(?:wrote|writing|written|write) (?:\w+ ){0,3}(?:letters?|notes?|messages?) .{0,30}(?:goodbye|farewell)\b",
+        r"\b(?:don't|do not|not) (?:plan|expect|intend) (?:on |to )?(?:be|being) (?:here|around|alive)\b",
+        r"\b(?:walk|walking|drive|driving|crash|crashing|jump|jumping) (?:my car )?(?:into|in front of) (?:the |a )?(?:ocean|sea|river|lake|traffic|wall|train|truck)\b",
+        r"\b(?:finally|going to|gonna) (?:going to )?do it (?:tonight|today|and end)\b",
+        r"\b(?:pills|rope|gun|knife) (?:is|are) ready\b",
+        r"\bwant out of (?:this )?life\b",
+        r"\b(?:use|using) (?:it|them|the gun|a gun|a knife|the knife) on myself\b",
+    ),
+    "self_harm": _c(
+        r"\bself[- ]?(?:harm|harming|injury|injure|injuring|mutilat\w*)\b",
+        r"\b(?:cut|cutting|burn|burning|burned|burnt|hurt|hurting|harm|harming|hit|hitting|punch|punching|"
+        r"punish|punishing|scratch|scratching|slice|slicing|carve|carving|bite|biting|starve|starving|"
+        r"bang|banging) (?:myself|my (?:arms?|wrists?|legs?|thighs?|skin|body|head|face))\b",
+        r"\b(?:until|till) (?:it|i|they) bleeds?\b",
+        r"\brazor\b",
+        r"\burge to (?:cut|hurt myself|self)",
+        r"\bcarv\w* .{0,30}(?:skin|arms?|wrists?|legs?|thighs?)\b",
+    ),
+    "harm_others": _c(
+        rf"\b(?:kill|killing|murder|murdering|hurt|hurting|stab|stabbing|shoot|shooting|strangle|strangling|"
+        rf"poison|poisoning|beat|beating|choke|choking|run (?:him|her|them) over) {_EN_OBJ}\b",
+        rf"\b(?:using|use) it on {_EN_OBJ}\b",
+        r"\bshoot up (?:the|my|a) \w+\b",
+        r"\b(?:gun|knife|weapon) to (?:school|work|class|the office)\b",
+        r"\bmake (?:them|him|her|everyone|the people \w+ \w+ me) (?:all )?pay\b",
+        r"\bburn down\b",
+        r"\brun (?:him|her|them) over\b",
+    ),
+}
+
+EN_IDIOMS = _c(
+    r"\b(?:is|are|'s|'re|was|were) (?:\w+ )?killing (?:me|my \w+)\b",
+    r"\bkilling (?:it|time)\b",
+    r"\bkill(?:ed|s)? (?:it|time|two birds)\b",
+    r"\b(?:could|would|'d) (?:kill|murder) (?:for|to have|a|an)\b",
+    r"\b(?:is|are|'s|'re|gonna|going to|will|would|'ll|'d) (?:\w+ )?kill (?:me|us)\b",
+    r"\bdying (?:to|for|of|here)\b",
+    r"\b(?:die|died|dying|dead) (?:of|from) (?:laughter|laughing|embarrassment|boredom|shame|cuteness)\b",
+    r"\b(?:almost|nearly) died (?:laughing|when)\b",
+    r"\bdied laughing\b",
+    r"\bto die for\b",
+    r"\b(?:bored|scared|worried|frightened|tired) to death\b",
+    r"\bdead (?:tired|on my feet|serious|wrong|set)\b",
+    r"\bover my dead body\b",
+    r"\b(?:phone|battery|laptop|computer|car|plants?|flowers?|engine) (?:\w+ )?(?:died|is dead|was dead)\b",
+    r"\bshoot me (?:a|an) \w+\b",
+    r"\bcut (?:back|out|it out|class|corners|ties|down|sugar|carbs)\b",
+    r"\bcut my (?:hair|nails|finger)\b",
+    r"\bhurt my (?:back|knee|ankle|leg|arm|shoulder|neck|wrist|foot|hand)\b",
+    r"\b(?:shoot|shooting) (?:for|hoops|a video|a film|photos?)\b",
+    r"\byou're killing me\b",
+)
+
+EN_DISCOUNT = _c(
+    # the past, and recovery
+    r"\b(?:years|months|decades|a long time) ago\b",
+    r"\bused to\b",
+    r"\bwhen i was (?:a |in |younger|\d+|little|young)",
+    r"\bback (?:then|in (?:high school|college|school|the day))\b",
+    r"\bin (?:my|the) (?:teens|twenties|past)\b",
+    r"\b(?:haven't|have not|hasn't|never) (?:done|did|felt|had|cut|hurt) \w*",
+    r"\b(?:i'm|i am) (?:in a good place|doing (?:much |a lot )?better|better|stable)(?: now)?\b",
+    r"\b(?:recovered|got through it|behind me|not anymore|glad i never)\b",
+    # other people, information
+    r"\b(?:my|a|her|his|their) (?:\w+ )?(?:grandfather|grandmother|grandpa|grandma|uncle|aunt|cousin|friend|"
+    r"neighbou?r|classmate|colleague)'?s? (?:\w+ )?(?:died|was killed|killed himself|killed herself|took (?:his|her) (?:own )?life)\b",
+    r"\b(?:died by|lost \w+ to) suicide\b",
+    r"\b(?:research|paper|essay|article|lecture|class|course|news|documentary|statistics|rates?|prevention|warning signs)\b",
+    r"\bhow (?:can|do|should) (?:i|we|teachers?|parents?) (?:support|help|spot|recogni[sz]e)\b",
+    r"\b(?:deals?|dealing) with \w+ patients\b",
+    # fiction and games
+    r"\b(?:novel|story|stories|book|poem|play|movie|film|series|show|episode|game|screenplay|script|fanfic|"
+    r"character|protagonist|villain|hero|detective|dragon|zombies?|rehears\w*)\b",
+)
+
+EN_PRESENT = _c(
+    r"\b(?:again|tonight|today|right now|now|lately|these days|this week|this weekend|tomorrow|currently|still|"
+    r"relapsed?|started|keep|can't stop)\b",
+    r"\bi(?: really| just)? (?:want|wanna|plan|am going|'m going|will|'ll|am about)\b",
+)
+
+# --------------------------------------------------------------------------- Chinese
+_CN_OTHER = (
+    r"(?:他|她|他们|她们|你|那个人|那些人|这个人|所有人|大家|"
+    r"我(?:的)?(?:爸|妈|爸爸|妈妈|父亲|母亲|继父|继母|老公|老婆|丈夫|妻子|男朋友|女朋友|前任|老板|上司|同事|室友|"
+    r"邻居|孩子|儿子|女儿|宝宝|同学|老师|哥哥|姐姐|弟弟|妹妹)|"
+    r"(?:所有|那些)?(?:欺负|霸凌|伤害)(?:过)?我的人)"
+)
+
+CN_RISK: dict[str, re.Pattern[str]] = {
+    "suicide": _c(
+        r"自杀|轻生|寻死|自尽|了结(?:自己|生命|一切)|结束(?:自己的?)?生命|结束这一切",
+        r"不想(?:再)?活|活不下去|不想活下去|活着(?:没有?|毫无|有什么)(?:任何)?(?:意思|意义)|活着对我来说.{0,6}没有意义|找不到活下去的理由|生不如死",
+        r"(?:想|要|准备|打算|好想)(?:去)?死(?!你|我了|人了|了(?:啊|吧)?[，,。!！]?$)",
+        r"死了(?:算了|就好了|就解脱|也好|更好)|不如死了|死了.{0,4}(?:轻松|解脱)",
+        r"(?:跳楼|跳河|跳海|跳江|跳崖|跳下去|从楼上跳|上吊|割腕|烧炭|服毒|喝农药|吞药|吞了一把药|卧轨)",
+        r"(?:安眠药|药).{0,6}(?:全吃|吃掉|一次吃|一整瓶|吞)|吃.{0,4}(?:一整瓶|整瓶|一把)药|吞了.{0,4}药|多少片药会死",
+        r"遗书|一了百了|离开这个世界|从这个世界消失|消失了对.{0,6}好|不会再麻烦",
+        r"(?:没有我|我死了|如果我死).{0,10}(?:更好|轻松|解脱|在乎)|(?:在乎|关心)我死不死",
+        r"不(?:想|要)再醒|再也不醒|永远睡着",
+        r"不痛苦的死法|怎么死|死的方法|自杀的方法",
+        r"买好了(?:木炭|炭|绳子)|准备好(?:了)?(?:木炭|绳子)|(?:木炭|绳子)(?:已经)?(?:准备|买)好",
+        r"东西.{0,4}分掉|差不多可以走了|(?:以后|再也)用不上了|最后一次(?:跟你|和你)说话",
+        r"解脱",
+        r"站在(?:天台|楼顶|顶楼|桥上|河边|江边|窗台|阳台边)",
+    ),
+    "self_harm": _c(
+        r"自残|自伤|自虐",
+        r"(?:伤害|惩罚|折磨)自己",
+        r"(?:割|划|烫|烧|掐|打|咬|抓|砸)(?:了)?(?:自己|手腕|手臂|胳膊|大腿)",
+        r"自己(?:划|割|弄|烫)的(?:伤|口子)|刀片|用刀(?:划|割)|烟头烫|(?:直到|到)(?:流血|出血)|头破血流|拿头撞墙|用头撞墙",
+    ),
+    "harm_others": _c(
+        rf"(?:杀了|杀掉|杀死|弄死|捅死|砍死|打死|掐死|毒死|捅|砍了?|杀|伤害|报复){_CN_OTHER}",
+        rf"把{_CN_OTHER}(?:杀|弄死|捅|砍|打死|掐死)",
+        r"(?:捅|砍|掐|毒|弄)死(?:他|她|他们|你)|一刀砍",
+        r"同归于尽|血债血偿|下毒|放火烧",
+        r"(?:带|拿)(?:着)?刀(?:去|到)|刀已经准备好|把刀带到",
+        r"报复.{0,8}(?:刀|杀|血|死)|(?:刀|杀).{0,8}报复|去学校报复",
+    ),
+}
+
+CN_IDIOMS = _c(
+    r"(?:笑|累|热|冷|饿|困|烦|气|吓|急|忙|懒|丑|帅|美|疼|痛|渴|闷|愁|馋|难|羡慕|无聊|尴尬|开心|高兴|紧张|"
+    r"担心|心疼|后悔|郁闷|香|酸|辣|挤|吵|晒|冻)(?:得)?(?:要)?死(?:了|我了|人了|啦|啊|的|我)?",
+    r"想死你|想死我了",
+    r"死机|死党|死对头|死循环|死心|死磕|该死的|作死|打死(?:我)?也不|要死要活",
+    r"(?:会|非|得)(?:把我)?(?:打死|杀了)我(?:不可|的|吧)?|(?:打死|杀了)我(?:不可|的)",
+    r"剧本杀|狼人杀|秒杀|杀毒|杀青|杀价|杀时间|杀杀时间|杀手锏|杀菌|杀虫",
+    r"剪(?:了|坏了)?(?:个)?头发|切到手|扭伤|把腰伤了|伤了腰",
+)
+
+CN_DISCOUNT = _c(
+    r"以前|曾经|那时候?|小时候|当年|(?<!睡)过去(?!了)|(?:几|好几|多|\d+)年前|已经(?:走出来|好了|康复|很多年没有|\S{0,3}年没有)",
+    r"现在(?:已经)?(?:走出来了?|好多了|好了|康复了?|挺好|很好|很多年没有|\S{0,3}年没有)|都过去了|没有这样做",
+    r"小说|故事|剧本|电影|电视剧|话剧|角色|主角|反派|情节|游戏|boss|武侠|侦探|凶手|演",
+    r"新闻|报道|论文|研究|课上|纪录片|统计|预防|迹象|安慰|病人|患者|医生|护士|学生|老师应该|怎样帮助|如何帮助",
+)
+
+CN_PRESENT = _c(r"我又|又开始|又想|又割|又划|我(?:想|要|打算|准备|决定)|最近|现在|今晚|今天|明天|这几天|还是|仍然|一直|控制不住|忍不住|停不下来|刚刚|刚才|正在")
+
+
+@dataclass
+class PatternMatch:
+    """What the patterns found in one message."""
+
+    category: str | None = None
+    """The first risk category matched (``CATEGORIES`` order), or None."""
+    matches: list[str] = field(default_factory=list)
+    """The matched spans, for the audit log."""
+    discounted: bool = False
+    """A past / third-party / fiction context without a here-and-now cue."""
+
+    @property
+    def hit(self) -> bool:
+        return self.category is not None
+
+
+def _is_cjk(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def match_patterns(text: str) -> PatternMatch:
+    """Match ``text`` against both languages' patterns (messages mix scripts) after masking idioms."""
+    norm = normalize(text)
+    result = PatternMatch()
+    tables = [(EN_IDIOMS, EN_RISK, EN_DISCOUNT, EN_PRESENT)]
+    if _is_cjk(norm):
+        tables.insert(0, (CN_IDIOMS, CN_RISK, CN_DISCOUNT, CN_PRESENT))
+    discount = present = False
+    for idioms, risk, disc, pres in tables:
+        masked = idioms.sub(" ", norm)
+        for category in CATEGORIES:
+            found = [m.group(0) for m in risk[category].finditer(masked)]
+            if found:
+                result.matches.extend(found)
+                if result.category is None:
+                    result.category = category
+        discount = discount or bool(disc.search(masked))
+        # "I'm doing better now" is recovery, not a here-and-now cue: drop those spans first.
+        present = present or bool(pres.search(disc.sub(" ", masked)))
+    result.discounted = result.hit and discount and not present
+    return result
