@@ -26,6 +26,8 @@ app = typer.Typer(
 # Each module defines ``register(app)``, adding its commands or sub-apps.
 COMMAND_MODULES = [
     "psyinsight.commands.data",
+    "psyinsight.commands.ui",
+    "psyinsight.commands.tasks",
 ]
 
 

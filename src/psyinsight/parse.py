@@ -21,19 +21,20 @@ from typing import Any, Literal
 
 from psyinsight.records import Prediction
 
-Field = Literal["observation", "reasoning", "response"]
-FIELDS: tuple[Field, ...] = ("observation", "reasoning", "response")
+Field = Literal["observation", "reasoning", "strategy", "response"]
+FIELDS: tuple[Field, ...] = ("observation", "reasoning", "strategy", "response")
 
 # The marker each field is written with in the targets (tasks.py uses these too).
 MARKERS: dict[str, dict[Field, str]] = {
-    "en": {"observation": "Observation", "reasoning": "Reasoning", "response": "Therapist"},
-    "cn": {"observation": "观察", "reasoning": "推理", "response": "咨询师"},
+    "en": {"observation": "Observation", "reasoning": "Reasoning", "strategy": "Strategy", "response": "Therapist"},
+    "cn": {"observation": "观察", "reasoning": "推理", "strategy": "策略", "response": "咨询师"},
 }
 COLON = {"en": ": ", "cn": "："}
 
 _SYNONYMS: dict[Field, tuple[str, ...]] = {
     "observation": ("Observation", "观察"),
     "reasoning": ("Reasoning", "推理"),
+    "strategy": ("Strategies", "Strategy", "策略"),
     "response": ("Therapist", "Counselor", "Counsellor", "Response", "咨询师", "心理咨询师", "治疗师"),
 }
 # A line starting with a client marker ends the counselor's reply (the model ran on).
@@ -67,9 +68,16 @@ class ParsedOutput:
     response: str
     ok: bool
     error: str = ""
+    strategy: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"observation": self.observation, "reasoning": self.reasoning, "response": self.response, "parse_ok": self.ok}
+        return {
+            "observation": self.observation,
+            "reasoning": self.reasoning,
+            "strategy": self.strategy,
+            "response": self.response,
+            "parse_ok": self.ok,
+        }
 
 
 def marker(field: Field, language: str) -> str:
@@ -121,6 +129,7 @@ def parse_output(text: str, language: str = "en", *, expect: Iterable[Field] = (
         response=response,
         ok=ok,
         error=error,
+        strategy=parts.get("strategy"),
     )
 
 
@@ -129,6 +138,7 @@ def expected_fields(task: str) -> tuple[Field, ...]:
     return {
         "reasoning": ("reasoning", "response"),
         "observation_reasoning": ("observation", "reasoning", "response"),
+        "labels": ("strategy", "response"),
         "aux_reasoning": ("reasoning",),
         "aux_observation": ("observation",),
     }.get(task, ("response",))
@@ -149,6 +159,8 @@ def to_prediction(
     extra = dict(meta or {})
     if parsed.error:
         extra["parse_error"] = parsed.error
+    if parsed.strategy is not None:
+        extra["strategy"] = parsed.strategy
     return Prediction(
         id=example_id,
         text=text,

@@ -1,0 +1,91 @@
+"""``psyinsight tasks``: build instruction-tuning examples from a split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+tasks_app = typer.Typer(help="Build instruction-tuning examples (one per counselor turn) for each task.", no_args_is_help=True)
+
+
+@tasks_app.command("list")
+def list_tasks() -> None:
+    """List the tasks and what each one's target holds."""
+    from psyinsight.tasks import TASK_HELP
+
+    for name, text in TASK_HELP.items():
+        typer.echo(f"{name:22} {text}")
+
+
+@tasks_app.command("build")
+def build(
+    out: Path = typer.Option(..., "--out", "-o", help="Output JSONL of Examples (a .manifest.json is written beside it)."),
+    task: str = typer.Option("dialog", "--task", "-t", help="dialog, reasoning, observation_reasoning, labels, aux_reasoning, aux_observation, mix or rag (see `tasks list`)."),
+    split: str = typer.Option("train", "--split", help="train, validation, test or all."),
+    split_file: Path = typer.Option(None, "--split-file", help="A split file from `psyinsight data split` (default: the leak-free split computed with --seed)."),
+    seed: int = typer.Option(13, "--seed", help="Seed of the computed split and of the mix shuffle."),
+    sample: bool = typer.Option(False, "--sample", help="Use the bundled synthetic sample instead of the release."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Folder with the release files (default: $PSYINSIGHT_DATA_DIR or ../shared/data/psy-insight)."),
+    files: list[Path] = typer.Option(None, "--file", "-f", help="A session file in the release format (repeatable)."),
+    languages: list[str] = typer.Option(None, "--language", "-l", help="Only this language (en or cn); repeatable."),
+    max_tokens: int = typer.Option(2048, "--max-tokens", help="Token budget of prompt + target; the oldest turns are dropped to fit (0: no limit)."),
+    tokenizer: str = typer.Option(None, "--tokenizer", help="Count tokens with this model's tokenizer ('smollm2' or a folder); default: a tokenizer-free estimate."),
+    prompts_dir: Path = typer.Option(None, "--prompts-dir", help="Folder with en.yaml / cn.yaml replacing the packaged prompt templates."),
+    rag_k: int = typer.Option(2, "--rag-k", help="rag: similar training sessions per prompt."),
+    rag_method: str = typer.Option("bm25", "--rag-method", help="rag: bm25 or tfidf."),
+    mix_schedule: str = typer.Option("sequential", "--mix-schedule", help="mix: sequential (auxiliary tasks first) or interleaved."),
+    limit: int = typer.Option(0, "--limit", help="Keep only the first N examples (0: all)."),
+) -> None:
+    """Build one task's examples from one split and write them as JSONL."""
+    from psyinsight import __version__
+    from psyinsight.commands.data import load_input
+    from psyinsight.errors import PsyInsightError
+    from psyinsight.fileio import sha256_file, write_json, write_jsonl
+    from psyinsight.schema import parse_language
+    from psyinsight.tasks import TaskConfig, build_examples, select_split, tokenizer_counter
+
+    if split not in ("train", "validation", "test", "all"):
+        raise PsyInsightError(f"unknown split {split!r}; choose train, validation, test or all", where="--split")
+    config = TaskConfig(
+        task=task, max_tokens=max_tokens or None, rag_k=rag_k, rag_method=rag_method,
+        mix_schedule=mix_schedule, prompts_dir=str(prompts_dir) if prompts_dir else None, seed=seed,
+    )  # fmt: skip
+    everything = load_input(data_dir, sample, files, None)
+    chosen, train, assignment = select_split(everything, split, split_file=split_file, seed=seed)
+    if languages:
+        wanted = {parse_language(x) for x in languages}
+        chosen = [s for s in chosen if s.language in wanted]
+        train = [s for s in train if s.language in wanted]
+    counter = None
+    if tokenizer:
+        from psyinsight.models import load_tokenizer
+
+        counter = tokenizer_counter(load_tokenizer(tokenizer))
+    result = build_examples(chosen, config, split=split, retrieval_pool=train, groups=assignment.groups or None, count_tokens=counter)
+    examples = result.examples[:limit] if limit else result.examples
+    write_jsonl(out, [e.model_dump() for e in examples])
+    summary = result.summary()
+    write_json(
+        out.with_name(out.stem + ".manifest.json"),
+        {
+            "format": "psyinsight-tasks/1",
+            "psyinsight": __version__,
+            "config": config.__dict__,
+            "split": split,
+            "split_checksum": assignment.checksum(),
+            "split_file": str(split_file) if split_file else None,
+            "split_file_sha256": sha256_file(split_file) if split_file else None,
+            "tokenizer": tokenizer,
+            "sessions": len(chosen),
+            "written": len(examples),
+            **summary,
+        },
+    )
+    skipped = ", ".join(f"{k} {v}" for k, v in summary["skipped"].items()) or "none"
+    typer.echo(f"{len(examples)} {task} examples from {len(chosen)} {split} sessions -> {out}")
+    typer.echo(f"skipped: {skipped}; oldest history turns dropped for the budget: {summary['dropped_history_turns']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tasks_app, name="tasks")
