@@ -36,7 +36,6 @@ RULE_DESCRIPTIONS: dict[str, str] = {
     "unknown_case_link": "is_same_session is -1 (unknown); stored as null",
     "failure_json": "a text field holds the annotating model's failure JSON",
     "wrapped_output": "a text field holds an unparsed {\"output\": ...} wrapper",
-    "empty_label": "an empty psychotherapy or topic; stored as Unknown",
     "label_alias": "a label spelled other than canonically",
     "echoed_label_list": f"an emotion list of {ECHO_MIN_LABELS}+ labels (the label set echoed); stored as [Unknown]",
     "unknown_mixed": "Unknown mixed with real labels; Unknown removed",
@@ -153,10 +152,7 @@ def fix_session_labels(session: RawSession, log: list[Repair]) -> None:
         value = session.get(field)
         if not isinstance(value, str):
             continue
-        if value.strip() == "":
-            if field != "stage":  # en has no stage annotation at all: empty means not annotated
-                _record(log, "empty_label", field, value)
-                session[field] = taxonomy.UNKNOWN
+        if value.strip() == "":  # not annotated: kept empty (en has no stage at all)
             continue
         found = taxonomy.canonical(kind, value)
         if found is not None and found != value:
@@ -295,6 +291,7 @@ def participant_variants(sessions: list[RawSession]) -> dict[str, str]:
 
 SessionRule = Callable[[RawSession, list[Repair]], None]
 RULES: tuple[SessionRule, ...] = (
+    fix_duplicates,  # first, so a removed turn is logged exactly as written
     fix_types,
     fix_not_available,
     fix_case_link,
@@ -302,7 +299,6 @@ RULES: tuple[SessionRule, ...] = (
     fix_session_labels,
     fix_turn_labels,
     fix_wrong_role,
-    fix_duplicates,
 )
 
 
