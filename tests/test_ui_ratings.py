@@ -219,7 +219,7 @@ def test_agreement_is_perfect_for_identical_raters_and_undefined_for_one() -> No
 
 def test_agreement_drops_when_raters_disagree_and_means_are_per_system() -> None:
     agree = agreement_report(_rows({"r1": [1, 2, 4, 5], "r2": [1, 3, 4, 5]}))
-    reverse = agreement_report(_rows({"r1": [1, 2, 4, 5], "r2": [5, 4, 2, 1]}))
+    reverse = agreement_report(_rows({"r1": [1, 2, 4, 5], "r2": [5, 3, 2, 1]}))
     assert agree.criteria[0].krippendorff_interval > 0.8
     assert reverse.criteria[0].krippendorff_interval < 0
     assert reverse.criteria[0].cronbach < 0
@@ -233,3 +233,16 @@ def test_preferences_count_once_per_rating() -> None:
         r["preferred_system"] = "b" if r["item"] == "i0" else "tie"
     assert agreement_report(rows).preferences == {"s": {"b": 1, "tie": 1}}
     assert all(not math.isnan(v) for v in agreement_report(rows).means["a"].values())
+
+
+def test_agreement_matches_the_krippendorff_package_on_messy_data() -> None:
+    krippendorff = pytest.importorskip("krippendorff")
+    import random
+
+    rng = random.Random(3)
+    truth = [rng.randint(1, 5) for _ in range(30)]
+    table = {f"r{k}": [None if rng.random() < 0.2 else max(1, min(5, t + rng.choice((-1, 0, 0, 1)))) for t in truth] for k in range(4)}
+    report = agreement_report(_rows(table, systems=("a",)))
+    matrix = [[math.nan if v is None else v for v in table[r]] for r in sorted(table)]
+    for level, got in (("ordinal", report.criteria[0].krippendorff_ordinal), ("interval", report.criteria[0].krippendorff_interval)):
+        assert got == pytest.approx(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level), abs=1e-9)

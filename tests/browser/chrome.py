@@ -114,8 +114,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
 
 
 def screenshot(driver: Any, name: str) -> Path:
-    """Save a PNG under artifacts/screenshots/ (kept by CI as a test artefact)."""
+    """Save a full-page PNG under artifacts/screenshots/ (kept by CI as a test artefact)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    driver.save_screenshot(str(path))
+    size = driver.get_window_size()
+    height = driver.execute_script("return Math.min(document.documentElement.scrollHeight, 6000)")
+    driver.set_window_size(size["width"], max(size["height"], int(height) + 20))
+    try:
+        driver.save_screenshot(str(path))
+    finally:
+        driver.set_window_size(size["width"], size["height"])
     return path

@@ -4,8 +4,8 @@ A person talks to the counselor model; a "show reasoning" checkbox reveals, abov
 counselor reply, what the model observed in the client's message and why it answered as it
 did (the Psy-Insight chain of thought). The safety notice is always on the page; a reply
 the safety layer flagged as a crisis is shown as a distinct crisis message and raises a
-banner with the crisis resources. English and Chinese: the selector switches the page's
-text and the language the counselor answers in.
+banner. English and Chinese: the selector switches the page's text and the language the
+counselor answers in.
 
 The app takes any object with ``.reply(history, language=...)`` returning an object with
 ``response``, ``observation``, ``reasoning``, ``flagged`` (``psyinsight.counselor.Counselor``
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from psyinsight.errors import PsyInsightError
@@ -39,6 +40,7 @@ TEXT: dict[str, dict[str, str]] = {
         "reasoning": "Reasoning",
         "thought": "Counselor's observation and reasoning",
         "crisis": "Crisis support",
+        "crisis_banner": "This conversation was flagged by the safety layer: the reply below is a fixed crisis message, not model text. Please contact a person now: the lines are listed in the message.",
         "empty": "Write a message first.",
         "error": "The counselor could not answer",
     },
@@ -55,9 +57,22 @@ TEXT: dict[str, dict[str, str]] = {
         "reasoning": "推理",
         "thought": "咨询师的观察与推理",
         "crisis": "危机支持",
+        "crisis_banner": "安全模块标记了本次对话：下面的回复是固定的危机提示，不是模型生成的文字。请立即联系真人求助，热线见提示内容。",
         "empty": "请先输入消息。",
         "error": "咨询师无法回答",
     },
+}
+
+NOTICE: dict[str, str] = {
+    "en": (
+        "⚠️ **Safety notice.** This is a research demo of a language model, not a counselor and not a crisis service; "
+        "its replies can be wrong. Do not use it for medical or emergency help. If you are in danger or thinking of "
+        "harming yourself or someone else, call {emergency} now or reach a crisis line: {lines}."
+    ),
+    "cn": (
+        "⚠️ **安全提示。** 这是一个语言模型的研究演示，不是心理咨询师，也不是危机干预服务；它的回复可能有误。"
+        "请勿用于医疗或紧急求助。如果你有危险，或有伤害自己或他人的想法，请立即拨打 {emergency}，或联系危机热线：{lines}。"
+    ),
 }
 
 LANGUAGE_CHOICES = [("English", "en"), ("中文", "cn")]
@@ -68,18 +83,20 @@ CSS = """
 """
 
 
-def default_notice(language: str) -> str:
-    """The safety layer's notice for this language (``psyinsight.safety``)."""
-    from psyinsight import safety
+def safety_notice(language: str, *, region: str | None = None, resources_path: str | Path | None = None) -> str:
+    """The always-visible notice: what this app is not, and the region's crisis lines.
 
-    return safety.safety_notice(language)
+    The lines come from the safety layer's resources file (``psyinsight.safety``), the
+    same file its crisis replies are filled from, so the page and the replies agree.
+    """
+    from psyinsight.safety.resources import load_resources
 
-
-def crisis_resources(language: str) -> str:
-    """The crisis message shown in the banner when a reply is flagged."""
-    from psyinsight import safety
-
-    return safety.crisis_message(language)
+    lang = "cn" if language == "cn" else "en"
+    res = load_resources(resources_path)
+    reg = res.region(region, lang)
+    sep, join = ("：", "；") if lang == "cn" else (": ", "; ")
+    lines = join.join(f"{line.name}{sep}{line.contact}" for line in reg.lines[:3])
+    return NOTICE[lang].format(emergency=reg.emergency, lines=lines)
 
 
 @dataclass
@@ -92,6 +109,10 @@ class ChatConfig:
     """Start with the reasoning visible."""
     title: str | None = None
     """Page title; defaults to the language's title."""
+    region: str | None = None
+    """Crisis-line region for the notice (US, UK, CN, INTL...); default per language."""
+    crisis_resources: str | None = None
+    """A crisis resources YAML file (default: the bundled one or $PSYINSIGHT_CRISIS_RESOURCES)."""
 
 
 def _reply_fields(reply: Any) -> dict[str, Any]:
@@ -131,9 +152,9 @@ def render(turns: list[dict[str, Any]], show_reasoning: bool, language: str) -> 
     return out
 
 
-def _banner(turns: list[dict[str, Any]], language: str, resources: Callable[[str], str]) -> tuple[str, bool]:
-    if turns and turns[-1]["role"] == "assistant" and turns[-1].get("flagged"):
-        return f"### 🚨 {TEXT[language]['crisis']}\n\n{resources(language)}", True
+def _banner(turns: list[dict[str, Any]], language: str) -> tuple[str, bool]:
+    if any(t["role"] == "assistant" and t.get("flagged") for t in turns):
+        return f"**🚨 {TEXT[language]['crisis']}.** {TEXT[language]['crisis_banner']}", True
     return "", False
 
 
@@ -141,10 +162,14 @@ def build_chat_app(
     counselor: Replier,
     config: ChatConfig | None = None,
     *,
-    notice: Callable[[str], str] = default_notice,
-    resources: Callable[[str], str] = crisis_resources,
+    notice: Callable[[str], str] | None = None,
 ) -> Any:
-    """The chat page as a ``gr.Blocks``; call ``.launch(css=CSS, ...)`` (or ``serve``) on it."""
+    """The chat page as a ``gr.Blocks``; serve it with ``serving.launch(app, css=CSS)``.
+
+    ``notice(language)`` gives the safety notice text (default: ``safety_notice`` with the
+    config's region and resources file); it is read once per language, up front, so a bad
+    resources file fails here and not in front of a user.
+    """
     import gradio as gr
 
     from psyinsight.schema import parse_language
@@ -155,11 +180,15 @@ def build_chat_app(
     except ValueError as exc:
         raise PsyInsightError(str(exc), where="language") from None
     t0 = TEXT[lang0]
+    if notice is None:
+        notices = {lang: safety_notice(lang, region=config.region, resources_path=config.crisis_resources) for lang in TEXT}
+    else:
+        notices = {lang: notice(lang) for lang in TEXT}
 
     with gr.Blocks(title=config.title or t0["title"], analytics_enabled=False) as app:
         turns = gr.State([])
         heading = gr.Markdown(f"# {config.title or t0['title']}\n\n{t0['intro']}", elem_id="chat-heading")
-        notice_box = gr.Markdown(notice(lang0), elem_id="safety-notice")
+        notice_box = gr.Markdown(notices[lang0], elem_id="safety-notice")
         banner = gr.Markdown("", visible=False, elem_id="crisis-banner")
         with gr.Row():
             language = gr.Radio(LANGUAGE_CHOICES, value=lang0, label=t0["language"], elem_id="language", scale=2)
@@ -174,7 +203,7 @@ def build_chat_app(
             text = (message or "").strip()
             if not text:
                 gr.Warning(TEXT[lang]["empty"])
-                body, visible = _banner(history, lang, resources)
+                body, visible = _banner(history, lang)
                 return "", history, render(history, show_reasoning, lang), gr.update(value=body, visible=visible)
             history = [*history, {"role": "user", "content": text}]
             plain = [{"role": h["role"], "content": h["content"]} for h in history]
@@ -183,7 +212,7 @@ def build_chat_app(
             except PsyInsightError as exc:
                 raise gr.Error(f"{TEXT[lang]['error']}: {exc}") from None
             history = [*history, {"role": "assistant", **_reply_fields(reply)}]
-            body, visible = _banner(history, lang, resources)
+            body, visible = _banner(history, lang)
             return "", history, render(history, show_reasoning, lang), gr.update(value=body, visible=visible)
 
         def rerender(history: list[dict[str, Any]], show_reasoning: bool, lang: str):
@@ -191,10 +220,10 @@ def build_chat_app(
 
         def switch(lang: str, history: list[dict[str, Any]], show_reasoning: bool):
             t = TEXT[lang]
-            body, visible = _banner(history, lang, resources)
+            body, visible = _banner(history, lang)
             return (
                 gr.update(value=f"# {config.title or t['title']}\n\n{t['intro']}"),
-                gr.update(value=notice(lang)),
+                gr.update(value=notices[lang]),
                 gr.update(value=body, visible=visible),
                 gr.update(label=t["language"]),
                 gr.update(label=t["show_reasoning"]),

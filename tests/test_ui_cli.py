@@ -1,0 +1,82 @@
+"""``psyinsight ui`` commands: export-ratings, agreement, and their errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from psyinsight.errors import PsyInsightError
+from psyinsight.ui.ratings import CRITERIA, Rating, RatingStore
+
+
+def cli_app() -> typer.Typer:
+    """A Typer app with just the ``ui`` commands, as ``psyinsight`` registers them."""
+    from psyinsight.commands import ui
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """psyinsight (ui commands only)."""
+
+    ui.register(app)
+    return app
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli_app(), list(args))
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    store = RatingStore(tmp_path / "ratings.sqlite")
+    for rater, bump in (("r1", 0), ("r2", 0), ("r3", 1)):
+        for k in range(4):
+            a = {c: min(5, 1 + k + bump) for c in CRITERIA}
+            b = {c: max(1, 4 - k) for c in CRITERIA}
+            store.save(Rating("m vs g", rater, f"i{k}", ("m", "g") if k % 2 else ("g", "m"), (a, b), preference="A" if k % 2 else "tie", seed=13, position=k))
+    return tmp_path / "ratings.sqlite"
+
+
+def test_help_lists_the_four_commands() -> None:
+    result = run("ui", "--help")
+    assert result.exit_code == 0
+    for name in ("chat", "rate", "export-ratings", "agreement"):
+        assert name in result.output
+
+
+def test_export_and_agreement(tmp_path: Path, db: Path) -> None:
+    out = tmp_path / "out" / "r.csv"
+    result = run("ui", "export-ratings", str(db), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "wrote 24 rows" in result.output
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == 24 and {r["rater"] for r in rows} == {"r1", "r2", "r3"}
+
+    report_path = tmp_path / "agreement.json"
+    for source in (db, out):
+        result = run("ui", "agreement", str(source), "--json", str(report_path))
+        assert result.exit_code == 0, result.output
+        assert "Krippendorff" in result.output or "Kripp" in result.output
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        crit = {c["criterion"]: c for c in report["criteria"]}
+        assert set(crit) == set(CRITERIA)
+        assert crit["comfort"]["n_raters"] == 3 and crit["comfort"]["n_units"] == 8 and crit["comfort"]["cronbach_units"] == 8
+        assert 0.5 < crit["comfort"]["krippendorff_interval"] <= 1.0
+        assert report["preferences"] == {"m vs g": {"m": 6, "tie": 6}}
+        assert set(report["means"]) == {"m", "g"}
+
+
+def test_errors_name_the_file(tmp_path: Path) -> None:
+    result = run("ui", "export-ratings", str(tmp_path / "missing.sqlite"))
+    assert isinstance(result.exception, PsyInsightError) and "missing.sqlite: no such ratings database" in str(result.exception)
+    empty = RatingStore(tmp_path / "empty.sqlite").path
+    result = run("ui", "agreement", str(empty))
+    assert isinstance(result.exception, PsyInsightError) and "no ratings" in str(result.exception)
+    result = run("ui", "rate", str(tmp_path / "nope.jsonl"), "--db", str(tmp_path / "r.sqlite"))
+    assert isinstance(result.exception, PsyInsightError) and "nope.jsonl: no such file" in str(result.exception)
