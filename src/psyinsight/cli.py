@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "psyinsight.commands.data",
     "psyinsight.commands.ui",
     "psyinsight.commands.tasks",
+    "psyinsight.commands.evaluate",
 ]
 
 

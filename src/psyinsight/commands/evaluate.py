@@ -1,0 +1,184 @@
+"""``psyinsight evaluate | report | judge | agreement``: score, tabulate, judge, compare raters.
+
+Heavy libraries (torch, bert-score, nltk, openai) are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from pathlib import Path
+
+import typer
+
+from psyinsight.errors import PsyInsightError
+
+
+def _help(cls_path: str, name: str) -> str:
+    """Help text of a config field, so the CLI and the config say the same thing."""
+    import importlib
+
+    module, cls_name = cls_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), cls_name)
+    return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
+
+
+M = "psyinsight.metrics.suite.MetricConfig"
+J = "psyinsight.judge.JudgeConfig"
+KEY_ENV_NAME = "PSYINSIGHT_JUDGE_API_KEY"
+
+MetricsOpt = typer.Option(None, "--metrics", help=_help(M, "metrics") + " (comma-separated; default: all)")
+BsEnOpt = typer.Option(None, "--bertscore-model-en", help=_help(M, "bertscore_model_en"))
+BsEnLayerOpt = typer.Option(None, "--bertscore-layer-en", help=_help(M, "bertscore_layer_en"))
+BsZhOpt = typer.Option(None, "--bertscore-model-zh", help=_help(M, "bertscore_model_zh"))
+BsZhLayerOpt = typer.Option(None, "--bertscore-layer-zh", help=_help(M, "bertscore_layer_zh"))
+BsBatchOpt = typer.Option(64, "--bertscore-batch-size", help=_help(M, "bertscore_batch_size"))
+RescaleOpt = typer.Option(False, "--bertscore-rescale", help=_help(M, "bertscore_rescale"))
+DeviceOpt = typer.Option(None, "--device", help=_help(M, "device"))
+ZhUnitOpt = typer.Option("word", "--zh-rouge-unit", help=_help(M, "zh_rouge_unit"))
+WordnetOpt = typer.Option(None, "--wordnet-dir", help=_help(M, "wordnet_dir"))
+KeepSpeakerOpt = typer.Option(False, "--keep-speaker", help="score the texts with their 'Therapist:' markers (the release's way; not recommended)")
+ForceOpt = typer.Option(False, "--force", help="recompute even when an up-to-date evaluation file exists")
+
+
+def _metric_config(metrics, bs_en, bs_en_layer, bs_zh, bs_zh_layer, bs_batch, rescale, device, zh_unit, wordnet_dir, keep_speaker):
+    from psyinsight.metrics import FAMILIES, MetricConfig
+
+    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else FAMILIES
+    return MetricConfig(
+        metrics=chosen, bertscore_model_en=bs_en, bertscore_layer_en=bs_en_layer, bertscore_model_zh=bs_zh,
+        bertscore_layer_zh=bs_zh_layer, bertscore_batch_size=bs_batch, bertscore_rescale=rescale, device=device,
+        zh_rouge_unit=zh_unit, wordnet_dir=wordnet_dir, strip_speaker=not keep_speaker,
+    )
+
+
+def _show(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate")
+    def evaluate(
+        predictions: list[Path] = typer.Argument(..., help="Predictions JSONL files (from `psyinsight generate`)."),
+        out: Path = typer.Option(None, "--out", "-o", help="Evaluation JSON to write (one input only; default: <input>.eval.json next to it)."),
+        metrics: str = MetricsOpt, bertscore_model_en: str = BsEnOpt, bertscore_layer_en: int = BsEnLayerOpt,
+        bertscore_model_zh: str = BsZhOpt, bertscore_layer_zh: int = BsZhLayerOpt, bertscore_batch_size: int = BsBatchOpt,
+        bertscore_rescale: bool = RescaleOpt, device: str = DeviceOpt, zh_rouge_unit: str = ZhUnitOpt,
+        wordnet_dir: str = WordnetOpt, keep_speaker: bool = KeepSpeakerOpt, force: bool = ForceOpt,
+        signatures: bool = typer.Option(False, "--signatures", help="Also print each metric's signature."),
+    ) -> None:
+        """Score predictions per model, task and language; write the scores with their signatures."""
+        from psyinsight.evaluate import evaluate_file
+        from psyinsight.metrics import build_metrics
+
+        if out is not None and len(predictions) > 1:
+            raise PsyInsightError("--out needs exactly one predictions file", where="evaluate --out")
+        config = _metric_config(metrics, bertscore_model_en, bertscore_layer_en, bertscore_model_zh, bertscore_layer_zh,
+                                bertscore_batch_size, bertscore_rescale, device, zh_rouge_unit, wordnet_dir, keep_speaker)
+        built = build_metrics(config)
+        for path in predictions:
+            written, document, reused = evaluate_file(path, out, config, force=force, metrics=built)
+            typer.echo(f"{'up to date' if reused else 'wrote'}  {written}")
+            for group in document["groups"]:
+                typer.echo(f"  {group['model']} | task {group['task']} | {group['language']} | n={group['n']}")
+                for name, value in group["scores"].items():
+                    line = f"    {name:<18} {_show(value)}"
+                    if signatures:
+                        line += f"   {group['signatures'].get(name, '')}"
+                    typer.echo(line)
+
+    @app.command("report")
+    def report(
+        runs: list[Path] = typer.Argument(..., help="Evaluation files (*.eval.json), predictions (*.jsonl) or run folders."),
+        out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for report.md, report.html, report.json and the charts."),
+        no_paper: bool = typer.Option(False, "--no-paper", help="Leave out the release's published numbers."),
+        metrics: str = MetricsOpt, bertscore_model_en: str = BsEnOpt, bertscore_layer_en: int = BsEnLayerOpt,
+        bertscore_model_zh: str = BsZhOpt, bertscore_layer_zh: int = BsZhLayerOpt, bertscore_batch_size: int = BsBatchOpt,
+        bertscore_rescale: bool = RescaleOpt, device: str = DeviceOpt, zh_rouge_unit: str = ZhUnitOpt,
+        wordnet_dir: str = WordnetOpt, keep_speaker: bool = KeepSpeakerOpt, force: bool = ForceOpt,
+        show: bool = typer.Option(True, "--show/--no-show", help="Print the Markdown report when done."),
+    ) -> None:
+        """The paper's table (per language, one row per model and task) in Markdown and HTML, with a bar chart."""
+        from psyinsight.report import write_report
+
+        config = _metric_config(metrics, bertscore_model_en, bertscore_layer_en, bertscore_model_zh, bertscore_layer_zh,
+                                bertscore_batch_size, bertscore_rescale, device, zh_rouge_unit, wordnet_dir, keep_speaker)
+        paths = write_report(list(runs), out, config=config, include_paper=not no_paper, force=force)
+        if show:
+            typer.echo(paths["markdown"].read_text(encoding="utf-8"))
+        for kind, path in paths.items():
+            typer.echo(f"wrote {kind:<9} {path}")
+
+    @app.command("judge")
+    def judge(
+        predictions: Path = typer.Argument(..., help="Predictions JSONL to judge (system A in pairwise mode)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Ratings JSONL to write; a summary goes to <out>.summary.json."),
+        pairwise: Path = typer.Option(None, "--pairwise", help="A second predictions file (system B): compare A and B in both orders instead of rating."),
+        examples: Path = typer.Option(None, "--examples", help="Examples JSONL giving each prediction's dialogue context (joined by id)."),
+        base_url: str = typer.Option(None, "--base-url", help=_help(J, "base_url")),
+        model: str = typer.Option(None, "--model", help=_help(J, "model")),
+        api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=_help(J, "api_key_env")),
+        api_key: str = typer.Option(None, "--api-key", envvar=KEY_ENV_NAME, show_envvar=False, help="The API key itself (prefer an environment variable; never logged or written)."),
+        concurrency: int = typer.Option(8, "--concurrency", help=_help(J, "max_concurrency")),
+        retries: int = typer.Option(4, "--retries", help=_help(J, "max_retries")),
+        timeout: float = typer.Option(60.0, "--timeout", help=_help(J, "timeout_s")),
+        cache: Path = typer.Option(None, "--cache", help=_help(J, "cache_path")),
+        rubric: Path = typer.Option(None, "--rubric", help="A rubric YAML replacing the packaged one (same keys as prompts/judge_en.yaml)."),
+        limit: int = typer.Option(None, "--limit", help="Judge only the first N predictions."),
+    ) -> None:
+        """Rate responses 1-5 (interactivity, helpfulness, comfort, explainability) with an LLM judge."""
+        import os
+
+        from psyinsight.evaluate import _model_name, load_predictions
+        from psyinsight.fileio import read_jsonl, write_json, write_jsonl
+        from psyinsight.judge import KEY_ENV, JudgeConfig, items_from_predictions, judge_pairwise, judge_single
+        from psyinsight.records import Example
+
+        if api_key:
+            os.environ[KEY_ENV] = api_key  # in this process only, so the key is never a config value
+            api_key_env = KEY_ENV
+        config = JudgeConfig(api_key_env=api_key_env, max_concurrency=concurrency, max_retries=retries, timeout_s=timeout, cache_path=cache)
+        if base_url:
+            config.base_url = base_url
+        if model:
+            config.model = model
+        context = [Example.model_validate(row) for row in read_jsonl(examples)] if examples else None
+        preds = load_predictions(predictions)[:limit] if limit else load_predictions(predictions)
+        items = items_from_predictions(preds, context, default_model=_model_name(predictions), max_context_chars=config.max_context_chars)
+        if pairwise:
+            other = load_predictions(pairwise)
+            items_b = items_from_predictions(other, context, default_model=_model_name(pairwise), max_context_chars=config.max_context_chars)
+            rows, summary = judge_pairwise(items, items_b, config, rubric_path=rubric)
+        else:
+            rows, summary = judge_single(items, config, rubric_path=rubric)
+        write_jsonl(out, rows)
+        summary_path = out.with_name(out.name + ".summary.json")
+        write_json(summary_path, summary)
+        llm = summary["llm"]
+        typer.echo(f"judged {len(rows)} ({sum(1 for r in rows if r['ok'])} ok); requests {llm['requests_made']}, cache hits {llm['cache_hits']}, retries {llm['retries']}")
+        if summary["mode"] == "single":
+            for group in summary["groups"]:
+                means = ", ".join(f"{k} {_show(v)}" for k, v in group["means"].items())
+                typer.echo(f"  {group['model']} ({group['language']}): {means}; failed {group['failed']}")
+        else:
+            for key, stats in summary["criteria"].items():
+                typer.echo(f"  {key}: A wins {stats['a_wins']:.2f}, B wins {stats['b_wins']:.2f}, ties {stats['ties']:.2f}, position-consistent {_show(stats['position_consistency'])}")
+        typer.echo(f"wrote {out}\nwrote {summary_path}")
+
+    @app.command("agreement")
+    def agreement(
+        first: Path = typer.Argument(..., help="Ratings: a judge output JSONL, or a CSV/JSONL with id (or item), criteria columns, and optionally model/system and rater."),
+        second: Path = typer.Argument(None, help="Ratings to compare with (same units). Without it: agreement between the raters inside FIRST."),
+        out: Path = typer.Option(None, "--out", "-o", help="Write the statistics to this JSON file."),
+    ) -> None:
+        """Spearman and Krippendorff's alpha between two raters (judge vs judge, or judge vs humans)."""
+        from psyinsight.fileio import write_json
+        from psyinsight.agreement import agreement_between, agreement_within
+
+        result = agreement_between(first, second) if second else agreement_within(first)
+        for key, stats in result["criteria"].items():
+            typer.echo(f"{key:<15} " + "  ".join(f"{name} {_show(value)}" for name, value in stats.items()))
+        if out:
+            write_json(out, result)
+            typer.echo(f"wrote {out}")
+
