@@ -115,3 +115,10 @@ def ingest_file(path: str | Path, root: str | Path) -> Document:
     if not text.strip():
         raise PsyInsightError("the file is empty", path=path)
     return Document(doc_id=doc_id, language=guess_language(text), text=text, sha256=digest)
+
+
+def sample_raw_dir() -> Path:
+    """The bundled raw excerpts (en + cn book-style text with gold turns)."""
+    from importlib import resources
+
+    return Path(str(resources.files("psyinsight").joinpath("sample", "raw")))

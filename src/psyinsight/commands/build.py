@@ -1,0 +1,74 @@
+"""``psyinsight build``: raw counseling text to a Psy-Insight dataset (spec.md section 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def build(
+    raw_dir: Path = typer.Argument(None, help="Folder of raw .txt/.md/.jsonl files (default: the bundled raw excerpts)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: en_data.json / cn_data.json, failures.jsonl, report.json, cache/."),
+    base_url: str = typer.Option("http://127.0.0.1:8000/v1", "--base-url", help="OpenAI-compatible endpoint (e.g. `psyinsight serve`, vLLM, OpenAI)."),
+    model: str = typer.Option("default", "--model", help="Model name sent to the endpoint."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key (never stored or logged)."),
+    no_llm: bool = typer.Option(False, "--no-llm", help="Rules only: segment, turns and anonymise, no LLM annotation (labels become Unknown)."),
+    concurrency: int = typer.Option(8, "--concurrency", help="LLM requests in flight at once."),
+    max_retries: int = typer.Option(4, "--max-retries", help="Retries per request on 429, 5xx and timeouts."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds per LLM request attempt."),
+    window: int = typer.Option(5, "--window", help="Turns per observation/reasoning window."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Session units per annotation batch (each batch is stored when done)."),
+    max_tokens_scale: float = typer.Option(1.0, "--max-tokens-scale", help="Multiply every task's completion token limit (e.g. 0.25 for a quick trial)."),
+    prompt_price: float = typer.Option(0.0, "--prompt-price", help="Price per million prompt tokens, for the cost in the report."),
+    completion_price: float = typer.Option(0.0, "--completion-price", help="Price per million completion tokens, for the cost in the report."),
+    llm_cache: Path = typer.Option(None, "--llm-cache", help="SQLite LLM cache (default: OUT/cache/llm.sqlite); share it between runs to pay once."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Build a dataset from raw counseling text: ingest, segment, turns, anonymise, annotate, assemble.
+
+    Every step is cached by the hash of its input: rerun the same command after an
+    interruption and it resumes without repeating a successful LLM call.
+    """
+    from psyinsight.build.annotate import AnnotateConfig
+    from psyinsight.build.ingest import sample_raw_dir
+    from psyinsight.build.pipeline import BuildConfig, run_build
+    from psyinsight.llm import LLMConfig
+
+    annotate = AnnotateConfig(window=window)
+    if max_tokens_scale != 1.0:
+        annotate.max_tokens = {k: max(8, int(v * max_tokens_scale)) for k, v in annotate.max_tokens.items()}
+    llm = None
+    if not no_llm:
+        llm = LLMConfig(
+            base_url=base_url, model=model, api_key_env=api_key_env, max_concurrency=concurrency, max_retries=max_retries,
+            timeout_s=timeout, cache_path=llm_cache, prompt_price_per_mtok=prompt_price,
+            completion_price_per_mtok=completion_price, progress=progress,
+        )  # fmt: skip
+    config = BuildConfig(raw_dir=raw_dir or sample_raw_dir(), out_dir=out, llm=llm, annotate=annotate, batch_size=batch_size)
+    report = run_build(config, log=lambda message: typer.echo(message, err=True))
+    _summary(report, out)
+
+
+def _summary(report: dict, out: Path) -> None:
+    counts = report["counts"]
+    typer.echo(f"sessions: {counts['sessions']}  turns: {counts['turns']}  units: {counts['units']}  "
+               f"unsure pieces: {counts['unsure_pieces']} (resolved by LLM: {counts['resolved_by_llm']})")  # fmt: skip
+    failures = report["failures"]
+    typer.echo(f"failures: {failures['total']} {failures['by_task'] or ''}")
+    if "llm_usage" in report:
+        usage = report["llm_usage"]
+        typer.echo(f"llm: {usage['requests_made']} requests, {usage['cache_hits']} cache hits, "
+                   f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens, cost {usage['cost']:.4f}")  # fmt: skip
+    for language, check in report["validation"].items():
+        typer.echo(f"validator {check['file']}: {'accepted' if check['accepted'] else 'REJECTED'} ({len(check['problems'])} problems)")
+    typer.echo(f"leak check: {report['leaks']['count']} source entities left")
+    if "gold" in report:
+        g = report["gold"]["all"]
+        typer.echo(f"gold turns: boundary P/R {g['boundary_precision']:.3f}/{g['boundary_recall']:.3f}, "
+                   f"role P/R {g['role_precision']:.3f}/{g['role_recall']:.3f}")  # fmt: skip
+    typer.echo(f"report: {out / 'report.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)
