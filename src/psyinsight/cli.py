@@ -26,6 +26,7 @@ app = typer.Typer(
 # Each module defines ``register(app)``, adding its commands or sub-apps.
 COMMAND_MODULES = [
     "psyinsight.commands.data",
+    "psyinsight.commands.build",
     "psyinsight.commands.ui",
     "psyinsight.commands.tasks",
     "psyinsight.commands.evaluate",
