@@ -40,6 +40,8 @@ TEXT: dict[str, dict[str, str]] = {
         "reasoning": "Reasoning",
         "thought": "Counselor's observation and reasoning",
         "crisis": "Crisis support",
+        "no_reasoning": "The model gave no observation or reasoning for this reply.",
+        "safety_reasoning": "The safety layer detected a risk{what} in the conversation: the reply is its fixed crisis message, not model text.",
         "crisis_banner": "This conversation was flagged by the safety layer: the reply below is a fixed crisis message, not model text. Please contact a person now: the lines are listed in the message.",
         "empty": "Write a message first.",
         "error": "The counselor could not answer",
@@ -57,6 +59,8 @@ TEXT: dict[str, dict[str, str]] = {
         "reasoning": "推理",
         "thought": "咨询师的观察与推理",
         "crisis": "危机支持",
+        "no_reasoning": "模型没有为这条回复给出观察或推理。",
+        "safety_reasoning": "安全模块在对话中检测到风险{what}：这条回复是它的固定危机提示，不是模型生成的文字。",
         "crisis_banner": "安全模块标记了本次对话：下面的回复是固定的危机提示，不是模型生成的文字。请立即联系真人求助，热线见提示内容。",
         "empty": "请先输入消息。",
         "error": "咨询师无法回答",
@@ -115,22 +119,47 @@ class ChatConfig:
     """A crisis resources YAML file (default: the bundled one or $PSYINSIGHT_CRISIS_RESOURCES)."""
 
 
+def _risk_dict(risk: Any) -> dict[str, Any] | None:
+    if risk is None:
+        return None
+    if hasattr(risk, "to_dict"):
+        return dict(risk.to_dict())
+    if isinstance(risk, dict):
+        return dict(risk)
+    return {"category": str(risk)}
+
+
 def _reply_fields(reply: Any) -> dict[str, Any]:
     return {
         "content": str(getattr(reply, "response", "") or ""),
         "observation": getattr(reply, "observation", None) or None,
         "reasoning": getattr(reply, "reasoning", None) or None,
         "flagged": bool(getattr(reply, "flagged", False)),
-        "risk": getattr(reply, "risk", None),
+        "risk": _risk_dict(getattr(reply, "risk", None)),
     }
+
+
+def _thought(turn: dict[str, Any], t: dict[str, str]) -> str:
+    """The text of the reasoning box: the model's chain of thought, or why there is none."""
+    if turn.get("flagged"):
+        risk = turn.get("risk") or {}
+        what = ", ".join(str(risk[k]) for k in ("category", "source") if risk.get(k))
+        return t["safety_reasoning"].format(what=f" ({what})" if what else "")
+    parts = []
+    if turn.get("observation"):
+        parts.append(f"**{t['observation']}:** {turn['observation']}")
+    if turn.get("reasoning"):
+        parts.append(f"**{t['reasoning']}:** {turn['reasoning']}")
+    return "\n\n".join(parts) or f"*{t['no_reasoning']}*"
 
 
 def render(turns: list[dict[str, Any]], show_reasoning: bool, language: str) -> list[dict[str, Any]]:
     """Chatbot messages for the stored turns.
 
     The reasoning is a separate "thought" message (Gradio's ``metadata.title``) before the
-    reply it explains, so hiding it never changes the reply itself. A crisis reply opens
-    with a marked heading.
+    reply it explains, so hiding it never changes the reply itself. Every counselor reply
+    gets one when reasoning is shown, saying so when the model gave none; for a crisis
+    reply it says what the safety layer detected. A crisis reply opens with a marked heading.
     """
     t = TEXT[language]
     out: list[dict[str, Any]] = []
@@ -138,13 +167,8 @@ def render(turns: list[dict[str, Any]], show_reasoning: bool, language: str) -> 
         if turn["role"] == "user":
             out.append({"role": "user", "content": turn["content"]})
             continue
-        if show_reasoning and (turn.get("observation") or turn.get("reasoning")):
-            parts = []
-            if turn.get("observation"):
-                parts.append(f"**{t['observation']}:** {turn['observation']}")
-            if turn.get("reasoning"):
-                parts.append(f"**{t['reasoning']}:** {turn['reasoning']}")
-            out.append({"role": "assistant", "content": "\n\n".join(parts), "metadata": {"title": t["thought"]}})
+        if show_reasoning:
+            out.append({"role": "assistant", "content": _thought(turn, t), "metadata": {"title": t["thought"]}})
         content = turn["content"]
         if turn.get("flagged"):
             content = f"🚨 **{t['crisis']}**\n\n{content}"
@@ -170,8 +194,6 @@ def build_chat_app(
     config's region and resources file); it is read once per language, up front, so a bad
     resources file fails here and not in front of a user.
     """
-    import gradio as gr
-
     from psyinsight.schema import parse_language
 
     config = config or ChatConfig()
@@ -184,6 +206,8 @@ def build_chat_app(
         notices = {lang: safety_notice(lang, region=config.region, resources_path=config.crisis_resources) for lang in TEXT}
     else:
         notices = {lang: notice(lang) for lang in TEXT}
+
+    import gradio as gr  # after the settings are checked: a bad setting fails fast
 
     with gr.Blocks(title=config.title or t0["title"], analytics_enabled=False) as app:
         turns = gr.State([])
