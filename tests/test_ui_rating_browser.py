@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser.chrome import chrome, screenshot, wait_for
+from browser.chrome import chrome, free_port, screenshot, serve_command, wait_for
 
 from psyinsight.ui.ratings import CRITERIA
 
@@ -40,26 +40,15 @@ def _write(tmp: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def rating_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The A/B rating app served once for the module, and one browser."""
-    from browser.chrome import free_port
-
-    from psyinsight.ui.items import load_items
-    from psyinsight.ui.rating_app import CSS, RatingConfig, build_rating_app
-    from psyinsight.ui.ratings import RatingStore
-    from psyinsight.ui.serving import launch
-
+    """`psyinsight ui rate` (A/B) served once for the module, and one browser on it."""
     tmp = tmp_path_factory.mktemp("rating")
     paths = _write(tmp)
-    items = load_items([paths[s] for s in SYSTEMS], examples=paths["examples"])
     db = tmp / "ratings.sqlite"
-    app = build_rating_app(items, RatingStore(db), RatingConfig(seed=7))
-    url = launch(app, css=CSS, port=free_port(), block=False, quiet=True)
-    try:
-        with chrome() as driver:
-            driver.get(url)
-            yield {"driver": driver, "db": db, "tmp": tmp, "study": items.study}
-    finally:
-        app.close()
+    port = free_port()
+    args = ["ui", "rate", str(paths[SYSTEMS[0]]), str(paths[SYSTEMS[1]]), "--examples", str(paths["examples"]), "--db", str(db), "--seed", "7", "--port", str(port)]
+    with serve_command(args, port) as url, chrome() as driver:
+        driver.get(url)
+        yield {"driver": driver, "db": db, "tmp": tmp, "study": " vs ".join(SYSTEMS)}
 
 
 def by_id(driver: Any, elem_id: str) -> Any:

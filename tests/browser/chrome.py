@@ -87,15 +87,42 @@ def chrome() -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def serve(app: Any, **launch: Any) -> Iterator[str]:
-    """Launch a Gradio Blocks on 127.0.0.1 (free port, no share link, no analytics); yield its URL."""
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True, ssr_mode=False, **launch)
+def serve_command(args: list[str], port: int, timeout: float = 90.0) -> Iterator[str]:
+    """Run ``psyinsight <args>`` as a subprocess serving on ``port``; yield its URL once it answers."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "psyinsight.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"`psyinsight {' '.join(args)}` exited with {proc.returncode}:\n{log.read().decode(errors='replace')}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
     try:
-        yield f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + timeout
+        while not up():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"`psyinsight {' '.join(args)}` did not serve {url} within {timeout:.0f}s")
+            time.sleep(0.25)
+        yield url
     finally:
-        app.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
