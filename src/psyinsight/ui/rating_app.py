@@ -78,8 +78,9 @@ def build_rating_app(item_set: ItemSet, store: RatingStore, config: RatingConfig
     n_sides = len(item_set.systems)
     ab = n_sides == 2
 
-    def rated_count(rater: str) -> int:
-        return len(store.ratings(study=study, rater=rater))
+    def rated(rater: str) -> set[str]:
+        """Items of this study the rater has rated (ratings of items no longer listed are ignored)."""
+        return {r.item for r in store.ratings(study=study, rater=rater)} & set(ids)
 
     def view(state: dict[str, Any], note: str = "") -> list[Any]:
         """Every output for the item at ``state["pos"]``: progress, texts, prefilled radios."""
@@ -88,7 +89,7 @@ def build_rating_app(item_set: ItemSet, store: RatingStore, config: RatingConfig
         sides = blind_sides(item, rater, config.seed)
         stored = store.get(study, rater, item.id)
         by_system = dict(zip(stored.systems, stored.scores)) if stored else {}
-        done = rated_count(rater)
+        done = len(rated(rater))
         progress = f"**Item {pos + 1} of {len(order)}** · {done} of {len(order)} rated" + (" · ✓ rated" if stored else "")
         out: list[Any] = [
             gr.update(value=note, visible=bool(note)),
@@ -151,7 +152,7 @@ def build_rating_app(item_set: ItemSet, store: RatingStore, config: RatingConfig
             if not rater:
                 return [None, gr.update(visible=False), gr.update(value="⚠ Enter your rater id, then press Start.", visible=True)] + [gr.update()] * (len(item_outputs) - 1)
             order = rater_order(ids, rater, config.seed)
-            done = {r.item for r in store.ratings(study=study, rater=rater)}
+            done = rated(rater)
             pos = next((k for k, i in enumerate(order) if i not in done), 0)
             st = {"rater": rater, "order": order, "pos": pos}
             note = f"Welcome back, {rater}: resuming at your first unrated item." if done else ""
@@ -188,12 +189,13 @@ def build_rating_app(item_set: ItemSet, store: RatingStore, config: RatingConfig
                 msg = str(exc).split(": ", 1)[-1]
                 return [st, gr.update(value=f"⚠ Not saved: {msg}", visible=True)] + [gr.update()] * (len(item_outputs) - 1)
             total = len(st["order"])
-            if rated_count(st["rater"]) >= total:
+            done = rated(st["rater"])
+            if len(done) >= total:
                 return [st, *view(st, f"✓ Saved. All {total} items are rated: thank you! You may revise any item.")]
-            nxt = next((k for k in range(st["pos"] + 1, total) if store.get(study, st["rater"], st["order"][k]) is None), None)
-            if nxt is None:
-                nxt = next(k for k in range(total) if store.get(study, st["rater"], st["order"][k]) is None)
-            st = {**st, "pos": nxt}
+            # The next unrated item after this one, wrapping around to skipped ones.
+            later = [k for k in range(st["pos"] + 1, total) if st["order"][k] not in done]
+            earlier = [k for k in range(total) if st["order"][k] not in done]
+            st = {**st, "pos": (later or earlier)[0]}
             return [st, *view(st, f"✓ Saved item `{item.id}`.")]
 
         start.click(begin, [rater_box], [state, panel, *item_outputs])
