@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +47,41 @@ def default_responder(body: dict[str, Any]) -> str:
     if (body.get("response_format") or {}).get("type") == "json_object":
         return json.dumps({"echo": last[:80]})
     return f"You said: {last[:80]}"
+
+
+_KEYS_LINE = re.compile(r"Keys: ([^\n]+?)\.?\s*$", re.MULTILINE)
+_TURN_LINE = re.compile(r"^\[(?P<id>\d+-\d+)\] .*?\((?P<role>Seeker|Supporter)\):", re.MULTILINE)
+
+
+def keys_responder(body: dict[str, Any]) -> str:
+    """Valid answers for the build's annotation prompts, read off their "Keys:" line.
+
+    Deterministic (the text depends only on the prompt), so two builds give the same output.
+    """
+    user = next((m["content"] for m in body.get("messages", []) if m.get("role") == "user"), "")
+    found = _KEYS_LINE.findall(user)
+    keys = found[-1] if found else ""
+    tag = hashlib.sha256(user.encode()).hexdigest()[:6]
+    if keys.startswith("kind"):
+        return json.dumps({"kind": "dialogue", "role": "client", "participant": ""})
+    if keys.startswith("background"):
+        return json.dumps({"background": f"A client seeking help ({tag}).", "reasoning": "The counselor explores the problem.",
+                           "summary": "The client gains a new view.", "guide": "Listen, reflect feelings, ask open questions."})
+    if keys.startswith("psychotherapy"):
+        return json.dumps({"psychotherapy": "Cognitive Behavioral Therapy", "topic": "Ongoing Depression", "stage": "1st Session"})
+    if keys.startswith("is_same_qa"):
+        return json.dumps({"is_same_qa": 0, "is_same_session": 1})
+    if keys.startswith("turns"):
+        # only the turns to annotate: the block after the window heading, up to the next blank line
+        block = re.split(r"\n(?:Turns to annotate|需要标注的话轮)[^\n]*\n", user)[-1].split("\n\n")[0]
+        rows = []
+        for m in _TURN_LINE.finditer(block):
+            if m.group("role") == "Seeker":
+                rows.append({"id": m.group("id"), "observation": f"The client speaks ({tag}).", "emotions": ["Anxiety"]})
+            else:
+                rows.append({"id": m.group("id"), "reasoning": f"The counselor asks to understand ({tag}).", "strategies": ["Question"]})
+        return json.dumps({"turns": rows})
+    return default_responder(body)
 
 
 def messages_key(body: dict[str, Any]) -> str:
@@ -187,6 +223,7 @@ class FakeOpenAI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass

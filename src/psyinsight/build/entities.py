@@ -68,11 +68,11 @@ _EN_PLACE_SUFFIX = re.compile(
 )
 _EN_UNIVERSITY = re.compile(r"\bUniversity of [A-Z][a-z]+(?:\s[A-Z][a-z]+)?")
 _EN_TITLE = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof)\.?\s+[A-Z][a-z]+(?:[-'][A-Z]?[a-z]+)?")
-_EN_CAP = re.compile(r"(?<![\w'])[A-Z][a-z]+(?:-[A-Z]?[a-z]+|'[A-Z][a-z]+)?(?:\s[A-Z][a-z]+)?")
+_EN_CAP = re.compile(r"(?<![\w'])[A-Z][a-z]+(?:-[A-Z]?[a-z]+|'[A-Z][a-z]+)?")
 
 CN_SURNAMES = "王李张刘陈杨赵吴孙郭罗梁宋郑谢韩唐冯董萧曹袁邓蔡彭潘杜戴魏薛叶阎余蒋沈钟卢汪田姜范"
 """Common surnames that rarely begin an ordinary word (周, 高, 马, 方... are left out on purpose)."""
-_CN_STOP_AFTER = set("是今来在说的想带答留了一，。、：；！？“”‘’也又都就把被和与跟对向给从到会能要不很有没先")
+_CN_STOP_AFTER = set("是今来在说的想带答留了一，。、：；！？“”‘’也又都就把被和与跟对向给从到会能要不很有没先住去看找做告觉认问谈走哭坐站写读听回打")
 _CN_KIN = {"母亲", "父亲", "妈妈", "爸爸", "丈夫", "妻子", "女儿", "儿子", "朋友", "同事", "老师", "室友", "姐姐", "哥哥", "弟弟", "妹妹", "同学", "男友", "女友"}
 _CN_COMMON_WORDS = {"陈述", "张开", "张力", "王国", "李子", "杨柳", "叶子", "曹操", "宋朝", "唐朝", "韩国", "田地", "范围", "范围内"}
 CN_PLACES = set(
@@ -128,20 +128,22 @@ def _detect_en(text: str, found: list[Entity]) -> None:
             _add(found, text, "place", m.start(), m.end())
     for m in _EN_TITLE.finditer(text):
         _add(found, text, "person", m.start(), m.end())
-    for m in _EN_CAP.finditer(text):
-        words = m.group().split()
-        first = words[0]
-        if first in _NOT_NAMES or first.split("'")[0] in _NOT_NAMES:
+    tokens = list(_EN_CAP.finditer(text))
+    skip = -1
+    for i, m in enumerate(tokens):
+        word = m.group()
+        if i <= skip or word in _NOT_NAMES or word.split("'")[0] in _NOT_NAMES:
             continue
         before = text[: m.start()].rstrip(" *_\"“‘'([")
         sentence_start = not before or before[-1] in ".!?:\n#>])"
-        second_is_name = len(words) == 2 and words[1] not in _NOT_NAMES and (words[1] in FIRST_NAMES or first in FIRST_NAMES)
-        if first in FIRST_NAMES:
-            end = m.end() if second_is_name or (len(words) == 2 and not sentence_start) else m.start() + len(first)
-            _add(found, text, "person", m.start(), end)
-        elif not sentence_start:
-            end = m.end() if len(words) == 2 and words[1] not in _NOT_NAMES else m.start() + len(first)
-            _add(found, text, "person", m.start(), end)
+        if not (word in FIRST_NAMES or not sentence_start):
+            continue
+        end = m.end()
+        if i + 1 < len(tokens):
+            nxt = tokens[i + 1]
+            if text[m.end() : nxt.start()] == " " and nxt.group() not in _NOT_NAMES:
+                end, skip = nxt.end(), i + 1  # a surname: "Sarah Collins"
+        _add(found, text, "person", m.start(), end)
 
 
 def _detect_cn(text: str, found: list[Entity]) -> None:

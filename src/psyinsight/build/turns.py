@@ -52,6 +52,8 @@ def _clean(text: str, spans: list[tuple[int, int]], language: Language) -> tuple
         part = part.strip()
         if part:
             content = _join(content, part, language)
+    if content.endswith((",", "，")):  # a quote cut before its attribution: "I feel stuck," she said.
+        content = content[:-1] + ("." if content.endswith(",") else "。")
     return content, notes, first
 
 
