@@ -196,9 +196,16 @@ class BertScore(Metric):
         if len(batch) == 0:
             return MetricResult(self.family, {n: float("nan") for n in names}, self.signature(batch.language), 0)
         scorer = get_scorer(model, batch.language, rescale=rescale, device=self.device)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "Empty candidate sentence detected": scored 0, as documented
-            p, r, f = scorer.score(batch.hypotheses, batch.references, batch_size=self.batch_size)
-        segments = {names[0]: p.tolist(), names[1]: r.tolist(), names[2]: f.tolist()}
+        # An empty side scores 0 (bert-score's own rule for empty candidates). They are kept
+        # out of the batch: bert-score's empty-sentence path fails on transformers >= 5.
+        keep = [i for i, (h, r) in enumerate(zip(batch.hypotheses, batch.references)) if h.strip() and r.strip()]
+        segments = {name: [0.0] * len(batch) for name in names}
+        if keep:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                p, r, f = scorer.score([batch.hypotheses[i] for i in keep], [batch.references[i] for i in keep], batch_size=self.batch_size)
+            for name, values in zip(names, (p.tolist(), r.tolist(), f.tolist())):
+                for i, value in zip(keep, values):
+                    segments[name][i] = float(value)
         scores = {name: mean(values) for name, values in segments.items()}
         return MetricResult(self.family, scores, self.signature(batch.language), len(batch), segments)

