@@ -1,0 +1,218 @@
+"""The whole build against the scripted local server: end to end, faults, resume after kill -9."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from fake_openai import FakeOpenAI, keys_responder, messages_key
+from psyinsight import taxonomy
+from psyinsight.build.ingest import sample_raw_dir
+from psyinsight.build.pipeline import BuildConfig, run_build
+from psyinsight.cli import main
+from psyinsight.fileio import read_json, read_jsonl
+from psyinsight.llm import LLMConfig
+
+RAW = sample_raw_dir()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(url: str, out: Path, *, max_retries: int = 2, timeout_s: float = 5.0, **kw) -> BuildConfig:
+    llm = LLMConfig(base_url=url, model="fake", max_concurrency=8, max_retries=max_retries, timeout_s=timeout_s, backoff_s=0.01)
+    return BuildConfig(raw_dir=RAW, out_dir=out, llm=llm, **kw)
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in ("en_data.json", "cn_data.json")}
+
+
+def test_end_to_end_annotates_validates_and_reruns_free(tmp_path):
+    with FakeOpenAI(keys_responder) as server:
+        report = run_build(_config(server.url, tmp_path / "out"))
+        first_requests = server.request_count
+        again = run_build(_config(server.url, tmp_path / "out"))
+        assert server.request_count == first_requests, "a rerun must not call the LLM again"
+    assert first_requests > 40
+    assert report["failures"]["total"] == 0
+    assert all(v["accepted"] for v in report["validation"].values()), report["validation"]
+    assert report["leaks"]["count"] == 0
+    assert report["counts"]["sessions"] == {"en": 8, "cn": 8}
+    usage = report["llm_usage"]
+    assert usage["requests_made"] == first_requests and usage["prompt_tokens"] > 0
+    assert {"annotate.unit", "annotate.labels", "annotate.window", "annotate.boundary"} <= set(usage["by_step"])
+    assert again["llm_usage"]["requests_made"] == 0 and again["steps"]["annotate"]["cached"] == 16
+    for language in ("en", "cn"):
+        rows = read_json(tmp_path / "out" / f"{language}_data.json")
+        for row in rows:
+            assert row["background"] and row["guide"] and taxonomy.canonical("psychotherapy", row["psychotherapy"])
+            for turn in row["dialog"]:
+                if turn["speaker"] == "Seeker":
+                    assert turn["observation"] and turn["emotional label"] == ["Anxiety"]
+                else:
+                    assert turn["reasoning"] and turn["strategy"] == ["Question"]
+    assert "gold" in report and report["gold"]["all"]["gold"] >= 80
+
+
+def test_provenance_points_back_into_the_source(tmp_path):
+    run_build(BuildConfig(raw_dir=RAW, out_dir=tmp_path / "out", llm=None))
+    checked = 0
+    for language in ("en", "cn"):
+        for row in read_json(tmp_path / "out" / f"{language}_data.json"):
+            source = (RAW / row["provenance"]["file"]).read_text(encoding="utf-8")
+            assert hashlib.sha256((RAW / row["provenance"]["file"]).read_bytes()).hexdigest() == row["provenance"]["sha256"]
+            for turn in row["dialog"]:
+                spoken = " ".join(source[s:e] for s, e in turn["provenance"]["spans"])
+                for s, e in turn["provenance"]["notes"]:
+                    assert source[s:e] in (turn.get("reference_labels") or [n["label"] for n in turn.get("labels", [])])
+                if "[" in turn["content"]:
+                    continue  # anonymised: the placeholders differ from the source by design
+                words = turn["content"].split() if language == "en" else [turn["content"][:4]]
+                assert all(w.strip(".,") in spoken for w in words), (turn["content"], spoken)
+                checked += 1
+    assert checked > 50
+
+
+class _Faults:
+    """Deterministic faults by request content: transient ones on the first attempt only."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, body: dict, n: int) -> str:
+        with self.lock:
+            key = messages_key(body)
+            self.seen[key] += 1
+            first = self.seen[key] == 1
+        user = body["messages"][1]["content"]
+        if "sports hall" in user and "Keys: background" in user:
+            return "503"  # never answered: exhausts the retries, recorded as llm_error
+        if "Keys: psychotherapy" in user and "Narrative around the session" in user:
+            return "invalid_json"  # English label answers stay invalid after the repair retry
+        if not first:
+            return "ok"
+        bucket = int(hashlib.sha256(user.encode()).hexdigest(), 16) % 6
+        if "Keys: turns" in user and len(body["messages"]) == 2:
+            return "truncated" if bucket < 3 else "ok"  # repaired on the retry
+        return {0: "429", 1: "500", 2: "hang", 3: "bad_body", 4: "truncated_body"}.get(bucket, "ok")
+
+
+def test_faults_are_retried_repaired_or_recorded_and_nothing_is_lost(tmp_path):
+    clean = run_build(BuildConfig(raw_dir=RAW, out_dir=tmp_path / "rules", llm=None))
+    faults = _Faults()
+    with FakeOpenAI(keys_responder, fault_fn=faults, hang_s=30) as server:
+        report = run_build(_config(server.url, tmp_path / "out", max_retries=2, timeout_s=1.0, batch_size=4))
+        delivered_first = set(server.delivered_keys())
+        kinds = Counter(r.fault for r in server.records)
+        recorded = read_jsonl(tmp_path / "out" / "failures.jsonl")
+        en = read_json(tmp_path / "out" / "en_data.json")
+        server._fault_fn = None
+        server.reset_records()
+        rerun = run_build(_config(server.url, tmp_path / "out", max_retries=2, timeout_s=1.0, batch_size=4))
+        rerun_keys = [r.key for r in server.records]
+    assert {"429", "500", "hang", "bad_body", "truncated_body", "truncated", "invalid_json", "503"} <= set(kinds)
+    errors = report["llm_usage"]["errors"]
+    assert {"429", "500", "503", "timeout", "invalid_body"} <= set(errors), errors
+    # nothing lost: the same sessions and turns as the rules-only build
+    assert report["counts"]["sessions"] == {"en": 8, "cn": 8}
+    assert report["counts"]["turns"] >= clean["counts"]["turns"]
+    assert all(v["accepted"] for v in report["validation"].values())
+    # every failure reported: 8 English label answers invalid twice, 1 unit whose server always failed
+    assert report["failures"]["by_kind"] == {"invalid_output": 8, "llm_error": 1}
+    assert report["failures"]["by_task"] == {"labels": 8, "unit": 1}
+    assert len(recorded) == report["failures"]["total"]
+    for failure in recorded:
+        if failure["kind"] == "invalid_output":
+            assert len(failure["raw"]) == 2 and failure["raw"][0].startswith("Sure!")
+    assert all(row["psychotherapy"] == "Unknown" and "labels" in row["build_failures"] for row in en)
+    assert sum("unit" in row["build_failures"] for row in en) == 1
+    # the rerun asks only for what failed for the server's sake, and repeats no success
+    assert 0 < len(rerun_keys) <= 3 and not set(rerun_keys) & delivered_first
+    assert rerun["failures"]["by_kind"] == {"invalid_output": 8}
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_kill_9_mid_build_then_rerun_repeats_no_success_and_matches_an_uninterrupted_run(tmp_path):
+    out = tmp_path / "out"
+    with FakeOpenAI(keys_responder, latency_s=0.02, max_ok=25, hang_s=60) as server:
+        command = [sys.executable, "-m", "psyinsight.cli", "build", str(RAW), "--out", str(out), "--base-url", server.url,
+                   "--model", "fake", "--concurrency", "4", "--batch-size", "2", "--no-progress", "--timeout", "60"]  # fmt: skip
+        env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert _wait_for(lambda: server.count(delivered=True) >= 25, 90), proc.stderr.read() if proc.poll() is not None else ""
+            last = -1
+            while server.count(delivered=True) != last:  # let answers in flight land and be committed
+                last = server.count(delivered=True)
+                time.sleep(0.7)
+            assert proc.poll() is None, "the build finished before it could be killed"
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        assert not (out / "report.json").exists()
+        delivered_before = set(server.delivered_keys())
+        server.max_ok = None
+        server.reset_records()
+        report = run_build(_config(server.url, out))
+        rerun_keys = [r.key for r in server.records]
+        assert rerun_keys and not set(rerun_keys) & delivered_before, "a successful call was repeated after the crash"
+        assert report["failures"]["total"] == 0
+        server.reset_records()
+        fresh = run_build(_config(server.url, tmp_path / "fresh"))
+    assert fresh["llm_usage"]["requests_made"] == len(delivered_before) + len(rerun_keys)
+    assert _outputs(out) == _outputs(tmp_path / "fresh")
+
+
+def _cli(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_cli_rules_only_and_bad_input(tmp_path, capsys):
+    assert _cli(["build", str(RAW), "--out", str(tmp_path / "out"), "--no-llm"]) == 0
+    printed = capsys.readouterr().out
+    assert "validator en_data.json: accepted" in printed and "gold turns: boundary P/R" in printed
+    report = read_json(tmp_path / "out" / "report.json")
+    assert report["llm"] is None and report["counts"]["turns"] > 80
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "bad.txt").write_bytes("咨询师：你好".encode("gb18030"))
+    assert _cli(["build", str(raw), "--out", str(tmp_path / "o2"), "--no-llm"]) == 2
+    assert "bad.txt" in capsys.readouterr().err
+
+
+def test_report_keeps_no_api_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("PSYINSIGHT_BUILD_TEST_KEY", "sk-build-secret-42")
+    with FakeOpenAI(keys_responder) as server:
+        config = _config(server.url, tmp_path / "out")
+        config.llm.api_key_env = "PSYINSIGHT_BUILD_TEST_KEY"
+        run_build(config)
+        assert server.records[0].authorization == "Bearer sk-build-secret-42"
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file():
+            assert b"sk-build-secret-42" not in path.read_bytes(), path
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["llm"]["api_key_env"] == "PSYINSIGHT_BUILD_TEST_KEY"
