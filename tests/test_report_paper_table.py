@@ -1,0 +1,76 @@
+"""``psyinsight report``: the paper's table per language, published rows, charts, signatures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from psyinsight.errors import PsyInsightError
+from psyinsight.metrics import MetricConfig
+from psyinsight.report import PAPER_COLUMNS, paper_results, write_report
+from test_metrics_evaluate import sample_predictions, write_predictions
+
+CHEAP = MetricConfig(metrics=("bleu", "sacrebleu", "rouge", "distinct", "length"))
+
+
+def test_paper_results_match_spec():
+    rows = paper_results()["rows"]
+    by_name = {r["model"]: r for r in rows}
+    assert len([r for r in rows if r["language"] == "en"]) == 7 and len([r for r in rows if r["language"] == "cn"]) == 2
+    assert by_name["Mistral-7B SFT dialog"]["scores"] == {
+        "BERTScore-P": 0.903, "BLEU-1": 0.270, "BLEU-3": 0.119, "METEOR": 0.379, "ROUGE-L": 0.290, "Distinct-2": 0.007}
+    assert by_name["GLM4-9B RAG dialog+explanation"]["scores"]["ROUGE-L"] == 0.295
+
+
+def test_report_from_predictions_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_predictions(run / "predictions.jsonl", sample_predictions())
+    paths = write_report([run], tmp_path / "report", config=CHEAP)
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "## English" in md and "## Chinese" in md
+    header = next(line for line in md.splitlines() if line.startswith("| model | task | n | BERTScore-P"))
+    assert header == "| model | task | n | " + " | ".join(PAPER_COLUMNS) + " |"
+    assert "| Mistral-7B SFT dialog (published) | 1 |  | 0.903 |" in md
+    assert "GLM4-9B RAG dialog (published)" in md
+    assert "- **BLEU-1**: `BLEU(paper)|" in md and "- **sacreBLEU-1**: `sacreBLEU|" in md
+    assert "divided by the number of samples" in md
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "data:image/png;base64," in html and "<table>" in html and "Mistral-7B base (published)" in html
+    for language in ("en", "cn"):
+        assert paths[f"chart_{language}"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(paths["json"].read_text(encoding="utf-8"))
+    ours = [r for r in data["rows"] if not r["published"]]
+    assert {(r["model"], r["language"]) for r in ours} == {("base", "en"), ("base", "cn"), ("sft", "en"), ("sft", "cn")}
+    assert (run / "predictions.eval.json").is_file()  # evaluated once, reused next time
+
+
+def test_report_without_paper_and_from_eval_files(tmp_path):
+    from psyinsight.evaluate import evaluate_file
+
+    path = write_predictions(tmp_path / "a.jsonl", [p for p in sample_predictions() if p.meta["language"] == "en"])
+    out, _, _ = evaluate_file(path, config=CHEAP)
+    paths = write_report([out], tmp_path / "rep", include_paper=False)
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "(published)" not in md and "## Chinese" not in md and "chart_cn" not in paths
+
+
+def test_report_errors(tmp_path):
+    with pytest.raises(PsyInsightError, match="no such file or folder"):
+        write_report([tmp_path / "missing"], tmp_path / "r")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PsyInsightError, match="holds no"):
+        write_report([tmp_path / "empty"], tmp_path / "r")
+
+
+def test_cli_report(tmp_path, capsys):
+    from psyinsight.cli import main
+
+    path = write_predictions(tmp_path / "predictions.jsonl", sample_predictions())
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(path), "--out", str(tmp_path / "rep"), "--metrics", "bleu,rouge,distinct,length"])
+    assert info.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "# Psy-Insight evaluation report" in out and "wrote html" in out
+    assert (tmp_path / "rep" / "report.html").is_file()
