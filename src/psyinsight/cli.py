@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "psyinsight.commands.ui",
     "psyinsight.commands.tasks",
     "psyinsight.commands.evaluate",
+    "psyinsight.commands.serve",
 ]
 
 

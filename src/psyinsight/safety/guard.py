@@ -65,6 +65,16 @@ class SafetyResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    # Read like a mapping too (``risk["category"]``, ``risk.get("source")``), so callers that
+    # keep verdicts as JSON-like data can use either form.
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default) if key in self.__dataclass_fields__ else default
+
 
 _EN_FOLLOW_UP = re.compile(
     r"\b(?:yes|yeah|yep|yup|i do|i am|i will|i have|plan|planned|method|pills?|rope|gun|knife|blade|bridge|roof|"
@@ -134,6 +144,11 @@ class SafetyGuard:
                     text=user_turns[-1],
                 )
         return latest
+
+    def is_crisis_message(self, text: str) -> bool:
+        """True when ``text`` is one of this guard's crisis messages (any language or region)."""
+        heads = (m.split("{resources}")[0].strip() for m in self.resources.messages.values())
+        return any(head and text.strip().startswith(head) for head in heads)
 
     def crisis_message(self, language: str = "en", region: str | None = None) -> str:
         """The fixed crisis message for ``language`` and ``region`` (default: the config's)."""
