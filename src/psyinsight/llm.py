@@ -226,6 +226,9 @@ class LLMClient:
         self.stats = LLMStats()
         self.cache = ResponseCache(config.cache_path) if config.cache_path else None
         self._stats_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
 
     # -- public API -----------------------------------------------------------------
 
@@ -235,33 +238,36 @@ class LLMClient:
     def complete_many(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """Run ``requests`` concurrently; results come back in the same order.
 
-        Never raises for a failed request: its ``ChatResult.error`` says why.
+        Never raises for a failed request: its ``ChatResult.error`` says why. Runs on the
+        client's own event loop thread, so it works the same from plain code, notebooks and
+        servers, and keeps its connections (and TLS setup) from one call to the next.
         """
-        coro_factory = lambda: self.acomplete_many(requests)  # noqa: E731
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro_factory())
-        # Called from inside a running loop (a notebook, a server): use a private thread.
-        box: dict[str, Any] = {}
+        future = asyncio.run_coroutine_threadsafe(self.acomplete_many(requests), self._ensure_loop())
+        return future.result()
 
-        def runner() -> None:
-            try:
-                box["value"] = asyncio.run(coro_factory())
-            except BaseException as exc:  # re-raised in the caller's thread
-                box["error"] = exc
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._stats_lock:
+            if self._loop is None or self._loop.is_closed():
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="psyinsight-llm", daemon=True)
+                self._thread.start()
+            return self._loop
 
-        thread = threading.Thread(target=runner, daemon=True)
-        thread.start()
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
+    def _transport(self) -> Any:
+        """One AsyncOpenAI client per event loop (connections belong to a loop)."""
+        from openai import AsyncOpenAI
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = AsyncOpenAI(
+                base_url=self.config.base_url, api_key=self.config.api_key(), max_retries=0, timeout=self.config.timeout_s
+            )
+            self._clients[loop] = client
+        return client
 
     async def acomplete_many(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """The async form of ``complete_many``."""
-        from openai import AsyncOpenAI
-
         results: list[ChatResult | None] = [None] * len(requests)
         pending: list[int] = []
         for index, request in enumerate(requests):
@@ -271,12 +277,7 @@ class LLMClient:
             else:
                 pending.append(index)
         if pending:
-            client = AsyncOpenAI(
-                base_url=self.config.base_url,
-                api_key=self.config.api_key(),
-                max_retries=0,
-                timeout=self.config.timeout_s,
-            )
+            client = self._transport()
             semaphore = asyncio.Semaphore(self.config.max_concurrency)
             bar = self._progress(len(pending))
             try:
@@ -291,7 +292,6 @@ class LLMClient:
             finally:
                 if bar is not None:
                     bar.close()
-                await client.close()
         return [r for r in results if r is not None]
 
     def request_params(self, request: ChatRequest) -> dict[str, Any]:
@@ -308,8 +308,27 @@ class LLMClient:
         return cache_key(self.config.model, request.messages, self.request_params(request))
 
     def close(self) -> None:
+        """Close connections, stop the loop thread and close the cache (the client is done)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            client = self._clients.pop(loop, None)
+            if client is not None:
+                asyncio.run_coroutine_threadsafe(client.close(), loop).result(timeout=10)
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+            loop.close()
+        self._loop = None
+        self._clients.clear()
         if self.cache is not None:
             self.cache.close()
+            self.cache = None
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- internals ------------------------------------------------------------------
 

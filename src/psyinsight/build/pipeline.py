@@ -235,6 +235,13 @@ class Build:
         return load_prompts(language).sha256  # type: ignore[arg-type]
 
     def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        finally:
+            if self.client is not None:
+                self.client.close()
+
+    def _run(self) -> dict[str, Any]:
         out = self.config.out_dir
         started = time.perf_counter()
         states = self._timed("ingest", self.ingest)
@@ -257,8 +264,6 @@ class Build:
         write_jsonl(out / "failures.jsonl", self.failures)
         report = self._report(states, data, validation, leaks, time.perf_counter() - started)
         write_json(out / "report.json", report)
-        if self.client is not None:
-            self.client.close()
         return report
 
     def _leaks(self, states: list[_DocState], data: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
