@@ -69,3 +69,17 @@ def test_bad_settings_fail_when_the_app_is_built(tmp_path: Path) -> None:
     bad.write_text("messages: [unclosed\n", encoding="utf-8")
     with pytest.raises(PsyInsightError, match=r"crisis\.yaml"):
         build_chat_app(Silent(), ChatConfig(crisis_resources=str(bad)))
+
+
+def test_a_reply_without_text_never_leaves_an_empty_turn() -> None:
+    class Unparsed:
+        response = ""
+        raw = "Observation: half a thought"
+
+    class Empty:
+        response = "  "
+        raw = ""
+
+    assert _reply_fields(Unparsed())["content"] == "Observation: half a thought"
+    assert _reply_fields(Empty(), "cn")["content"] == TEXT["cn"]["empty_reply"]
+    assert _reply_fields(Empty())["flagged"] is False and _reply_fields(Empty())["risk"] is None

@@ -87,13 +87,13 @@ def chrome() -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def serve_command(args: list[str], port: int, timeout: float = 90.0) -> Iterator[str]:
+def serve_command(args: list[str], port: int, timeout: float = 90.0, env: dict[str, str] | None = None) -> Iterator[str]:
     """Run ``psyinsight <args>`` as a subprocess serving on ``port``; yield its URL once it answers."""
     import subprocess
     import sys
     import urllib.request
 
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, "-m", "psyinsight.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"

@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         show_reasoning: bool = typer.Option(False, "--show-reasoning", help="Start with the counselor's observation and reasoning visible."),
         region: str | None = typer.Option(None, "--region", help="Crisis-line region for the safety notice (US, UK, CN, INTL...); default per language."),
         crisis_resources: Path | None = typer.Option(None, "--crisis-resources", help="Your own crisis resources YAML (same keys as the bundled one)."),
+        max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Longest reply in tokens (observation and reasoning included)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0 exposes it to your network)."),
         port: int = typer.Option(7860, "--port", help="Port to serve on."),
     ) -> None:
@@ -68,12 +69,21 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise PsyInsightError(str(exc), where="--language") from None
         quiet_gradio()
-        from psyinsight.counselor import Counselor
+        from psyinsight.counselor import Counselor, GenParams
+        from psyinsight.safety import SafetyConfig, SafetyGuard
         from psyinsight.ui.chat_app import CSS, ChatConfig, build_chat_app
 
-        counselor = Counselor(model=model, adapter=str(adapter) if adapter else None, language=lang)
-        config = ChatConfig(language=lang, show_reasoning=show_reasoning, region=region, crisis_resources=str(crisis_resources) if crisis_resources else None)
-        app_ = build_chat_app(counselor, config)
+        resources = str(crisis_resources) if crisis_resources else None
+        config = ChatConfig(language=lang, show_reasoning=show_reasoning, region=region, crisis_resources=resources)
+        guard = SafetyGuard(SafetyConfig(resources_path=resources, region=region))
+        counselor = Counselor(
+            model=model, adapter=str(adapter) if adapter else None, language=lang, guard=guard, region=region,
+            params=GenParams(max_new_tokens=max_new_tokens),
+        )  # fmt: skip
+        app_ = build_chat_app(counselor, config)  # checks the language, region and resources first
+        typer.echo("loading the model and the safety classifier...")
+        guard.warm_up()
+        counselor.engine.load()
         typer.echo(f"serving the chat on http://{host}:{port}/ (Ctrl+C to stop)")
         launch(app_, css=CSS, host=host, port=port)
 

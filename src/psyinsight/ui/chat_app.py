@@ -40,6 +40,7 @@ TEXT: dict[str, dict[str, str]] = {
         "reasoning": "Reasoning",
         "thought": "Counselor's observation and reasoning",
         "crisis": "Crisis support",
+        "empty_reply": "(The model returned no text.)",
         "no_reasoning": "The model gave no observation or reasoning for this reply.",
         "safety_reasoning": "The safety layer detected a risk{what} in the conversation: the reply is its fixed crisis message, not model text.",
         "crisis_banner": "This conversation was flagged by the safety layer: the reply below is a fixed crisis message, not model text. Please contact a person now: the lines are listed in the message.",
@@ -59,6 +60,7 @@ TEXT: dict[str, dict[str, str]] = {
         "reasoning": "推理",
         "thought": "咨询师的观察与推理",
         "crisis": "危机支持",
+        "empty_reply": "（模型没有返回任何文字。）",
         "no_reasoning": "模型没有为这条回复给出观察或推理。",
         "safety_reasoning": "安全模块在对话中检测到风险{what}：这条回复是它的固定危机提示，不是模型生成的文字。",
         "crisis_banner": "安全模块标记了本次对话：下面的回复是固定的危机提示，不是模型生成的文字。请立即联系真人求助，热线见提示内容。",
@@ -129,9 +131,12 @@ def _risk_dict(risk: Any) -> dict[str, Any] | None:
     return {"category": str(risk)}
 
 
-def _reply_fields(reply: Any) -> dict[str, Any]:
+def _reply_fields(reply: Any, language: str = "en") -> dict[str, Any]:
+    # A reply the parser could not split keeps the raw text, and an empty one says so: the
+    # conversation sent back to the counselor never holds an empty turn.
+    content = str(getattr(reply, "response", "") or "").strip() or str(getattr(reply, "raw", "") or "").strip()
     return {
-        "content": str(getattr(reply, "response", "") or ""),
+        "content": content or TEXT[language]["empty_reply"],
         "observation": getattr(reply, "observation", None) or None,
         "reasoning": getattr(reply, "reasoning", None) or None,
         "flagged": bool(getattr(reply, "flagged", False)),
@@ -235,7 +240,7 @@ def build_chat_app(
                 reply = counselor.reply(plain, language=lang)
             except PsyInsightError as exc:
                 raise gr.Error(f"{TEXT[lang]['error']}: {exc}") from None
-            history = [*history, {"role": "assistant", **_reply_fields(reply)}]
+            history = [*history, {"role": "assistant", **_reply_fields(reply, lang)}]
             body, visible = _banner(history, lang)
             return "", history, render(history, show_reasoning, lang), gr.update(value=body, visible=visible)
 
