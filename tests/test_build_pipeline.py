@@ -50,6 +50,8 @@ def test_end_to_end_annotates_validates_and_reruns_free(tmp_path):
     usage = report["llm_usage"]
     assert usage["requests_made"] == first_requests and usage["prompt_tokens"] > 0
     assert {"annotate.unit", "annotate.labels", "annotate.window", "annotate.boundary"} <= set(usage["by_step"])
+    # the LLM is asked about exactly the pieces the rules were unsure of, and its answer is used
+    assert usage["by_step"]["segment.resolve"]["calls"] == report["counts"]["unsure_pieces"] == report["counts"]["resolved_by_llm"] >= 1
     assert again["llm_usage"]["requests_made"] == 0 and again["steps"]["annotate"]["cached"] == 16
     for language in ("en", "cn"):
         rows = read_json(tmp_path / "out" / f"{language}_data.json")

@@ -223,3 +223,18 @@ def test_entity_rules_table():
     table = Placeholders()
     assert source_entities("Tom met Ann.", "en", {"Tom"}) >= {"Tom", "Ann"}
     assert table.mapping == {}
+
+
+@pytest.mark.parametrize("language", ["en", "cn"])
+def test_shipped_prompts_load_and_fill(language):
+    from psyinsight.build.annotate import load_prompts
+
+    prompts = load_prompts(language)
+    fields = dict.fromkeys(
+        ["context", "before", "after", "dialogue", "window", "previous", "current", "psychotherapies", "topics", "stages",
+         "emotions", "strategies"], "x",
+    )  # fmt: skip
+    for task, spec in prompts.tasks.items():
+        text = spec["user"].format(**fields)
+        assert f"Keys: {spec['keys']}" in text, (language, task)
+    assert "{error}" in prompts.repair and "{keys}" in prompts.repair

@@ -346,6 +346,7 @@ def _apply_resolution(piece: Piece, answer: dict[str, str], language: str) -> No
 def score_against_gold(raw_dir: Path, states: list[_DocState]) -> dict[str, Any]:
     """Rule-based turn boundaries and roles scored against ``*.gold.json`` files, when present."""
     total = Score()
+    heldout = Score()
     per_language: dict[str, Score] = {}
     files: dict[str, Any] = {}
     entity_leaks: list[dict[str, str]] = []
@@ -358,6 +359,8 @@ def score_against_gold(raw_dir: Path, states: list[_DocState]) -> dict[str, Any]
         score = score_turns(predicted, gold_turns)
         total.add(score)
         per_language.setdefault(state.doc.language, Score()).add(score)
+        if read_json(gold_path(source)).get("heldout"):
+            heldout.add(score)
         files[state.doc.doc_id] = score.as_dict()
         texts = [x for u in state.anonymised for x in [u.before, u.after] + [t.content for t in u.turns] + [t.participant for t in u.turns]]
         for entity in anon.find_leaks(texts, {e["text"] for e in entities}, state.doc.language):
@@ -367,6 +370,7 @@ def score_against_gold(raw_dir: Path, states: list[_DocState]) -> dict[str, Any]
     return {
         "all": total.as_dict(),
         "by_language": {k: v.as_dict() for k, v in per_language.items()},
+        "heldout": heldout.as_dict(),
         "files": files,
         "gold_entity_leaks": entity_leaks,
         "note": "segmentation and roles as used by the build (rules, plus the LLM where the rules were unsure)",
