@@ -83,3 +83,34 @@ def test_a_reply_without_text_never_leaves_an_empty_turn() -> None:
     assert _reply_fields(Unparsed())["content"] == "Observation: half a thought"
     assert _reply_fields(Empty(), "cn")["content"] == TEXT["cn"]["empty_reply"]
     assert _reply_fields(Empty())["flagged"] is False and _reply_fields(Empty())["risk"] is None
+
+
+def test_a_failed_reply_gives_the_message_back() -> None:
+    from psyinsight.ui.chat_app import take_turn
+
+    class Broken:
+        def reply(self, history, language="en"):
+            raise PsyInsightError("model folder is missing", path="/models/x")
+
+    class Echo:
+        def __init__(self) -> None:
+            self.seen: list = []
+
+        def reply(self, history, language="en"):
+            self.seen.append((history, language))
+
+            class R:
+                response = "Go on."
+                observation = "o"
+                reasoning = "r"
+
+            return R()
+
+    start = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi", "observation": None}, {"role": "user", "content": "I feel low"}]
+    history, restored, error = take_turn(Broken(), start, "en")
+    assert history == start[:2] and restored == "I feel low" and "/models/x: model folder is missing" in error
+    echo = Echo()
+    history, restored, error = take_turn(echo, start, "cn")
+    assert restored is None and error is None and history[-1]["content"] == "Go on." and history[-1]["reasoning"] == "r"
+    assert echo.seen == [([{"role": m["role"], "content": m["content"]} for m in start], "cn")], "only role and content go to the counselor"
+    assert take_turn(echo, history, "en") == (history, None, None), "nothing to answer"

@@ -14,12 +14,16 @@ in production, a fake in tests), so it is built and tested without a model.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from psyinsight.errors import PsyInsightError
+
+
+log = logging.getLogger(__name__)
 
 
 class Replier(Protocol):
@@ -181,6 +185,23 @@ def render(turns: list[dict[str, Any]], show_reasoning: bool, language: str) -> 
     return out
 
 
+def take_turn(counselor: Replier, history: list[dict[str, Any]], language: str) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """The counselor's reply to a history ending with the person's message.
+
+    Returns the new history, and on failure the person's message (to put back in the box,
+    taken off the history so the next try does not send it twice) with the error text.
+    """
+    if not history or history[-1]["role"] != "user":
+        return history, None, None
+    plain = [{"role": h["role"], "content": h["content"]} for h in history]
+    try:
+        reply = counselor.reply(plain, language=language)
+    except Exception as exc:  # keep the page usable whatever the model does
+        log.exception("the counselor failed to reply")
+        return history[:-1], history[-1]["content"], str(exc)
+    return [*history, {"role": "assistant", **_reply_fields(reply, language)}], None, None
+
+
 def _banner(turns: list[dict[str, Any]], language: str) -> tuple[str, bool]:
     if any(t["role"] == "assistant" and t.get("flagged") for t in turns):
         return f"**🚨 {TEXT[language]['crisis']}.** {TEXT[language]['crisis_banner']}", True
@@ -228,21 +249,23 @@ def build_chat_app(
             send = gr.Button(t0["send"], variant="primary", elem_id="send", scale=1)
         clear = gr.Button(t0["clear"], elem_id="clear", size="sm")
 
-        def respond(message: str, history: list[dict[str, Any]], show_reasoning: bool, lang: str):
+        def add_user(message: str, history: list[dict[str, Any]], show_reasoning: bool, lang: str):
+            """Step 1: show the person's message at once; lock the box until the reply is in."""
             text = (message or "").strip()
             if not text:
                 gr.Warning(TEXT[lang]["empty"])
-                body, visible = _banner(history, lang)
-                return "", history, render(history, show_reasoning, lang), gr.update(value=body, visible=visible)
+                return gr.update(), history, render(history, show_reasoning, lang), gr.update()
             history = [*history, {"role": "user", "content": text}]
-            plain = [{"role": h["role"], "content": h["content"]} for h in history]
-            try:
-                reply = counselor.reply(plain, language=lang)
-            except PsyInsightError as exc:
-                raise gr.Error(f"{TEXT[lang]['error']}: {exc}") from None
-            history = [*history, {"role": "assistant", **_reply_fields(reply, lang)}]
+            return gr.update(value="", interactive=False), history, render(history, show_reasoning, lang), gr.update(interactive=False)
+
+        def answer(history: list[dict[str, Any]], show_reasoning: bool, lang: str):
+            """Step 2: the counselor's reply (its safety check runs first, inside ``reply``)."""
+            history, restored, error = take_turn(counselor, history, lang)
+            if error:
+                gr.Warning(f"{TEXT[lang]['error']}: {error}")
+            box_update = gr.update(value=restored, interactive=True) if restored is not None else gr.update(interactive=True)
             body, visible = _banner(history, lang)
-            return "", history, render(history, show_reasoning, lang), gr.update(value=body, visible=visible)
+            return box_update, history, render(history, show_reasoning, lang), gr.update(value=body, visible=visible), gr.update(interactive=True)
 
         def rerender(history: list[dict[str, Any]], show_reasoning: bool, lang: str):
             return render(history, show_reasoning, lang)
@@ -265,10 +288,10 @@ def build_chat_app(
         def reset():
             return [], [], gr.update(value="", visible=False)
 
-        inputs = [box, turns, show, language]
-        outputs = [box, turns, chat, banner]
-        box.submit(respond, inputs, outputs, concurrency_limit=1)
-        send.click(respond, inputs, outputs, concurrency_limit=1)
+        for trigger in (box.submit, send.click):
+            trigger(add_user, [box, turns, show, language], [box, turns, chat, send], queue=False).then(
+                answer, [turns, show, language], [box, turns, chat, banner, send], concurrency_limit=1
+            )
         show.change(rerender, [turns, show, language], [chat])
         language.change(switch, [language, turns, show], [heading, notice_box, banner, language, show, chat, box, send, clear])
         clear.click(reset, None, [turns, chat, banner])
