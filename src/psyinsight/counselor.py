@@ -125,10 +125,14 @@ class LocalEngine:
             )  # fmt: skip
             out = []
             for prompt, text in zip(prompts, texts):
-                completion = self._count(text)
+                # generate_replies returns text: tokens are counted by re-encoding it, capped at
+                # the limit (a byte-level tokenizer may re-encode broken characters differently).
+                completion = min(self._count(text), params.max_new_tokens)
                 text, stopped = cut_at_stop(text, params.stop)
                 finish = "stop" if stopped or completion < params.max_new_tokens else "length"
-                out.append(Generation(text.strip(), self.count_prompt_tokens(prompt), self._count(text), finish))
+                if stopped:
+                    completion = min(self._count(text), completion)
+                out.append(Generation(text.strip(), self.count_prompt_tokens(prompt), completion, finish))
         return out
 
     def stream(self, prompt: Sequence[dict[str, str]], params: GenParams) -> Iterator[str]:

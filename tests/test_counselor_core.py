@@ -1,0 +1,150 @@
+"""The counselor core: safety before the model, the crisis reply, prompts and parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from psyinsight.counselor import (
+    CRISIS_PLACEHOLDER,
+    Counselor,
+    GenParams,
+    Generation,
+    LocalEngine,
+    build_counselor_prompt,
+    cut_at_stop,
+    detect_language,
+    validate_history,
+)
+from psyinsight.errors import PsyInsightError
+from psyinsight.safety import SafetyGuard
+
+
+class CountingEngine(LocalEngine):
+    """The real engine, counting how often the model runs."""
+
+    calls = 0
+
+    def generate(self, prompts, params):
+        type(self).calls += 1
+        return super().generate(prompts, params)
+
+
+@pytest.fixture(scope="module")
+def counselor(tiny_chat_model_dir) -> Counselor:
+    engine = CountingEngine(str(tiny_chat_model_dir))
+    engine.load()
+    guard = SafetyGuard()
+    guard.warm_up()
+    return Counselor(engine=engine, guard=guard, params=GenParams(max_new_tokens=6))
+
+
+def test_a_normal_message_goes_to_the_model(counselor):
+    before = CountingEngine.calls
+    reply = counselor.reply([{"role": "user", "content": "I have been feeling tense before exams."}])
+    assert CountingEngine.calls == before + 1
+    assert not reply.flagged and reply.risk is not None and not reply.risk.risk
+    assert reply.raw  # the model's own text, kept whole
+    assert reply.usage["prompt_tokens"] > 50 and 0 < reply.usage["completion_tokens"] <= 6
+    assert reply.finish_reason in ("stop", "length") and reply.language == "en"
+
+
+@pytest.mark.parametrize(
+    "text, language, expected",
+    [
+        ("I'm going to end my life tonight", None, "988"),
+        ("我想结束自己的生命", None, "12356"),
+        ("I want to hurt my brother badly, I have a knife", "cn", "12356"),
+    ],
+)
+def test_risk_gets_the_fixed_crisis_message_and_never_the_model(counselor, text, language, expected):
+    before = CountingEngine.calls
+    reply = counselor.reply([{"role": "user", "content": text}], language=language)
+    assert CountingEngine.calls == before  # the model never ran
+    assert reply.flagged and reply.risk is not None and reply.risk.risk
+    assert reply.response == counselor.guard.crisis_message(reply.language)
+    assert expected in reply.response
+    assert reply.raw == "" and reply.observation is None and reply.reasoning is None
+
+
+def test_recent_turns_count(counselor):
+    before = CountingEngine.calls
+    history = [
+        {"role": "user", "content": "I don't want to be alive anymore"},
+        {"role": "assistant", "content": counselor.guard.crisis_message("en")},
+        {"role": "user", "content": "yeah"},
+    ]
+    reply = counselor.reply(history)
+    assert reply.flagged and reply.risk.source == "context" and CountingEngine.calls == before
+
+
+def test_an_earlier_crisis_message_is_never_model_input(counselor):
+    crisis = counselor.guard.crisis_message("en", "UK")
+    history = [
+        {"role": "user", "content": "I want to die"},
+        {"role": "assistant", "content": crisis},
+        {"role": "user", "content": "Thanks. I called them and feel calmer. Can we talk about my sleep routine?"},
+    ]
+    prompt = counselor.prompt(history, "en")
+    text = "\n".join(m["content"] for m in prompt)
+    assert "116 123" not in text and CRISIS_PLACEHOLDER["en"] in text
+    reply = counselor.reply(history)
+    assert not reply.flagged
+
+
+def test_the_prompt_follows_the_training_templates():
+    history = [{"role": "assistant", "content": "Hello, what brings you here?"}, {"role": "user", "content": "My  boss\nyells at me."}]
+    prompt = build_counselor_prompt(history, "en", background="A 30-year-old engineer.", task="observation_reasoning")
+    assert [m["role"] for m in prompt] == ["system", "user"]
+    user = prompt[1]["content"]
+    assert "A 30-year-old engineer." in user
+    assert "Therapist: Hello, what brings you here?\nClient: My boss yells at me." in user
+    assert '"Observation:"' in user and '"Therapist:"' in user
+    cn = build_counselor_prompt([{"role": "user", "content": "我睡不好"}], "cn", task="dialog")
+    assert "我睡不好" in cn[1]["content"]
+    with pytest.raises(PsyInsightError, match="unknown counselor task"):
+        build_counselor_prompt(history, "en", task="nope")
+
+
+def test_the_output_is_split_into_observation_reasoning_and_reply(counselor):
+    raw = "Observation: The client feels judged.\nReasoning: Reflect the feeling.\nTherapist: It sounds like that hurt.\nClient: yes"
+    reply = counselor.finish(Generation(raw, 100, 20, "stop"), "en", None)
+    assert reply.observation == "The client feels judged."
+    assert reply.reasoning == "Reflect the feeling."
+    assert reply.response == "It sounds like that hurt."
+    assert reply.parse_ok and reply.raw == raw and reply.usage["total_tokens"] == 120
+    loose = counselor.finish(Generation("Just a reply without markers.", 1, 1, "stop"), "en", None)
+    assert loose.response == "Just a reply without markers." and not loose.parse_ok
+
+
+@pytest.mark.parametrize(
+    "history, match",
+    [
+        ([], "at least one message"),
+        ([{"role": "user", "content": "   "}], "empty message"),
+        ([{"role": "robot", "content": "hi"}], "unknown role"),
+        ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "last message must be the user's"),
+        ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "two user messages in a row"),
+        ([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}, {"role": "user", "content": "c"}], "system message must come before"),
+    ],
+)
+def test_bad_histories_are_refused(history, match):
+    with pytest.raises(PsyInsightError, match=match):
+        validate_history(history)
+
+
+def test_language_detection_and_stop_strings():
+    assert detect_language("我很好") == "cn" and detect_language("fine", "cn") == "cn" and detect_language("fine") == "en"
+    assert cut_at_stop("Hello\nClient: hi", ["\nClient:"]) == ("Hello", True)
+    assert cut_at_stop("Hello", ["###"]) == ("Hello", False)
+
+
+def test_streaming_from_the_engine_matches_its_stop_strings(counselor):
+    engine = counselor.engine
+    prompt = [{"role": "user", "content": "hello"}]
+    pieces = list(engine.stream(prompt, GenParams(max_new_tokens=6)))
+    assert pieces and "".join(pieces).strip()
+    full = "".join(pieces)
+    stop = full.strip()[1:3]
+    stopped = "".join(engine.stream(prompt, GenParams(max_new_tokens=6, stop=(stop,))))
+    assert stop not in stopped and full.startswith(stopped)
+    assert not engine.lock.locked() or engine.lock.acquire(timeout=10)  # the generation thread lets go
