@@ -90,9 +90,13 @@ def test_rate_a_blind_pair_revise_it_and_find_it_in_the_export(rating_site: dict
     box.send_keys("rater-7")
     by_id(d, "start").click()
     wait_for(lambda: "Item 1 of 3" in by_id(d, "progress").text, what="the first item")
+    import urllib.request
+
+    with urllib.request.urlopen(d.current_url.split("?")[0].rstrip("/") + "/config", timeout=10) as resp:
+        config = resp.read().decode("utf-8")
     page = d.page_source
     for system in SYSTEMS:
-        assert system not in page, "model names must never reach the page"
+        assert system not in page and system not in config, "model names must never reach the browser"
     assert "SECRET INSTRUCTION" not in page and "I keep failing exams" in by_id(d, "context").text
     a_text, b_text = by_id(d, "response-a").text, by_id(d, "response-b").text
     assert a_text.startswith("Response A") and b_text.startswith("Response B")
@@ -155,3 +159,37 @@ def test_a_returning_rater_resumes_at_the_first_unrated_item(rating_site: dict[s
     by_id(d, "start").click()
     wait_for(lambda: "Welcome back" in by_id(d, "status").text, what="the resume message")
     assert "Item 2 of 3" in by_id(d, "progress").text and "✓ rated" not in by_id(d, "progress").text
+
+
+def test_single_response_mode(rating_site: dict[str, Any]) -> None:
+    """One predictions file: one response, no preference; the rating is stored and exported."""
+    from selenium.webdriver.common.by import By
+
+    from psyinsight.ui.items import load_items
+    from psyinsight.ui.rating_app import CSS, RatingConfig, build_rating_app
+    from psyinsight.ui.ratings import RatingStore, long_rows
+    from psyinsight.ui.serving import launch
+
+    tmp = rating_site["tmp"]
+    store = RatingStore(tmp / "single.sqlite")
+    app = build_rating_app(load_items([tmp / f"{SYSTEMS[0]}.jsonl"]), store, RatingConfig(seed=7))
+    url = launch(app, css=CSS, port=free_port(), block=False, quiet=True)
+    try:
+        d = rating_site["driver"]
+        d.get(url)
+        box = wait_for(lambda: d.find_element(By.CSS_SELECTOR, "#rater-id input, #rater-id textarea"), what="the rater id box")
+        box.send_keys("solo\n")  # Enter starts too
+        wait_for(lambda: "Item 1 of 3" in by_id(d, "progress").text, what="the first item")
+        assert by_id(d, "response-a").text.startswith("Response\n") or by_id(d, "response-a").text.startswith("Response ")
+        assert not [e for e in d.find_elements(By.ID, "response-b") if e.is_displayed()]
+        assert not [e for e in d.find_elements(By.ID, "preference") if e.is_displayed()]
+        for c, v in zip(CRITERIA, ("5", "4", "3", "2")):
+            choose(d, f"a-{c}", v)
+        by_id(d, "save-next").click()
+        wait_for(lambda: "Item 2 of 3" in by_id(d, "progress").text, what="the second item")
+        screenshot(d, "rating_single")
+    finally:
+        app.close()
+    rows = long_rows(store.ratings())
+    assert len(rows) == 1 and rows[0]["system"] == SYSTEMS[0] and rows[0]["mode"] == "single"
+    assert [rows[0][c] for c in CRITERIA] == [5, 4, 3, 2] and rows[0]["rater"] == "solo"
