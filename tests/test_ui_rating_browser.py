@@ -46,7 +46,7 @@ def rating_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     db = tmp / "ratings.sqlite"
     port = free_port()
     args = ["ui", "rate", str(paths[SYSTEMS[0]]), str(paths[SYSTEMS[1]]), "--examples", str(paths["examples"]), "--db", str(db), "--seed", "7", "--port", str(port)]
-    with serve_command(args, port) as url, chrome() as driver:
+    with chrome() as driver, serve_command(args, port) as url:  # no browser: skip before serving
         driver.get(url)
         yield {"driver": driver, "db": db, "tmp": tmp, "study": " vs ".join(SYSTEMS)}
 

@@ -39,8 +39,8 @@ HOW_TO_INSTALL = "headless Chromium is not installed: run `sudo apt-get install 
 
 
 def _first(env: str, candidates: tuple[str, ...], name: str) -> str | None:
-    if os.environ.get(env):
-        return os.environ[env]
+    if os.environ.get(env):  # an explicit choice: used only if it is there
+        return os.environ[env] if Path(os.environ[env]).is_file() else None
     for c in candidates:
         if Path(c).is_file():
             return c
