@@ -7,7 +7,7 @@ stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -56,7 +56,12 @@ def register(app: typer.Typer) -> None:
         show_reasoning: bool = typer.Option(False, "--show-reasoning", help="Start with the counselor's observation and reasoning visible."),
         region: str | None = typer.Option(None, "--region", help="Crisis-line region for the safety notice (US, UK, CN, INTL...); default per language."),
         crisis_resources: Path | None = typer.Option(None, "--crisis-resources", help="Your own crisis resources YAML (same keys as the bundled one)."),
+        task: str = typer.Option("observation_reasoning", "--task", help="Counselor prompt: dialog, reasoning or observation_reasoning (match the adapter's training task)."),
         max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Longest reply in tokens (observation and reasoning included)."),
+        device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1... (default: cuda when available)."),
+        url: str | None = typer.Option(None, "--url", help="Use a running `psyinsight serve` at this address (e.g. http://127.0.0.1:8000/v1) instead of loading a model here."),
+        server_model: str = typer.Option("counselor", "--server-model", help="With --url: the model name to ask the server for (its counselor mode)."),
+        api_key: str | None = typer.Option(None, "--api-key", help="With --url: the server's API key, if it requires one."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0 exposes it to your network)."),
         port: int = typer.Option(7860, "--port", help="Port to serve on."),
     ) -> None:
@@ -69,21 +74,30 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise PsyInsightError(str(exc), where="--language") from None
         quiet_gradio()
-        from psyinsight.counselor import Counselor, GenParams
-        from psyinsight.safety import SafetyConfig, SafetyGuard
         from psyinsight.ui.chat_app import CSS, ChatConfig, build_chat_app
 
         resources = str(crisis_resources) if crisis_resources else None
         config = ChatConfig(language=lang, show_reasoning=show_reasoning, region=region, crisis_resources=resources)
-        guard = SafetyGuard(SafetyConfig(resources_path=resources, region=region))
-        counselor = Counselor(
-            model=model, adapter=str(adapter) if adapter else None, language=lang, guard=guard, region=region,
-            params=GenParams(max_new_tokens=max_new_tokens),
-        )  # fmt: skip
-        app_ = build_chat_app(counselor, config)  # checks the language, region and resources first
-        typer.echo("loading the model and the safety classifier...")
-        guard.warm_up()
-        counselor.engine.load()
+        if url:
+            # The server runs the safety layer and the model; the notice still comes from
+            # the local resources file (the same bundled one unless --crisis-resources).
+            from psyinsight.chat import RemoteCounselor
+
+            counselor: Any = RemoteCounselor(url, model=server_model, api_key=api_key, max_tokens=max_new_tokens)
+            app_ = build_chat_app(counselor, config)
+        else:
+            from psyinsight.counselor import Counselor, GenParams
+            from psyinsight.safety import SafetyConfig, SafetyGuard
+
+            guard = SafetyGuard(SafetyConfig(resources_path=resources, region=region))
+            counselor = Counselor(
+                model=model, adapter=str(adapter) if adapter else None, language=lang, guard=guard, task=task,
+                region=region, params=GenParams(max_new_tokens=max_new_tokens), device=device,
+            )  # fmt: skip
+            app_ = build_chat_app(counselor, config)  # checks the language, region and resources first
+            typer.echo("loading the model and the safety classifier...")
+            guard.warm_up()
+            counselor.engine.load()
         typer.echo(f"serving the chat on http://{host}:{port}/ (Ctrl+C to stop)")
         launch(app_, css=CSS, host=host, port=port)
 
