@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter folder from `psyinsight train`."),
         language: str = typer.Option("en", "--language", "-l", help="Initial language of the page and the replies: en or cn (zh)."),
         show_reasoning: bool = typer.Option(False, "--show-reasoning", help="Start with the counselor's observation and reasoning visible."),
-        region: str | None = typer.Option(None, "--region", help="Crisis-line region for the safety notice (US, UK, CN, INTL...); default per language."),
+        region: str | None = typer.Option(None, "--region", help="Crisis-line region for the safety notice and the crisis replies (US, UK, CN, INTL...); default per language."),
         crisis_resources: Path | None = typer.Option(None, "--crisis-resources", help="Your own crisis resources YAML (same keys as the bundled one)."),
         task: str = typer.Option("observation_reasoning", "--task", help="Counselor prompt: dialog, reasoning or observation_reasoning (match the adapter's training task)."),
         max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Longest reply in tokens (observation and reasoning included)."),
