@@ -51,6 +51,8 @@ class GenParams:
     seed: int = 13
     stop: tuple[str, ...] = ()
     """Strings that end the reply (not included in it)."""
+    prefix: str = ""
+    """Text the reply is forced to start with (JSON mode uses "{"); part of the reply."""
 
     @property
     def do_sample(self) -> bool:
@@ -81,11 +83,15 @@ class LocalEngine:
     server's queue batches requests in front of it so the lock is rarely contended.
     """
 
-    def __init__(self, model: str = "default", adapter: str | None = None, *, device: str | None = None, dtype: str | None = None):
+    def __init__(self, model: str = "default", adapter: str | None = None, *, device: str | None = None, dtype: str | None = None,
+                 threads: int | None = None):  # fmt: skip
         self.model_name = model
         self.adapter = adapter
         self.device = device
         self.dtype = dtype
+        self.threads = threads
+        """torch CPU threads (process-wide). On a busy CPU, 1 thread decodes several times
+        faster than 2 that spin-wait on each other; None keeps torch's default."""
         self.lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
@@ -94,6 +100,11 @@ class LocalEngine:
         """Load the model now (the first request would otherwise pay for it)."""
         if self._model is None:
             from psyinsight.models import load_model_and_tokenizer
+
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
 
             self._model, self._tokenizer = load_model_and_tokenizer(self.model_name, self.adapter, device=self.device, dtype=self.dtype)
 
@@ -107,8 +118,11 @@ class LocalEngine:
 
         return len(self.tokenizer(render_prompt(self.tokenizer, messages), add_special_tokens=False)["input_ids"])
 
-    def _count(self, text: str) -> int:
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` under this model's tokenizer."""
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+    _count = count_tokens
 
     def generate(self, prompts: Sequence[Sequence[dict[str, str]]], params: GenParams) -> list[Generation]:
         """Generate one reply per prompt (one batch; all prompts share ``params``)."""
@@ -116,13 +130,16 @@ class LocalEngine:
 
         self.load()
         with self.lock:
-            texts = generate_replies(
-                self._model, self._tokenizer, [list(p) for p in prompts],
-                max_new_tokens=params.max_new_tokens, do_sample=params.do_sample,
-                temperature=params.temperature if params.do_sample else 0.7,
-                top_p=params.top_p if params.do_sample else 0.9,
-                seed=params.seed, batch_size=max(1, len(prompts)),
-            )  # fmt: skip
+            if params.prefix:
+                texts = self._generate_prefixed(prompts, params)
+            else:
+                texts = generate_replies(
+                    self._model, self._tokenizer, [list(p) for p in prompts],
+                    max_new_tokens=params.max_new_tokens, do_sample=params.do_sample,
+                    temperature=params.temperature if params.do_sample else 0.7,
+                    top_p=params.top_p if params.do_sample else 0.9,
+                    seed=params.seed, batch_size=max(1, len(prompts)),
+                )  # fmt: skip
             out = []
             for prompt, text in zip(prompts, texts):
                 # generate_replies returns text: tokens are counted by re-encoding it, capped at
@@ -134,6 +151,35 @@ class LocalEngine:
                     completion = min(self._count(text), completion)
                 out.append(Generation(text.strip(), self.count_prompt_tokens(prompt), completion, finish))
         return out
+
+    def _decode_kwargs(self, params: GenParams) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "pad_token_id": self._tokenizer.pad_token_id, "do_sample": params.do_sample}
+        if params.do_sample:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p)
+        else:  # silence "temperature is ignored" warnings from generation configs that set them
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def _generate_prefixed(self, prompts: Sequence[Sequence[dict[str, str]]], params: GenParams) -> list[str]:
+        """Like ``generate_replies``, with the assistant turn opened by ``params.prefix``."""
+        import torch
+
+        from psyinsight.templates import render_prompt
+
+        tok = self._tokenizer
+        texts = [render_prompt(tok, p) + params.prefix for p in prompts]
+        side, tok.padding_side = tok.padding_side, "left"
+        try:
+            batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            tok.padding_side = side
+        device = next(self._model.parameters()).device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        torch.manual_seed(params.seed)
+        with torch.inference_mode():
+            out = self._model.generate(**batch, **self._decode_kwargs(params))
+        decoded = tok.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        return [params.prefix + d for d in decoded]
 
     def stream(self, prompt: Sequence[dict[str, str]], params: GenParams) -> Iterator[str]:
         """Yield the reply's text piece by piece as the model writes it.
@@ -156,19 +202,12 @@ class LocalEngine:
 
         self.lock.acquire()
         try:
-            text = render_prompt(tok, prompt)
+            text = render_prompt(tok, prompt) + params.prefix
             batch = tok([text], return_tensors="pt", add_special_tokens=False)
             device = next(self._model.parameters()).device
             batch = {k: v.to(device) for k, v in batch.items()}
             streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=600)
-            kwargs: dict[str, Any] = dict(
-                batch, streamer=streamer, max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id,
-                do_sample=params.do_sample, stopping_criteria=StoppingCriteriaList([_Cancelled()]),
-            )  # fmt: skip
-            if params.do_sample:
-                kwargs.update(temperature=params.temperature, top_p=params.top_p)
-            else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
+            kwargs: dict[str, Any] = dict(batch, streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancelled()]), **self._decode_kwargs(params))
 
             def run() -> None:
                 try:
@@ -187,6 +226,8 @@ class LocalEngine:
             self.lock.release()
             raise
         emitted = candidate = ""
+        if params.prefix:
+            yield params.prefix
         hold = max((len(s) for s in params.stop), default=0)
         try:
             for piece in streamer:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -80,6 +81,7 @@ class ServeConfig:
     batch_wait_ms: float = field(default=5.0, metadata={"help": "How long the worker waits to fill a batch."})
     api_key: str | None = field(default=None, metadata={"help": f"Require 'Authorization: Bearer KEY' (or set ${API_KEY_ENV})."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1...; default: cuda when available."})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads; 1 is fastest on a CPU shared with other work."})
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_messages", "max_input_chars", "max_tokens_limit", "default_max_tokens", "burst", "max_queue", "batch_size"):
@@ -386,13 +388,15 @@ def parse_request(data: Any, config: ServeConfig) -> ChatRequest:
 def extract_json_object(text: str) -> str | None:
     """The first complete JSON object in ``text`` (small models wrap JSON in prose or fences)."""
     decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
-        try:
-            obj, _ = decoder.raw_decode(text[match.start() :])
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            return json.dumps(obj, ensure_ascii=False)
+    # A reply cut by max_tokens often misses only its closing characters: try those too.
+    for candidate in (text, text + "}", text + '"}', text + "]}", text + '"]}'):
+        for match in re.finditer(r"\{", candidate):
+            try:
+                obj, _ = decoder.raw_decode(candidate[match.start() :])
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                return json.dumps(obj, ensure_ascii=False)
     return None
 
 
@@ -510,7 +514,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
     """The FastAPI app. ``engine`` defaults to a ``LocalEngine`` for ``config.model``/``adapter``."""
     from psyinsight.safety import SafetyConfig, SafetyGuard
 
-    engine = engine or LocalEngine(config.model, config.adapter, device=config.device)
+    engine = engine or LocalEngine(config.model, config.adapter, device=config.device, threads=config.threads)
     if counselor is None:
         guard = SafetyGuard(SafetyConfig(resources_path=config.crisis_resources, region=config.region))
         counselor = Counselor(config.model, config.adapter, config.language, guard, engine=engine, task=config.task, region=config.region)
@@ -614,6 +618,13 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
     async def generate(prompt: list[dict[str, str]], params: GenParams) -> Generation:
         return await asyncio.wrap_future(worker.submit(prompt, params))
 
+    def stream_generation(prompt: list[dict[str, str]], text: str, params: GenParams) -> Generation:
+        """Token accounting for a streamed reply (counted after the fact, capped at the limit)."""
+        count = getattr(engine, "count_tokens", None)
+        completion = min(count(text), params.max_new_tokens) if count else 0
+        prompt_tokens = engine.count_prompt_tokens(prompt) if hasattr(engine, "count_prompt_tokens") else 0
+        return Generation(text.strip(), prompt_tokens, completion, "length" if completion >= params.max_new_tokens else "stop")
+
     async def stream_pieces(prompt: list[dict[str, str]], params: GenParams) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
@@ -631,12 +642,12 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
         return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     async def plain_mode(req: ChatRequest) -> Any:
-        prompt = req.messages
-        if req.json_mode:
-            prompt = _with_json_instruction(prompt)
+        prompt, params = req.messages, req.params
+        if req.json_mode:  # ask for JSON, and open the reply with "{" so a small model follows
+            prompt, params = _with_json_instruction(prompt), dataclasses.replace(params, prefix="{")
         rid, created, name = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), req.model
         if not req.stream:
-            g = await generate(prompt, req.params)
+            g = await generate(prompt, params)
             text = g.text
             if req.json_mode:
                 text = extract_json_object(text) or text
@@ -646,16 +657,17 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             yield _chunk(rid, name, created, {"role": "assistant", "content": ""})
             try:
                 if req.json_mode:  # the object is only known once complete: send it whole
-                    g = await generate(prompt, req.params)
+                    g = await generate(prompt, params)
                     yield _chunk(rid, name, created, {"content": extract_json_object(g.text) or g.text})
                     finish = g.finish_reason
                 else:
-                    n = 0
-                    async for piece in stream_pieces(prompt, req.params):
-                        n += 1
+                    pieces = []
+                    async for piece in stream_pieces(prompt, params):
+                        pieces.append(piece)
                         yield _chunk(rid, name, created, {"content": piece})
-                    finish = "length" if n >= req.params.max_new_tokens else "stop"
-                yield _chunk(rid, name, created, {}, finish)
+                    g = stream_generation(prompt, "".join(pieces), params)
+                    finish = g.finish_reason
+                yield _chunk(rid, name, created, {}, finish, **({"usage": _usage(g)} if req.include_usage else {}))
             except Exception as exc:  # headers are sent: report in-band
                 yield f"data: {json.dumps(ApiError(500, f'generation failed: {exc}', type='server_error').body())}\n\n"
             yield "data: [DONE]\n\n"
@@ -690,16 +702,15 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             yield _chunk(rid, name, created, {"role": "assistant", "content": ""})
             splitter = ReplySplitter()
             try:
-                n = 0
                 async for piece in stream_pieces(prompt, req.params):
-                    n += 1
                     for kind, delta in splitter.feed(piece):
                         yield _chunk(rid, name, created, {"reasoning_content" if kind == "reasoning" else "content": delta})
                 for kind, delta in splitter.close():
                     yield _chunk(rid, name, created, {"reasoning_content" if kind == "reasoning" else "content": delta})
-                finish = "length" if n >= req.params.max_new_tokens else "stop"
-                reply = counselor.finish(Generation(splitter.text.strip(), 0, n, finish), lang, risk)
-                yield _chunk(rid, name, created, {}, finish, psyinsight=_extension(reply))
+                g = stream_generation(prompt, splitter.text, req.params)
+                reply = counselor.finish(g, lang, risk)
+                usage = {"usage": _usage(g)} if req.include_usage else {}
+                yield _chunk(rid, name, created, {}, g.finish_reason, psyinsight=_extension(reply), **usage)
             except Exception as exc:
                 yield f"data: {json.dumps(ApiError(500, f'generation failed: {exc}', type='server_error').body())}\n\n"
             yield "data: [DONE]\n\n"
@@ -756,7 +767,7 @@ def serve(config: ServeConfig, *, announce: Any = print) -> None:
     """Load the model, then serve until interrupted."""
     import uvicorn
 
-    engine = LocalEngine(config.model, config.adapter, device=config.device)
+    engine = LocalEngine(config.model, config.adapter, device=config.device, threads=config.threads)
     engine.load()  # fail here, with a clear message, not on the first request
     app = create_app(config, engine=engine)
     if not is_loopback(config.host):
