@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "psyinsight.commands.build",
     "psyinsight.commands.ui",
     "psyinsight.commands.tasks",
+    "psyinsight.commands.train",
     "psyinsight.commands.evaluate",
     "psyinsight.commands.serve",
 ]

@@ -1,0 +1,125 @@
+"""``psyinsight train``, ``merge`` and ``generate``: the counselor model's life cycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def train(
+    recipe: str = typer.Argument(..., help="A recipe YAML, or a shipped recipe name: cpu-default, mistral-7b-en, glm4-9b-zh."),
+    set_: list[str] = typer.Option(None, "--set", help="Override a setting, e.g. --set training.max_steps=300 (repeatable)."),
+    output_dir: Path = typer.Option(None, "--output-dir", help="Where checkpoints and the adapter go (overrides training.output_dir)."),
+    resume: str = typer.Option("auto", "--resume", help="auto: continue from the last checkpoint in the output folder; none: start over; or a checkpoint folder."),
+    show: bool = typer.Option(False, "--show", help="Print the resolved recipe and exit without training."),
+) -> None:
+    """Fine-tune a LoRA adapter with the prompt-loss-weighted trainer (validate → setup → train → save)."""
+    import json
+
+    from psyinsight.recipe import find_recipe, load_recipe
+
+    overrides = list(set_ or [])
+    if output_dir is not None:
+        overrides.append(f"training.output_dir={output_dir}")
+    cfg = load_recipe(recipe, overrides)
+    if show:
+        typer.echo(json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False))
+        return
+    from psyinsight.train import run_recipe
+
+    adapter, metrics = run_recipe(cfg, resume=resume, recipe_path=str(find_recipe(recipe)))
+    typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
+    typer.echo(f"adapter -> {adapter}")
+
+
+def merge(
+    adapter: Path = typer.Argument(..., help="Adapter folder written by `psyinsight train` (…/adapter)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged model."),
+    base: str = typer.Option(None, "--base", help="Base model (default: the one recorded with the adapter)."),
+    dtype: str = typer.Option(None, "--dtype", help="float32, bfloat16 or float16 (default: float32 on CPU)."),
+) -> None:
+    """Fold a LoRA adapter into its base model and save a plain transformers folder."""
+    from psyinsight.train import merge_adapter
+
+    typer.echo(f"merged -> {merge_adapter(adapter, out, base=base, dtype=dtype)}")
+
+
+def generate(
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL (one Prediction per Example id; resumes when it exists)."),
+    adapter: Path = typer.Option(None, "--adapter", help="Adapter folder from `psyinsight train` (its base model, task and data are the defaults)."),
+    model: str = typer.Option(None, "--model", help="Base model: 'smollm2', a folder or a hub id (default: the adapter's)."),
+    examples: Path = typer.Option(None, "--examples", help="Examples JSONL from `psyinsight tasks build` (default: built from --split)."),
+    split: str = typer.Option("test", "--split", help="Split to build examples from when --examples is not given."),
+    task: str = typer.Option(None, "--task", help="Task of the built examples (default: the adapter's, else dialog)."),
+    sample: bool = typer.Option(False, "--sample", help="Build examples from the bundled sample."),
+    source: str = typer.Option(None, "--source", help="Sessions: sample, release or a session file (default: the adapter's)."),
+    languages: list[str] = typer.Option(None, "--language", "-l", help="Only this language (repeatable)."),
+    limit: int = typer.Option(0, "--limit", help="Generate for the first N examples only (0: all)."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Most tokens per reply."),
+    do_sample: bool = typer.Option(False, "--sample-decoding/--greedy", help="Sample (seeded) or decode greedily."),
+    temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature."),
+    top_p: float = typer.Option(0.9, "--top-p", help="Nucleus sampling mass."),
+    seed: int = typer.Option(13, "--seed", help="Seed (batch i uses seed + i)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Prompts per batch (left-padded)."),
+    backend: str = typer.Option("transformers", "--backend", help="transformers, or vllm (GPU machines with vLLM installed)."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1... (default: cuda when available)."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: default)."),
+) -> None:
+    """Generate counselor turns for examples, parse Observation / Reasoning / response, write predictions."""
+    import dataclasses
+
+    from psyinsight.errors import PsyInsightError
+    from psyinsight.generate import GenerationConfig, generate_predictions
+    from psyinsight.models import check_adapter_dir, read_adapter_meta, resolve_model_path
+    from psyinsight.recipe import Recipe, build_section
+    from psyinsight.schema import parse_language
+    from psyinsight.tasks import load_examples
+
+    meta = read_adapter_meta(check_adapter_dir(adapter)) if adapter else {}
+    recipe = build_section(Recipe, meta["recipe"], path=adapter, section="") if meta.get("recipe") else Recipe()
+    base = model or meta.get("base_model") or recipe.model.name
+    if examples is not None:
+        rows = load_examples(examples)
+    else:
+        if split not in ("train", "validation", "test", "all"):
+            raise PsyInsightError(f"unknown split {split!r}; choose train, validation, test or all", where="--split")
+        data = recipe.data
+        if sample:
+            data = dataclasses.replace(data, source="sample", split_file=None)
+        elif source:
+            data = dataclasses.replace(data, source=source, split_file=None)
+        if languages:
+            data = dataclasses.replace(data, languages=[parse_language(x) for x in languages])
+        tasks = dataclasses.replace(recipe.tasks, task=task) if task else recipe.tasks
+        recipe = dataclasses.replace(recipe, data=data, tasks=tasks)
+        from psyinsight.models import load_tokenizer
+        from psyinsight.train import build_split_examples
+
+        rows, skipped, _ = build_split_examples(recipe, split, load_tokenizer(base))
+        if skipped:
+            typer.echo("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
+    if limit:
+        rows = rows[:limit]
+    config = GenerationConfig(max_new_tokens, do_sample, temperature, top_p, seed, batch_size)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if backend == "vllm":
+        report = generate_predictions(rows, out, config=config, backend="vllm", vllm_model=str(resolve_model_path(base)), vllm_adapter=str(adapter) if adapter else None)
+    else:
+        from psyinsight.models import load_model_and_tokenizer
+
+        lm, tok = load_model_and_tokenizer(base, adapter, device=device)
+        report = generate_predictions(rows, out, model=lm, tokenizer=tok, config=config, backend=backend)
+    typer.echo(
+        f"{report.total} predictions -> {report.output} ({report.generated} generated, {report.resumed} resumed, "
+        f"{report.parse_failures} parse failures kept, {report.seconds}s)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("merge")(merge)
+    app.command("generate")(generate)
