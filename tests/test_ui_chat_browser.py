@@ -152,8 +152,11 @@ def test_the_model_s_observation_and_reasoning_reach_the_page(browser: Any) -> N
     from psyinsight.ui.chat_app import CSS, ChatConfig, build_chat_app
     from psyinsight.ui.serving import launch
 
+    from psyinsight.safety import SafetyConfig, SafetyGuard
+
     engine = ScriptedEngine()
-    app = build_chat_app(Counselor(engine=engine, language="en"), ChatConfig(show_reasoning=True))
+    guard = SafetyGuard(SafetyConfig(use_classifier=False))  # patterns only: the crisis path is tested above
+    app = build_chat_app(Counselor(engine=engine, guard=guard, language="en"), ChatConfig(show_reasoning=True))
     url = launch(app, css=CSS, port=free_port(), block=False, quiet=True)
     try:
         d = browser
