@@ -27,8 +27,8 @@ def chat_site(browser: Any) -> Iterator[Any]:
     One torch thread: on a shared 2-core machine that is several times faster than two.
     """
     port = free_port()
-    args = ["ui", "chat", "--language", "en", "--region", "US", "--max-new-tokens", "24", "--port", str(port)]
-    with serve_command(args, port, timeout=240, env={"OMP_NUM_THREADS": "1"}) as url:
+    args = ["ui", "chat", "--language", "en", "--region", "US", "--max-new-tokens", "24", "--threads", "1", "--port", str(port)]
+    with serve_command(args, port, timeout=240) as url:
         browser.get(url)
         yield browser
 

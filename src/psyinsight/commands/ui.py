@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
         task: str = typer.Option("observation_reasoning", "--task", help="Counselor prompt: dialog, reasoning or observation_reasoning (match the adapter's training task)."),
         max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Longest reply in tokens (observation and reasoning included)."),
         device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1... (default: cuda when available)."),
+        threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (1 is fastest on a CPU shared with other work; default: torch's)."),
         url: str | None = typer.Option(None, "--url", help="Use a running `psyinsight serve` at this address (e.g. http://127.0.0.1:8000/v1) instead of loading a model here."),
         server_model: str = typer.Option("counselor", "--server-model", help="With --url: the model name to ask the server for (its counselor mode)."),
         api_key: str | None = typer.Option(None, "--api-key", help="With --url: the server's API key, if it requires one."),
@@ -86,13 +87,13 @@ def register(app: typer.Typer) -> None:
             counselor: Any = RemoteCounselor(url, model=server_model, api_key=api_key, max_tokens=max_new_tokens)
             app_ = build_chat_app(counselor, config)
         else:
-            from psyinsight.counselor import Counselor, GenParams
+            from psyinsight.counselor import Counselor, GenParams, LocalEngine
             from psyinsight.safety import SafetyConfig, SafetyGuard
 
             guard = SafetyGuard(SafetyConfig(resources_path=resources, region=region))
+            engine = LocalEngine(model, str(adapter) if adapter else None, device=device, threads=threads)
             counselor = Counselor(
-                model=model, adapter=str(adapter) if adapter else None, language=lang, guard=guard, task=task,
-                region=region, params=GenParams(max_new_tokens=max_new_tokens), device=device,
+                language=lang, guard=guard, engine=engine, task=task, region=region, params=GenParams(max_new_tokens=max_new_tokens),
             )  # fmt: skip
             app_ = build_chat_app(counselor, config)  # checks the language, region and resources first
             typer.echo("loading the model and the safety classifier...")
