@@ -258,6 +258,9 @@ class ModelWorker:
 
     def _run_stream(self, job: _Job) -> None:
         try:
+            if job.cancelled.is_set():  # the client left while it waited
+                job.future.set_result(None)
+                return
             pieces = self.engine.stream(job.prompt, job.params)
             try:
                 for piece in pieces:
