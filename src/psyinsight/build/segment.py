@@ -106,10 +106,8 @@ def speaker_prefix(line: str, language: Language) -> tuple[str, int] | None:
     name = m.group("name").strip()
     if name.casefold() in NOT_SPEAKERS[language] or name.startswith("第") or name.endswith(_CN_SPEECH_END):
         return None
-    if language == "en" and len(name.split()) > 1 and not re.match(r"^(Dr|Mr|Mrs|Ms|Miss|Prof)\b", name) and name.split()[0] not in ("The",):
-        # "Session Two: ..." style headings have several capitalised words; names rarely do
-        if all(w[0].isupper() for w in name.split()) and len(name.split()) > 2:
-            return None
+    if language == "en" and len(name.split()) > 2 and not re.match(r"^(Dr|Mr|Mrs|Ms|Miss|Prof)\b", name):
+        return None  # "Case Study Two: ..." headings have several capitalised words; speaker labels rarely do
     return name, m.start("rest")
 
 
