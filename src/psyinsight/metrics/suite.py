@@ -22,9 +22,9 @@ class MetricConfig:
     """How to score predictions; every field is also a CLI flag of ``psyinsight evaluate``."""
 
     metrics: tuple[str, ...] = field(default=FAMILIES, metadata={"help": f"metric families to compute, from {', '.join(FAMILIES)}"})
-    bertscore_model_en: str | None = field(default=None, metadata={"help": "English BERTScore encoder: hub name or local folder (default roberta-large; env PSYINSIGHT_BERTSCORE_MODEL_EN)"})
+    bertscore_model_en: str | None = field(default=None, metadata={"help": "English BERTScore encoder: hub name, local folder, or 'minilm' for the embedded all-MiniLM-L6-v2 (default roberta-large; env PSYINSIGHT_BERTSCORE_MODEL_EN)"})
     bertscore_layer_en: int | None = field(default=None, metadata={"help": "layer for the English encoder (default 17 for roberta-large, the last layer for a local folder)"})
-    bertscore_model_zh: str | None = field(default=None, metadata={"help": "Chinese BERTScore encoder: hub name or local folder (default bert-base-chinese; env PSYINSIGHT_BERTSCORE_MODEL_ZH)"})
+    bertscore_model_zh: str | None = field(default=None, metadata={"help": "Chinese BERTScore encoder: hub name, local folder, or 'minilm' (English-only: a stand-in for offline demos) (default bert-base-chinese; env PSYINSIGHT_BERTSCORE_MODEL_ZH)"})
     bertscore_layer_zh: int | None = field(default=None, metadata={"help": "layer for the Chinese encoder (default 8 for bert-base-chinese)"})
     bertscore_batch_size: int = field(default=64, metadata={"help": "sentences per BERTScore batch; larger is faster until memory runs out"})
     bertscore_rescale: bool = field(default=False, metadata={"help": "rescale BERTScore with bert-score's baseline where one exists (the paper did not rescale)"})
