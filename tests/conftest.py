@@ -71,3 +71,103 @@ def tiny_chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# ---- tiny chat models for the training tests: one tokenizer per chat-template family ----
+
+TINY_CHAT_TEMPLATES = {
+    # SmolLM2 / ChatML
+    "chatml": (
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n' }}{% endif %}"
+        "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    ),
+    # Mistral-7B-Instruct-v0.2: no system role (it raises), eos closes the assistant turn
+    "mistral": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+        "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+        "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+        "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
+        "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
+    ),
+    # GLM-4-9b-chat: nothing closes an assistant turn
+    "glm4": (
+        "[gMASK]<sop>{% for item in messages %}{% if item['role'] == 'user' %}<|user|>\n{{ item['content'] }}"
+        "{% elif item['role'] == 'assistant' %}<|assistant|>\n{{ item['content'] }}"
+        "{% elif item['role'] == 'system' %}<|system|>\n{{ item['content'] }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    ),
+    # Llama-3-Instruct: contents are trimmed, <|eot_id|> closes every turn
+    "llama3": (
+        "{% set loop_messages = messages %}{% for message in loop_messages %}"
+        "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' %}"
+        "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    ),
+}
+TINY_SPECIALS = {
+    "chatml": {"tokens": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], "bos": None, "eos": "<|im_end|>", "unk": "<|endoftext|>"},
+    "mistral": {"tokens": ["<unk>", "<s>", "</s>"], "bos": "<s>", "eos": "</s>", "unk": "<unk>"},
+    "glm4": {"tokens": ["<|endoftext|>", "[gMASK]", "<sop>", "<|user|>", "<|assistant|>", "<|system|>"], "bos": None, "eos": "<|endoftext|>", "unk": None},
+    "llama3": {"tokens": ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|finetune_right_pad_id|>"], "bos": "<|begin_of_text|>", "eos": "<|eot_id|>", "unk": None},
+}
+
+
+def build_tiny_tokenizer(family: str):
+    """A byte-level BPE tokenizer trained in-process on the sample's text, with a family's chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from psyinsight.sample import sample_sessions
+
+    spec = TINY_SPECIALS[family]
+    texts = [t.content for s in sample_sessions() for t in s.dialog]
+    texts += [s.background for s in sample_sessions()]
+    texts += ["Therapist: Reasoning: Observation: Strategy: Client:", "咨询师：推理：观察：策略：来访者：", "system user assistant [INST] [/INST]"]
+    tok = Tokenizer(models.BPE(unk_token=spec["unk"]) if spec["unk"] else models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=800, special_tokens=spec["tokens"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts * 3, trainer)
+    kwargs = {k + "_token": spec[k] for k in ("bos", "eos", "unk") if spec[k]}
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, **kwargs)
+    tokenizer.chat_template = TINY_CHAT_TEMPLATES[family]
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizers() -> dict:
+    """family name → tiny tokenizer with that family's chat template (chatml, mistral, glm4, llama3)."""
+    return {family: build_tiny_tokenizer(family) for family in TINY_CHAT_TEMPLATES}
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizers: dict) -> Path:
+    """A saved 2-layer random Llama with the ChatML tiny tokenizer (loads through models.py)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = tiny_tokenizers["chatml"]
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"), bos_token_id=None, tie_word_embeddings=False,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Run a test's torch work on one thread (small tensors: threads only add contention)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -317,7 +317,6 @@ class LoRARecipeRunner:
             dataloader_num_workers=0,
             disable_tqdm=True,
             save_only_model=False,
-            gradient_checkpointing=False,  # enabled on the model in _model()
         )
 
     def _trainer(self) -> Any:

@@ -1,0 +1,137 @@
+"""Recipes: every shipped one loads; bad ones fail with one clear error; resume is exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from psyinsight.errors import PsyInsightError
+from psyinsight.recipe import Recipe, load_recipe, shipped_recipes
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["cpu-default", "mistral-7b-en", "glm4-9b-zh"])
+def test_every_shipped_recipe_loads_and_matches_the_repo_copy(name):
+    assert name in shipped_recipes()
+    recipe = load_recipe(name)
+    assert isinstance(recipe, Recipe) and recipe.name == name
+    assert (REPO / "recipes" / f"{name}.yaml").read_text() == shipped_recipes()[name].read_text()
+
+
+def test_release_hyperparameters_are_in_the_gpu_recipes():
+    r = load_recipe("mistral-7b-en")
+    assert (r.lora.r, r.lora.alpha, r.lora.dropout, r.lora.lm_head) == (256, 128, 0.05, True)
+    assert (r.training.learning_rate, r.training.epochs, r.training.batch_size, r.training.grad_accum) == (5e-5, 5.0, 2, 2)
+    assert (r.model.quantization, r.training.max_length, r.training.lr_scheduler) == ("4bit", 4096, "cosine")
+    assert load_recipe("glm4-9b-zh").tasks.task == "rag"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("training:\n  learnig_rate: 0.1\n", "unknown setting 'learnig_rate'; did you mean 'learning_rate'"),
+        ("training:\n  batch_size: two\n", "training.batch_size.*expected int"),
+        ("training:\n  w_prompt: 1.5\n", "w_prompt.*between 0 and 1"),
+        ("tasks:\n  task: dialogue\n", "unknown task 'dialogue'"),
+        ("model:\n  quantization: 8bit\n", "unknown quantization"),
+        ("lora: 3\n", "expected a mapping"),
+        ("training: [\n", "invalid YAML"),
+    ],
+)
+def test_bad_recipes_fail_with_one_clear_error(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(PsyInsightError, match=message) as info:
+        load_recipe(path)
+    assert str(path) in str(info.value)
+
+
+def test_overrides_are_typed_and_checked():
+    r = load_recipe("cpu-default", ["training.max_steps=7", "tasks.task=labels"])
+    assert r.training.max_steps == 7 and r.tasks.task == "labels"
+    with pytest.raises(PsyInsightError, match="unknown setting"):
+        load_recipe("cpu-default", ["training.max_stepz=7"])
+    with pytest.raises(PsyInsightError, match="no such recipe"):
+        load_recipe("no-such-recipe")
+
+
+def test_a_missing_model_path_is_refused_before_anything_loads(tmp_path):
+    from psyinsight.train import LoRARecipeRunner
+
+    recipe = load_recipe("cpu-default", [f"model.name={tmp_path / 'nope'}"])
+    with pytest.raises(PsyInsightError, match="no such model folder"):
+        LoRARecipeRunner(recipe)
+
+
+def tiny_recipe(model_dir, out, **training):
+    overrides = [
+        f"model.name={model_dir}", "data.languages=[en]", f"training.output_dir={out}", "training.max_length=512",
+        "training.batch_size=2", "training.logging_steps=1", "training.eval_base=false", "data.max_eval_examples=4",
+        "training.learning_rate=0.01", "training.num_threads=1",
+    ]  # fmt: skip
+    overrides += [f"training.{k}={v}" for k, v in training.items()]
+    return load_recipe("cpu-default", overrides)
+
+
+def _adapter_tensors(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(folder) / "adapter_model.safetensors"))
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_llama_dir, tmp_path):
+    import torch
+    from transformers import TrainerCallback
+
+    from psyinsight.train import LoRARecipeRunner
+
+    straight = LoRARecipeRunner(tiny_recipe(tiny_llama_dir, tmp_path / "a", max_steps=4, save_steps=2))
+    straight_adapter = straight.run()
+
+    class StopAt2(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                control.should_training_stop = True
+            return control
+
+    first = LoRARecipeRunner(tiny_recipe(tiny_llama_dir, tmp_path / "b", max_steps=4, save_steps=2))
+    first.setup()
+    first.trainer.add_callback(StopAt2())
+    first.train()
+    assert first.trainer.state.global_step == 2 and (tmp_path / "b" / "checkpoint-2").is_dir()
+    second = LoRARecipeRunner(tiny_recipe(tiny_llama_dir, tmp_path / "b", max_steps=4, save_steps=2), resume="auto")
+    resumed_adapter = second.run()
+    assert second.metrics["resumed_from"].endswith("checkpoint-2")
+    a, b = _adapter_tensors(straight_adapter), _adapter_tensors(resumed_adapter)
+    assert a.keys() == b.keys()
+    moved = [k for k in a if "lora_B" in k and a[k].abs().sum() > 0]
+    assert moved, "training did not move the adapter"
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_adapter_is_saved_with_recipe_checksum_and_version(tiny_llama_dir, tmp_path):
+    from psyinsight import __version__
+    from psyinsight.fileio import read_json
+    from psyinsight.models import ADAPTER_META, load_model_and_tokenizer
+    from psyinsight.train import run_recipe
+
+    adapter, metrics = run_recipe(tiny_recipe(tiny_llama_dir, tmp_path / "c", max_steps=2, eval_base="true"), resume="none")
+    meta = read_json(adapter / ADAPTER_META)
+    assert meta["psyinsight"] == __version__
+    assert meta["base_model"] == str(tiny_llama_dir)
+    assert len(meta["split_checksum"]) == 64
+    assert meta["recipe"]["training"]["max_steps"] == 2 and meta["w_prompt"] == 0.1
+    assert metrics["steps"] == 2 and metrics["eval_target_loss"] > 0 and metrics["base_eval_target_loss"] > 0
+    # The adapter reloads on its recorded base model alone.
+    model, tok = load_model_and_tokenizer(None, adapter, device="cpu")
+    assert tok.padding_side == "left"
+    assert any("lora_" in name for name, _ in model.named_parameters())
