@@ -1,0 +1,126 @@
+"""The protocol run over tasks × languages × models: results table, JSON and figures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from psyinsight.classify.metrics import confusion_figure, results_markdown
+from psyinsight.classify.protocol import ProtocolConfig, ProtocolResult, group_splits, run_protocol
+from psyinsight.classify.tasks import TASK_NAMES, get_task
+from psyinsight.errors import PsyInsightError
+from psyinsight.fileio import write_json, write_text
+from psyinsight.schema import Session
+
+TARGETS: dict[tuple[str, str], float] = {
+    ("emotion", "en"): 0.37, ("strategy", "en"): 0.33, ("psychotherapy", "en"): 0.34, ("topic", "en"): 0.44,
+    ("emotion", "cn"): 0.41, ("strategy", "cn"): 0.41, ("psychotherapy", "cn"): 0.50, ("topic", "cn"): 0.27,
+}  # fmt: skip
+"""Mean macro-F1 the embedded default should reach under the protocol (the project's acceptance)."""
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    tasks: tuple[str, ...] = TASK_NAMES
+    languages: tuple[str, ...] = ("en", "cn")
+    models: tuple[str, ...] = ("majority", "tfidf")
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    encoder_path: str = ""
+    encoder_epochs: int = 3
+
+
+def _factory(model: str, task: str, language: str, config: BenchmarkConfig) -> Callable:
+    from psyinsight.classify.defaults import default_linear
+    from psyinsight.classify.models import MajorityClassifier, TfidfLinearClassifier
+
+    if model == "majority":
+        return MajorityClassifier
+    if model == "tfidf":
+        linear = default_linear(task, language)
+        return lambda: TfidfLinearClassifier(language, linear)
+    if model == "encoder":
+        from psyinsight.classify.encoder import EncoderClassifier, EncoderConfig
+
+        enc = EncoderConfig(model_path=config.encoder_path, epochs=config.encoder_epochs)
+        return lambda: EncoderClassifier(language, enc)
+    raise PsyInsightError(f"unknown model {model!r}; choose majority, tfidf or encoder", where="--models")
+
+
+def run_benchmark(
+    sessions: Sequence[Session], config: BenchmarkConfig, out_dir: str | Path | None = None,
+    *, progress: Callable[[str], None] | None = None,
+) -> str:  # fmt: skip
+    """Run every (task, language, model); write results.{md,json} and pooled confusion figures."""
+    from psyinsight.classify.defaults import default_extract
+    from psyinsight.classify.runner import rows_for
+
+    results: list[ProtocolResult] = []
+    timings: dict[str, float] = {}
+    for task in config.tasks:
+        spec = get_task(task)
+        for language in config.languages:
+            extract = default_extract(spec.name, language)
+            start = time.perf_counter()
+            rows = rows_for(sessions, spec.name, language, extract)
+            splits = group_splits(rows, config.protocol)
+            timings[f"{spec.name}/{language}/extract"] = time.perf_counter() - start
+            for model in config.models:
+                make = _factory(model, spec.name, language, config)
+                result = run_protocol(
+                    rows, make, task=spec.name, language=language, model_name=model, extract=extract,
+                    config=config.protocol, splits=splits, progress=progress,
+                )  # fmt: skip
+                results.append(result)
+                if progress:
+                    progress(f"{spec.name}/{language}/{model}: macro-F1 {result.mean():.3f} ± {result.sd():.3f} ({result.seconds:.1f}s)")
+    table = summary_table(results)
+    if out_dir is not None:
+        out = Path(out_dir)
+        write_json(out / "results.json", {"results": [r.to_dict() for r in results], "timings": timings,
+                                          "protocol": config.protocol.describe(), "seed": config.protocol.seed})  # fmt: skip
+        write_text(out / "results.md", table + "\n")
+        _pooled_figures(results, out)
+    return table
+
+
+def _pooled_figures(results: Sequence[ProtocolResult], out: Path) -> None:
+    """One confusion figure per (task, language, model): the folds' matrices summed."""
+    import numpy as np
+
+    from psyinsight.classify.metrics import ClassificationResult
+
+    for r in results:
+        labels = sorted({lab for f in r.folds for lab in f.result.labels})
+        total = np.zeros((len(labels), len(labels)), dtype=int)
+        for f in r.folds:
+            idx = [labels.index(lab) for lab in f.result.labels]
+            total[np.ix_(idx, idx)] += np.array(f.result.confusion, dtype=int)
+        pooled = ClassificationResult(
+            n=int(total.sum()), macro_f1=r.mean(), micro_f1=r.mean("micro_f1"), accuracy=r.mean("accuracy"),
+            labels=labels, per_class={}, confusion=total.tolist(),
+        )  # fmt: skip
+        title = f"{r.task} ({r.language}, {r.model}): mean macro-F1 {r.mean():.3f} ± {r.sd():.3f}"
+        confusion_figure(pooled, out / f"confusion_{r.task}_{r.language}_{r.model}.png", title=title)
+
+
+def summary_table(results: Sequence[ProtocolResult]) -> str:
+    """The Markdown results table: one row per (task, language, model), with the target."""
+    rows = []
+    for r in results:
+        target = TARGETS.get((r.task, r.language)) if r.model == "tfidf" else None
+        reached = "" if target is None else ("yes" if r.mean() >= target else "no")
+        rows.append({
+            "task": r.task, "language": r.language, "model": r.model, "rows": r.n_rows, "labels": r.n_labels,
+            "macro": f"{r.mean():.3f} ± {r.sd():.3f}", "micro": r.mean("micro_f1"), "accuracy": r.mean("accuracy"),
+            "target": "" if target is None else f"{target:.2f}", "reached": reached, "seconds": f"{r.seconds:.1f}",
+        })  # fmt: skip
+    columns = [
+        ("task", "task"), ("language", "lang"), ("model", "model"), ("rows", "rows"), ("labels", "labels"),
+        ("macro", "macro-F1 (mean ± sd)"), ("micro", "micro-F1"), ("accuracy", "accuracy"),
+        ("target", "target"), ("reached", "reached"), ("seconds", "fit+predict s"),
+    ]  # fmt: skip
+    signature = results[0].signature.split("|model:")[0] if results else ""
+    return results_markdown(rows, columns) + (f"\n\nSignature: `{signature}|...`" if signature else "")
+

@@ -1,0 +1,56 @@
+"""The embedded default's settings per task and language, chosen by grouped cross-validation.
+
+The values were picked on training folds only (``bench/classify.py --tune``) and are the
+ones the benchmark table reports; CLI flags override any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from psyinsight.classify.features import FeatureConfig
+from psyinsight.classify.models import LinearConfig
+from psyinsight.classify.runner import extract_config
+from psyinsight.classify.tasks import ExtractConfig
+
+# (task, language) -> LinearConfig keyword overrides.
+TUNED: dict[tuple[str, str], dict[str, Any]] = {
+    ("emotion", "en"): {"C": 0.5},
+    ("emotion", "cn"): {"C": 0.5},
+    ("strategy", "en"): {"C": 0.5},
+    ("strategy", "cn"): {"C": 0.5},
+    ("psychotherapy", "en"): {"C": 0.5},
+    ("psychotherapy", "cn"): {"C": 0.5},
+    ("topic", "en"): {"C": 0.5},
+    ("topic", "cn"): {"C": 0.5},
+}
+
+TURN_FIELDS: tuple[str, ...] = ("content", "annotation")
+"""Turn inputs of the default: the utterance and its observation/reasoning where present."""
+
+
+def default_extract(
+    task: str, language: str, *, label_mode: str = "first", context_turns: int = 2,
+    turn_fields: Sequence[str] | None = None, session_fields: Sequence[str] | None = None,
+) -> ExtractConfig:  # fmt: skip
+    """Row settings for ``task``: the protocol filter plus the default inputs."""
+    return extract_config(
+        label_mode=label_mode, context_turns=context_turns, turn_fields=turn_fields or TURN_FIELDS,
+        session_fields=session_fields,
+    )  # fmt: skip
+
+
+def default_linear(task: str, language: str, *, estimator: str = "svm", C: float | None = None) -> LinearConfig:
+    """The tuned TF-IDF linear model of ``task``/``language``."""
+    tuned = dict(TUNED.get((task, language), {}))
+    feats = tuned.pop("features", {})
+    config = LinearConfig(estimator=estimator, features=replace(FeatureConfig(), **feats), **tuned)  # type: ignore[arg-type]
+    if C is not None:
+        config.C = C
+    return config
+
+
+def default_model_config(task: str, language: str, *, estimator: str = "svm", C: float | None = None) -> dict[str, Any]:
+    return default_linear(task, language, estimator=estimator, C=C).to_dict()

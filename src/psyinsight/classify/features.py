@@ -1,0 +1,136 @@
+"""TF-IDF features for short counseling texts in English and Chinese.
+
+Three blocks, stacked side by side: word n-grams (jieba words for Chinese), character
+n-grams (robust to spelling and to Chinese without segmentation), and word n-grams of the
+preceding turns (context), scaled down so the utterance itself dominates. A function at
+module level is the tokenizer so that a fitted featurizer pickles.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+_WORD = re.compile(r"(?u)\b\w+\b")
+
+
+def cjk_ratio(text: str) -> float:
+    """Share of letters that are CJK ideographs (0 for empty text)."""
+    letters = _LETTER.findall(text)
+    if not letters:
+        return 0.0
+    return sum(1 for ch in letters if _CJK.match(ch)) / len(letters)
+
+
+def detect_language(texts: Sequence[str]) -> str | None:
+    """``cn`` when most letters are CJK, ``en`` when almost none are, None for no letters."""
+    joined = "".join(texts)
+    if not _LETTER.search(joined):
+        return None
+    return "cn" if cjk_ratio(joined) >= 0.3 else "en"
+
+
+def tokenize_en(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+@functools.lru_cache(maxsize=200_000)
+def _jieba_words(text: str) -> tuple[str, ...]:
+    import jieba
+
+    jieba.setLogLevel(60)
+    return tuple(w.lower() for w in jieba.lcut(text) if w.strip())
+
+
+def tokenize_cn(text: str) -> list[str]:
+    """jieba words (precise mode), spaces dropped; Latin words lower-cased.
+
+    Segmentation is the slow part of Chinese features and cross-validation tokenizes the
+    same texts once per fold, so words are memoised per text.
+    """
+    return list(_jieba_words(text))
+
+
+TOKENIZERS = {"en": tokenize_en, "cn": tokenize_cn}
+
+
+@dataclass
+class FeatureConfig:
+    """TF-IDF feature blocks. Tuned by grouped cross-validation on training folds."""
+
+    word_ngrams: tuple[int, int] = (1, 2)
+    """Word n-gram range (jieba words for cn). (0, 0) turns the block off."""
+    char_ngrams: tuple[int, int] = (1, 4)
+    """Character n-gram range within word boundaries. (0, 0) turns the block off."""
+    context_weight: float = 0.5
+    """Scale of the context block (preceding turns) against the utterance; 0 ignores context."""
+    min_df: int = 1
+    """Drop n-grams seen in fewer training rows (char n-grams use at least 2)."""
+    max_features: int | None = 200000
+    """Cap per block, keeps models small on large corpora."""
+    sublinear_tf: bool = True
+    """1 + log(tf): long session texts do not drown short ones."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TextFeaturizer:
+    """Fits the TF-IDF blocks for one language; ``transform(texts, contexts)`` gives a sparse matrix."""
+
+    def __init__(self, language: str, config: FeatureConfig | None = None):
+        self.language = language
+        self.config = config or FeatureConfig()
+        self.blocks_: list[tuple[str, object, float]] = []
+
+    def _tokenizer(self):
+        return TOKENIZERS.get(self.language, tokenize_en)
+
+    def fit(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> TextFeaturizer:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        cfg = self.config
+        self.blocks_ = []
+        if cfg.word_ngrams[1] > 0:
+            vec = TfidfVectorizer(
+                tokenizer=self._tokenizer(), token_pattern=None, lowercase=False, ngram_range=tuple(cfg.word_ngrams),
+                min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf,
+            )  # fmt: skip
+            vec.fit(texts)
+            self.blocks_.append(("text", vec, 1.0))
+        if cfg.char_ngrams[1] > 0:
+            vec = TfidfVectorizer(
+                analyzer="char_wb", ngram_range=tuple(cfg.char_ngrams), min_df=max(2, cfg.min_df),
+                max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf,
+            )  # fmt: skip
+            vec.fit(texts)
+            self.blocks_.append(("text", vec, 1.0))
+        if cfg.context_weight > 0 and contexts is not None and any(c.strip() for c in contexts):
+            vec = TfidfVectorizer(
+                tokenizer=self._tokenizer(), token_pattern=None, lowercase=False, ngram_range=(1, 1),
+                min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf,
+            )  # fmt: skip
+            vec.fit(contexts)
+            self.blocks_.append(("context", vec, float(cfg.context_weight)))
+        return self
+
+    def transform(self, texts: Sequence[str], contexts: Sequence[str] | None = None):
+        from scipy.sparse import hstack
+
+        if not self.blocks_:
+            raise RuntimeError("TextFeaturizer.transform called before fit")
+        contexts = list(contexts) if contexts is not None else [""] * len(texts)
+        mats = []
+        for source, vec, weight in self.blocks_:
+            mat = vec.transform(texts if source == "text" else contexts)
+            mats.append(mat * weight if weight != 1.0 else mat)
+        return hstack(mats).tocsr().astype(np.float32)
+
+    def fit_transform(self, texts: Sequence[str], contexts: Sequence[str] | None = None):
+        return self.fit(texts, contexts).transform(texts, contexts)
