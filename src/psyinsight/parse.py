@@ -94,6 +94,7 @@ def parse_output(text: str, language: str = "en", *, expect: Iterable[Field] = (
     response marker is found (and the parse then fails when "response" is expected).
     """
     del language  # markers of both languages are accepted; kept for a stable signature
+    expect = tuple(expect)
     cleaned = text.replace("\r\n", "\n").strip()
     parts: dict[Field, str] = {}
     matches = [m for m in _MARKER_RE.finditer(cleaned) if _accept(cleaned, m)]
@@ -117,11 +118,12 @@ def parse_output(text: str, language: str = "en", *, expect: Iterable[Field] = (
     stop = _STOP_RE.search("\n" + response)
     if stop:
         response = ("\n" + response)[: stop.start()].strip()
-    ok = not missing and bool(response)
+    needs_response = "response" in expect
+    ok = not missing and (bool(response) or not needs_response)
     error = ""
     if missing:
         error = "missing " + ", ".join(missing)
-    elif not response:
+    elif needs_response and not response:
         error = "empty response"
     return ParsedOutput(
         observation=parts.get("observation"),

@@ -277,7 +277,7 @@ def _render(
             total -= costs.pop(0)
             lines.pop(0)
             dropped += 1
-        if dropped and lines:
+        if dropped:  # say that earlier turns exist, even when none fits
             lines = ["…", *lines]
     messages = [Message(role="system", content=tpl.system), Message(role="user", content=user_text(lines))]
     return messages, dropped
