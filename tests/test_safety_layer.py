@@ -38,11 +38,20 @@ def test_test_set_is_big_enough_and_bilingual(test_rows):
     assert set(categories) == {"suicide", "self_harm", "harm_others"}
 
 
-def test_test_set_is_disjoint_from_training_examples(test_rows):
+@pytest.mark.parametrize("name", ["testset.jsonl", "blindset.jsonl", "blindset2.jsonl"])
+def test_test_sets_are_disjoint_from_training_examples(name):
+    rows = load_examples(data_path(name))
     train = load_examples(data_path("train.jsonl"))
-    assert not {normalize(r["text"]) for r in test_rows} & {normalize(r["text"]) for r in train}
-    sim, test_text, train_text = max_overlap(test_rows, train)
+    assert not {normalize(r["text"]) for r in rows} & {normalize(r["text"]) for r in train}
+    sim, test_text, train_text = max_overlap(rows, train)
     assert sim < MAX_OVERLAP, (test_text, train_text)
+
+
+def test_the_untouched_blind_set_keeps_its_recorded_floor(guard):
+    """blindset2 was never used for development (see data/README.md); this guards against
+    regressions from its recorded recall 0.583 / FPR 0.000, it is not the acceptance bar."""
+    report = evaluate_guard(guard, data_path("blindset2.jsonl"))
+    assert report.overall.recall >= 0.55 and report.overall.fpr <= 0.05
 
 
 def test_recall_and_false_positive_rate_meet_the_bar(guard):

@@ -37,7 +37,7 @@ _EN_OBJ = (
     r"(?:him|her|them|you|someone|somebody|people|everyone|everybody|"
     r"my (?:\w+ ){0,2}(?:mom|mother|dad|father|stepdad|stepmom|brother|sister|wife|husband|"
     r"partner|boyfriend|girlfriend|ex|boss|coworkers?|co-workers?|colleagues?|roommate|"
-    r"neighbou?r|teacher|baby|babies|child|children|kids?|son|daughter|classmates?|family)|"
+    r"neighbou?r|teacher|baby|babies|newborn|child|children|kids?|son|daughter|classmates?|family)|"
     r"(?:the|those|these|that) (?:\w+ ){0,2}(?:people|guys?|kids?|bullies|bastards?|teachers?|"
     r"class|school|office))"
 )
@@ -51,7 +51,8 @@ EN_RISK: dict[str, re.Pattern[str]] = {
         r"\b(?:think|thinking|thought|thoughts) (?:of|about) (?:suicide|dying|killing myself|ending (?:it|my life|things))\b",
         r"\b(?:want|wanna|wanted|going|gonna|plan|planning|ready|decided|deserve) (?:to )?(?:die|be dead|not exist|stop existing)\b",
         r"\bi (?:just )?want to die\b",
-        r"\b(?:don't|do not|no longer|not) (?:want|wish) to (?:live|be alive|be here|exist|wake up|go on)\b(?! (?:in|at|with|near|there|here) )",
+        r"\b(?:don't|do not|no longer|not) (?:want|wish) to (?:live|be alive|be here|exist|wake up|go on)\b"
+        r"(?! (?:in|at|with|near|there|here|a|an|this|that|the|my|vacation|holiday|trip|date|like)\b)",
         r"\bwish i (?:was|were) dead\b",
         r"\b(?:rather|better) (?:be )?dead\b",
         r"\bbetter off (?:dead|without me)\b",
@@ -60,7 +61,17 @@ EN_RISK: dict[str, re.Pattern[str]] = {
         r"\b(?:no|any|what's the) (?:reason|point) (?:to|in|of) (?:keep )?(?:live|living|going on|being alive)\b",
         r"\bend (?:it|this) all\b",
         r"\b(?:just|finally) end (?:it|things)\b",
-        r"\bend (?:it|things) (?:tonight|today|soon|for good|now)\b",
+        r"\bend(?:ing)? (?:it|it all|things|everything|my life)\b(?! with)(?! (?:\w+ ){0,2}with).{0,20}\b(?:tonight|today|tomorrow|soon|this (?:week|weekend)|for good|now)\b",
+        r"\b(?:death|dying|being dead)\b.{0,30}\b(?:peaceful|a relief|relief|easier|better|only (?:way|option)|sounds good|welcome)\b",
+        r"\b(?:sleep|sleeping) (?:forever|and never wake)",
+        r"\bswallow(?:ing)? (?:all|everything|the whole|a bottle|my pills|pills)",
+        r"\bcan't see myself (?:living|being alive|alive|here)\b",
+        r"\b(?:want|wish) (?:my life|it all|everything) to be over\b(?! so)",
+        r"\b(?:drown|drowning|hang|hanging|shoot|shooting|poison|poisoning|starve) myself\b",
+        r"\b(?:step|jump|walk|throw myself) in front of (?:a |the )?(?:bus|train|truck|car|traffic)\b",
+        r"\b(?:crash|crashing|drive|driving) (?:my car )?(?:on purpose|off (?:a|the) (?:road|cliff|bridge))",
+        r"\bwill be my last\b|\bsaid my goodbyes\b|\b(?:after|when) i'm gone\b|\b(?:relieved|happy|better off) when i'm dead\b",
+        r"\bsuicide is the only\b|\b(?:stockpiling|saving up|hoarding) (?:them|my meds|pills)\b",
         r"\b(?:overdose|overdosing|od'ing)\b",
         r"\b(?:jump|jumping) (?:off|from|in front of)\b",
         r"\bhang(?:ing)? myself\b",
@@ -104,7 +115,7 @@ EN_RISK: dict[str, re.Pattern[str]] = {
     ),
     "harm_others": _c(
         rf"\b(?:kill|killing|murder|murdering|hurt|hurting|stab|stabbing|shoot|shooting|strangle|strangling|"
-        rf"poison|poisoning|beat|beating|choke|choking|run (?:him|her|them) over) {_EN_OBJ}\b",
+        rf"poison|poisoning|beat|beating|choke|choking|smother|smothering|suffocate|suffocating|drown|drowning|shake|shaking) {_EN_OBJ}\b",
         rf"\b(?:using|use) it on {_EN_OBJ}\b",
         r"\bshoot up (?:the|my|a) \w+\b",
         r"\b(?:gun|knife|weapon) to (?:school|work|class|the office)\b",
@@ -154,15 +165,17 @@ EN_DISCOUNT = _c(
     r"\b(?:research|paper|essay|article|lecture|class|course|news|documentary|statistics|rates?|prevention|warning signs)\b",
     r"\bhow (?:can|do|should) (?:i|we|teachers?|parents?) (?:support|help|spot|recogni[sz]e)\b",
     r"\b(?:deals?|dealing) with \w+ patients\b",
+    r"\b(?:asked|asks) (?:me )?(?:whether|if) i(?:'ve| have)? ever\b",
     # fiction and games
     r"\b(?:novel|story|stories|book|poem|play|movie|film|series|show|episode|game|screenplay|script|fanfic|"
     r"character|protagonist|villain|hero|detective|dragon|zombies?|rehears\w*)\b",
 )
 
 EN_PRESENT = _c(
-    r"\b(?:again|tonight|today|right now|now|lately|these days|this week|this weekend|tomorrow|currently|still|"
+    r"\b(?:again|tonight|today|right now|lately|these days|this week|this weekend|tomorrow|currently|still|"
     r"relapsed?|started|keep|can't stop)\b",
     r"\bi(?: really| just)? (?:want|wanna|plan|am going|'m going|will|'ll|am about)\b",
+    r"\bnow i (?:want|feel|think|am going|'m going|keep)\b",
 )
 
 # --------------------------------------------------------------------------- Chinese
@@ -189,18 +202,27 @@ CN_RISK: dict[str, re.Pattern[str]] = {
         r"东西.{0,4}分掉|差不多可以走了|(?:以后|再也)用不上了|最后一次(?:跟你|和你)说话",
         r"解脱",
         r"站在(?:天台|楼顶|顶楼|桥上|河边|江边|窗台|阳台边)",
+        r"(?:撑|熬|活)不(?:过|到)(?:今晚|今天|明天|这周|这个月|下个月|这一年|年底)",
+        r"死了(?:就|才|以后)?(?:不会|不用|再也不)|死了比活着|不如死了",
+        r"(?:跟|和|向)(?:这个)?世界(?:告别|说再见)|告别这个世界|(?:跟|和)大家告别|我已经不在了|后事",
+        r"从(?:窗户|窗台|阳台|楼顶|天台|楼上|桥上)(?:上)?(?:跳|往下跳)|跳(?:桥|江|河|海|楼)",
+        r"(?:安眠药|农药|刀片|绳子|木炭|楼顶|天台|江边|河边|桥上|铁轨|药).{0,12}(?:今晚|今天|明天|这周|打算|准备|决定)"
+        r"|(?:今晚|明天|打算|准备|决定|准备好了).{0,12}(?:安眠药|农药|刀片|绳子|木炭|楼顶|天台|江边|河边|桥上|铁轨)",
+        r"(?:买|攒|存)了(?:很多|好多|一堆|一大堆)?(?:安眠药|药)|这周末就走|放弃生命|永远(?:地)?消失|让自己(?:永远)?消失",
+        r"(?:结束|了结)(?:这种|这一切|所有的?)?(?:痛苦)?.{0,4}永远|想(?:彻底|早点)结束|活够了",
     ),
     "self_harm": _c(
         r"自残|自伤|自虐",
         r"(?:伤害|惩罚|折磨)自己",
         r"(?:割|划|烫|烧|掐|打|咬|抓|砸)(?:了)?(?:自己|手腕|手臂|胳膊|大腿)",
-        r"自己(?:划|割|弄|烫)的(?:伤|口子)|刀片|用刀(?:划|割)|烟头烫|(?:直到|到)(?:流血|出血)|头破血流|拿头撞墙|用头撞墙",
+        r"(?:手腕|手臂|胳膊|大腿|身上|肚子)上?(?:划|割)|(?:扎|抽|烫|掐|划|割)自己|自己(?:划|割|弄|烫)的(?:伤|口子)|刀片|用刀(?:划|割)|烟头烫|(?:直到|到)(?:流血|出血)|头破血流|拿头撞墙|用头撞墙",
     ),
     "harm_others": _c(
         rf"(?:杀了|杀掉|杀死|弄死|捅死|砍死|打死|掐死|毒死|捅|砍了?|杀|伤害|报复){_CN_OTHER}",
         rf"把{_CN_OTHER}(?:杀|弄死|捅|砍|打死|掐死)",
         r"(?:捅|砍|掐|毒|弄)死(?:他|她|他们|你)|一刀砍",
-        r"同归于尽|血债血偿|下毒|放火烧",
+        r"同归于尽|血债血偿|下毒|下药|放毒|毒药|放火(?:把|烧)",
+        rf"捅了?{_CN_OTHER}|(?:撞死|打断){_CN_OTHER}|打断(?:他|她)的腿|准备了刀|让(?:那些人|他们|他|她)(?:都)?去死|(?:孩子|宝宝)从楼上扔",
         r"(?:带|拿)(?:着)?刀(?:去|到)|刀已经准备好|把刀带到",
         r"报复.{0,8}(?:刀|杀|血|死)|(?:刀|杀).{0,8}报复|去学校报复",
     ),
@@ -220,10 +242,29 @@ CN_DISCOUNT = _c(
     r"以前|曾经|那时候?|小时候|当年|(?<!睡)过去(?!了)|(?:几|好几|多|\d+)年前|已经(?:走出来|好了|康复|很多年没有|\S{0,3}年没有)",
     r"现在(?:已经)?(?:走出来了?|好多了|好了|康复了?|挺好|很好|很多年没有|\S{0,3}年没有)|都过去了|没有这样做",
     r"小说|故事|剧本|电影|电视剧|话剧|角色|主角|反派|情节|游戏|boss|武侠|侦探|凶手|演",
-    r"新闻|报道|论文|研究|课上|纪录片|统计|预防|迹象|安慰|病人|患者|医生|护士|学生|老师应该|怎样帮助|如何帮助",
+    r"新闻|报道|论文|研究|课上|纪录片|统计|预防|迹象|安慰|病人|患者|医生|护士|学生|老师应该|怎样帮助|如何帮助|问我有没有|我说没有|怎么跟(?:他|她)聊",
 )
 
-CN_PRESENT = _c(r"我又|又开始|又想|又割|又划|我(?:想|要|打算|准备|决定)|最近|现在|今晚|今天|明天|这几天|还是|仍然|一直|控制不住|忍不住|停不下来|刚刚|刚才|正在")
+CN_PRESENT = _c(r"我又|又开始|又想|又割|又划|我(?:想|要|打算|准备|决定)|最近|现在(?:又|还|就|很想|特别想|真的|想|要)|今晚|今天|明天|这几天|还是|仍然|一直|控制不住|忍不住|停不下来|刚刚|刚才|正在")
+
+
+EN_WEAK = re.compile(
+    r"\b(?:die|dying|dead|death|suicid\w*|kill\w*|end it|ending it|end things|overdos\w*|pills?|tablets|meds|blade|razor|rope|"
+    r"jump|bridge|roof|ledge|cliffs?|tracks|forever|goodbyes?|gone|last|never wake|hurt\w*|cut\w*|burn\w*|bleed\w*|blood|"
+    r"smother|strangl\w*|poison\w*|gun|knife|stab\w*|shoot\w*|weapon|revenge|pay for|suffer)\b"
+)
+CN_WEAK = re.compile(r"死|药|刀|绳|跳|割|划|烫|结束|告别|解脱|消失|不在了|撑不|熬不|了断|毒|杀|捅|砍|血|报复|永远|醒来|伤害|折磨")
+
+
+def mask_idioms(norm: str) -> str:
+    """``norm`` (already ``normalize``d) with the known idioms of both languages blanked."""
+    return CN_IDIOMS.sub(" ", EN_IDIOMS.sub(" ", norm))
+
+
+def has_weak_cue(text: str) -> bool:
+    """A word that on its own proves nothing (die, pills, 死, 药) but that risk talk nearly always has."""
+    masked = mask_idioms(normalize(text))
+    return bool(EN_WEAK.search(masked) or CN_WEAK.search(masked))
 
 
 @dataclass
