@@ -18,7 +18,9 @@ def build(
     max_retries: int = typer.Option(4, "--max-retries", help="Retries per request on 429, 5xx and timeouts."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds per LLM request attempt."),
     window: int = typer.Option(5, "--window", help="Turns per observation/reasoning window."),
+    max_context_chars: int = typer.Option(1500, "--max-context-chars", help="Narrative characters per prompt (shorter prompts are cheaper and faster)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Session units per annotation batch (each batch is stored when done)."),
+    max_tokens: int = typer.Option(None, "--max-tokens", help="One completion token limit for every task (default: per task, see AnnotateConfig); equal limits let a local server batch requests together."),
     max_tokens_scale: float = typer.Option(1.0, "--max-tokens-scale", help="Multiply every task's completion token limit (e.g. 0.25 for a quick trial)."),
     prompt_price: float = typer.Option(0.0, "--prompt-price", help="Price per million prompt tokens, for the cost in the report."),
     completion_price: float = typer.Option(0.0, "--completion-price", help="Price per million completion tokens, for the cost in the report."),
@@ -31,12 +33,17 @@ def build(
     interruption and it resumes without repeating a successful LLM call.
     """
     from psyinsight.build.annotate import AnnotateConfig
+    from psyinsight.errors import PsyInsightError
     from psyinsight.build.ingest import sample_raw_dir
     from psyinsight.build.pipeline import BuildConfig, run_build
     from psyinsight.llm import LLMConfig
 
-    annotate = AnnotateConfig(window=window)
-    if max_tokens_scale != 1.0:
+    annotate = AnnotateConfig(window=window, max_context_chars=max_context_chars)
+    if max_tokens is not None:
+        if max_tokens < 1:
+            raise PsyInsightError(f"must be at least 1, got {max_tokens}", where="--max-tokens")
+        annotate.max_tokens = dict.fromkeys(annotate.max_tokens, max_tokens)
+    elif max_tokens_scale != 1.0:
         annotate.max_tokens = {k: max(8, int(v * max_tokens_scale)) for k, v in annotate.max_tokens.items()}
     llm = None
     if not no_llm:

@@ -1,0 +1,106 @@
+"""End to end, fully offline: ``psyinsight serve`` (the embedded SmolLM2) answers the build's LLM calls.
+
+A 135M model writes invalid JSON often: the run must still complete, record each failure
+after its repair retry, and produce files the dataset validator accepts. One short excerpt
+per language, one token limit for every task (so the server batches the requests) and short
+prompts keep it small. The whole bundled sample builds the same way with
+``psyinsight build --base-url http://127.0.0.1:PORT/v1 --max-tokens 96 --out DIR`` (many
+minutes on two CPU cores).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from psyinsight.fileio import read_json, read_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+EXCERPTS = {
+    "en/short.txt": "Dana, 30, came after a panic attack at work.\n\nTherapist: What happened on Monday?\n"
+    "Client: My heart raced and I had to leave the meeting.\n\nWe agreed to keep a diary of the attacks.\n",
+    "cn/short.txt": "小周今年二十五岁，因为失眠来咨询。\n\n咨询师：最近睡得怎么样？\n来访者：每天都要到三点才睡着。\n\n我们约定下周继续。\n",
+}
+
+
+def _serve_available() -> bool:
+    from psyinsight.cli import app
+
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    try:
+        import transformers  # noqa: F401
+        from psyinsight.models import smollm2_gguf_path
+
+        smollm2_gguf_path()
+    except Exception:
+        return False
+    return "serve" in names
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"psyinsight serve exited early: {proc.stderr.read().decode(errors='replace')[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/models", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"psyinsight serve not ready within {timeout:.0f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _serve_available(), reason="`psyinsight serve` or the embedded SmolLM2 model is not available")
+@pytest.mark.timeout(900)
+def test_build_against_psyinsight_serve_with_the_default_model(tmp_path):
+    raw = tmp_path / "raw"
+    for name, text in EXCERPTS.items():
+        (raw / name).parent.mkdir(parents=True, exist_ok=True)
+        (raw / name).write_text(text, encoding="utf-8")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "psyinsight.cli", "serve", "--model", "default", "--host", "127.0.0.1", "--port", str(port), "--rate", "0"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _wait_ready(url, server, 300)
+        build = subprocess.run(
+            [sys.executable, "-m", "psyinsight.cli", "build", str(raw), "--out", str(tmp_path / "out"), "--base-url", url,
+             "--model", "default", "--concurrency", "8", "--max-tokens", "64", "--max-context-chars", "300", "--timeout", "300",
+             "--max-retries", "1", "--no-progress"],
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert build.returncode == 0, build.stderr[-3000:]
+    report = read_json(tmp_path / "out" / "report.json")
+    assert report["counts"]["sessions"] == {"en": 1, "cn": 1}
+    assert all(check["accepted"] for check in report["validation"].values()), report["validation"]
+    usage = report["llm_usage"]
+    assert usage["succeeded"] > 0 and usage["failed"] == 0, usage
+    # whatever the small model got wrong is recorded, with its raw answers
+    failures = read_jsonl(tmp_path / "out" / "failures.jsonl")
+    assert len(failures) == report["failures"]["total"]
+    assert all(f["kind"] == "invalid_output" and len(f["raw"]) == 2 for f in failures)
+    assert report["leaks"]["count"] == 0
