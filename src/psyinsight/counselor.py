@@ -93,20 +93,21 @@ class LocalEngine:
         """torch CPU threads (process-wide). On a busy CPU, 1 thread decodes several times
         faster than 2 that spin-wait on each other; None keeps torch's default."""
         self.lock = threading.Lock()
+        self._load_lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
 
     def load(self) -> None:
         """Load the model now (the first request would otherwise pay for it)."""
-        if self._model is None:
-            from psyinsight.models import load_model_and_tokenizer
+        with self._load_lock:
+            if self._model is None:
+                from psyinsight.models import load_model_and_tokenizer
 
-            if self.threads:
-                import torch
+                if self.threads:
+                    import torch
 
-                torch.set_num_threads(self.threads)
-
-            self._model, self._tokenizer = load_model_and_tokenizer(self.model_name, self.adapter, device=self.device, dtype=self.dtype)
+                    torch.set_num_threads(self.threads)
+                self._model, self._tokenizer = load_model_and_tokenizer(self.model_name, self.adapter, device=self.device, dtype=self.dtype)
 
     @property
     def tokenizer(self) -> Any:

@@ -78,7 +78,7 @@ class ServeConfig:
     burst: int = field(default=40, metadata={"help": "Token bucket size: requests a client may send at once."})
     max_queue: int = field(default=256, metadata={"help": "Requests waiting for the model before 503s."})
     batch_size: int = field(default=8, metadata={"help": "Most concurrent requests generated as one batch."})
-    batch_wait_ms: float = field(default=5.0, metadata={"help": "How long the worker waits to fill a batch."})
+    batch_wait_ms: float = field(default=25.0, metadata={"help": "How long the worker waits to fill a batch (clients whose replies just came back send again within ms)."})
     api_key: str | None = field(default=None, metadata={"help": f"Require 'Authorization: Bearer KEY' (or set ${API_KEY_ENV})."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1...; default: cuda when available."})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads; 1 is fastest on a CPU shared with other work."})
@@ -163,7 +163,7 @@ class ModelWorker:
     one ``generate`` batch (up to ``batch_size``); a streaming request runs alone.
     """
 
-    def __init__(self, engine: Any, *, batch_size: int = 8, batch_wait_ms: float = 5.0, max_queue: int = 256):
+    def __init__(self, engine: Any, *, batch_size: int = 8, batch_wait_ms: float = 25.0, max_queue: int = 256):
         self.engine = engine
         self.batch_size = batch_size
         self.batch_wait = batch_wait_ms / 1000.0
