@@ -102,6 +102,8 @@ def test_the_splitter_separates_reasoning_from_the_reply_at_any_chunking(size):
         ("Therapist: Welcome back.", "", "Welcome back."),
         ("观察：来访者很焦虑。\n推理：先共情。\n咨询师：听起来你压力很大。", "观察：来访者很焦虑。\n推理：先共情。", "听起来你压力很大。"),
         ("Obs", "", "Obs"),
+        ("Dialogue so far:\n\nClient: I argue with my mom.\n\nTherapist: That sounds tiring.\nClient: yes", "", "That sounds tiring."),
+        ("Dialogue so far:\nClient: hi", "", "Dialogue so far:"),
     ],
 )
 def test_the_splitter_handles_replies_without_markers_and_chinese(raw, thought, reply):

@@ -413,15 +413,17 @@ _HOLD = 24
 class ReplySplitter:
     """Splits a counselor's streamed output into reasoning and reply deltas as it arrives.
 
-    Text before the "Therapist:" marker (Observation / Reasoning) goes to
-    ``reasoning_content``; text after it to ``content``, up to a line where the model
-    starts writing the client's turn. Output without markers is all reply. A short tail
-    is held back until it cannot be the start of a marker.
+    Follows ``psyinsight.parse``: text opening with Observation / Reasoning goes to
+    ``reasoning_content`` up to the "Therapist:" marker; text after that marker goes to
+    ``content``, up to a line where the model starts writing the client's turn. Other text
+    before a "Therapist:" marker is a preamble the parser drops (it stays in ``raw``);
+    output with no marker at all is the reply, sent when the stream ends. A short tail is
+    held back until it cannot be the start of a marker.
     """
 
     def __init__(self) -> None:
         self.text = ""
-        self.mode: str | None = None  # None (undecided), "reasoning", "content", "done"
+        self.mode: str | None = None  # None (undecided), "reasoning", "preamble", "content", "done"
         self.sent = {"reasoning": 0, "content": 0}
         self.content_start = 0
 
@@ -432,15 +434,23 @@ class ReplySplitter:
             self.mode, self.content_start = "content", mark.end()
         elif any(head.startswith(w) for w in _THOUGHT_WORDS):
             self.mode = "reasoning"
-        elif not any(w.startswith(head[: len(w)]) for w in _THOUGHT_WORDS + ("therapist", "咨询师")) or len(head) >= 16:
-            self.mode, self.content_start = "content", 0
+        elif len(head) >= 16 or not any(w.startswith(head[: len(w)]) for w in _THOUGHT_WORDS + ("therapist", "counselor", "咨询师")):
+            self.mode = "preamble"
+
+    def _to_content(self, mark: re.Match[str]) -> None:
+        self.mode, self.content_start = "content", mark.end()
+        self.sent["content"] = mark.end()
 
     def _emit(self, final: bool) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         if self.mode is None:
             self._decide()
-            if self.mode is None and final:
-                self.mode = "content"
+        if self.mode == "preamble" or (self.mode is None and final):
+            mark = _RESPONSE_MARK.search(self.text)
+            if mark:
+                self._to_content(mark)
+            elif final:  # no marker at all: the whole text is the reply
+                self.mode, self.content_start = "content", 0
         if self.mode == "reasoning":
             mark = _RESPONSE_MARK.search(self.text)
             end = mark.start() if mark else (len(self.text) if final else len(self.text) - _HOLD)
@@ -448,8 +458,7 @@ class ReplySplitter:
                 out.append(("reasoning", self.text[self.sent["reasoning"] : end]))
                 self.sent["reasoning"] = end
             if mark:
-                self.mode, self.content_start = "content", mark.end()
-                self.sent["content"] = mark.end()
+                self._to_content(mark)
         if self.mode == "content":
             start = max(self.sent["content"], self.content_start)
             stop = _CLIENT_MARK.search(self.text, self.content_start)
