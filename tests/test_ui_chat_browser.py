@@ -33,25 +33,6 @@ def chat_site(browser: Any) -> Iterator[Any]:
         yield browser
 
 
-class ScriptedEngine:
-    """The model step only, answering in the trained format; the counselor, its safety
-    guard and the output parser around it are the real ones."""
-
-    def __init__(self) -> None:
-        self.prompts: list[Any] = []
-
-    def generate(self, prompts: Any, params: Any) -> list[Any]:
-        from psyinsight.counselor import Generation
-
-        self.prompts.extend(prompts)
-        text = (
-            "Observation: The client is worried about exams and sleeps badly.\n"
-            "Reasoning: Invite the client to name the worry before offering anything.\n"
-            "Therapist: What worries you most when you lie awake?"
-        )
-        return [Generation(text, 100, 30, "stop") for _ in prompts]
-
-
 def el(driver: Any, css: str) -> Any:
     from selenium.webdriver.common.by import By
 
@@ -72,6 +53,11 @@ def send(driver: Any, text: str) -> None:
     el(driver, "#send").click()
 
 
+def replied(driver: Any) -> bool:
+    """The reply is complete: the message box unlocks when the counselor has finished."""
+    return el(driver, "#message textarea").is_enabled()
+
+
 def set_reasoning(driver: Any, on: bool) -> None:
     box = el(driver, "#show-reasoning input")
     if box.is_selected() != on:
@@ -90,10 +76,13 @@ def test_send_a_message_see_the_reply_and_toggle_the_reasoning(chat_site: Any) -
     assert "Safety notice" in notice and "988" in notice and "911" in notice
     assert not el(d, "#show-reasoning input").is_selected()
 
-    send(d, "I have been feeling anxious before my exams and I can't sleep.")
-    wait_for(lambda: len(bubbles(d, "bot")) == 1 and bubbles(d, "bot")[0].strip(), timeout=120, what="the counselor's reply")
-    assert "anxious before my exams" in bubbles(d, "user")[0]
+    # A plainly ordinary message (the safety classifier scores it low), so the model answers.
+    send(d, "I argued with my sister yesterday and I feel bad about it.")
+    wait_for(lambda: "argued with my sister" in chat_text(d), what="the message shown at once")
+    wait_for(lambda: len(bubbles(d, "bot")) == 1 and replied(d), timeout=120, what="the counselor's reply")
+    assert "argued with my sister" in bubbles(d, "user")[0]
     reply = bubbles(d, "bot")[0]
+    assert reply.strip() and "Crisis support" not in reply, "an ordinary message must reach the model, not the crisis reply"
     assert THOUGHT_EN not in chat_text(d), "reasoning is hidden by default"
     assert el(d, "#message textarea").get_attribute("value") == "", "the box is cleared after sending"
 
@@ -114,7 +103,7 @@ def test_a_crisis_message_gets_the_crisis_reply_and_banner(chat_site: Any) -> No
     el(d, "#clear").click()
     wait_for(lambda: not bubbles(d, "bot"), what="a new conversation")
     send(d, "I want to kill myself tonight, I have the pills ready.")
-    wait_for(lambda: len(bubbles(d, "bot")) == 1, timeout=60, what="the crisis reply")
+    wait_for(lambda: len(bubbles(d, "bot")) == 1 and replied(d), timeout=60, what="the crisis reply")
     reply = bubbles(d, "bot")[0]
     assert "Crisis support" in reply and "988" in reply, "the fixed crisis message with the region's lines"
     banner = wait_for(lambda: el(d, "#crisis-banner"), what="the crisis banner")
@@ -139,24 +128,22 @@ def test_chinese_switches_the_page_and_the_replies(chat_site: Any) -> None:
     wait_for(lambda: "安全提示" in el(d, "#safety-notice").text, what="the Chinese notice")
     assert "12356" in el(d, "#safety-notice").text or "988" in el(d, "#safety-notice").text
     assert "显示推理" in el(d, "#show-reasoning").text and el(d, "#send").text == "发送"
-    send(d, "我最近总是睡不着，很焦虑。")
-    wait_for(lambda: len(bubbles(d, "bot")) == 1 and bubbles(d, "bot")[0].strip(), timeout=120, what="the reply in Chinese mode")
-    assert "睡不着" in bubbles(d, "user")[0]
+    send(d, "最近工作很忙，想找人聊聊。")
+    wait_for(lambda: len(bubbles(d, "bot")) == 1 and replied(d), timeout=120, what="the reply in Chinese mode")
+    assert "工作很忙" in bubbles(d, "user")[0] and "危机支持" not in bubbles(d, "bot")[0]
     screenshot(d, "chat_chinese")
 
 
 def test_the_model_s_observation_and_reasoning_reach_the_page(browser: Any) -> None:
     """Through the real Counselor and parser: the parsed observation and reasoning are what
     the toggle shows, and the reply is only the counselor's words."""
-    from psyinsight.counselor import Counselor
+    from test_ui_chat import ScriptedEngine, scripted_counselor
+
     from psyinsight.ui.chat_app import CSS, ChatConfig, build_chat_app
     from psyinsight.ui.serving import launch
 
-    from psyinsight.safety import SafetyConfig, SafetyGuard
-
-    engine = ScriptedEngine()
-    guard = SafetyGuard(SafetyConfig(use_classifier=False))  # patterns only: the crisis path is tested above
-    app = build_chat_app(Counselor(engine=engine, guard=guard, language="en"), ChatConfig(show_reasoning=True))
+    engine = ScriptedEngine()  # streams; the pattern guard only (the crisis path is tested above)
+    app = build_chat_app(scripted_counselor(engine), ChatConfig(show_reasoning=True))
     url = launch(app, css=CSS, port=free_port(), block=False, quiet=True)
     try:
         d = browser
@@ -164,7 +151,7 @@ def test_the_model_s_observation_and_reasoning_reach_the_page(browser: Any) -> N
         wait_for(lambda: el(d, "#message textarea"), what="the message box")
         assert el(d, "#show-reasoning input").is_selected()
         send(d, "Exams are next week and I lie awake every night.")
-        wait_for(lambda: bubbles(d, "bot") and "What worries you most" in chat_text(d), timeout=60, what="the reply")
+        wait_for(lambda: bubbles(d, "bot") and replied(d) and "What worries you most" in chat_text(d), timeout=60, what="the reply")
         text = wait_for(lambda: "Invite the client" in (t := chat_text(d)) and t, what="the reasoning")
         assert "Observation: The client is worried about exams" in text
         assert "Reasoning: Invite the client to name the worry" in text

@@ -14,8 +14,12 @@ in production, a fake in tests), so it is built and tested without a model.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -159,7 +163,7 @@ def _thought(turn: dict[str, Any], t: dict[str, str]) -> str:
         parts.append(f"**{t['observation']}:** {turn['observation']}")
     if turn.get("reasoning"):
         parts.append(f"**{t['reasoning']}:** {turn['reasoning']}")
-    return "\n\n".join(parts) or f"*{t['no_reasoning']}*"
+    return "\n\n".join(parts) or ("*…*" if turn.get("streaming") else f"*{t['no_reasoning']}*")
 
 
 def render(turns: list[dict[str, Any]], show_reasoning: bool, language: str) -> list[dict[str, Any]]:
@@ -185,21 +189,119 @@ def render(turns: list[dict[str, Any]], show_reasoning: bool, language: str) -> 
     return out
 
 
-def take_turn(counselor: Replier, history: list[dict[str, Any]], language: str) -> tuple[list[dict[str, Any]], str | None, str | None]:
-    """The counselor's reply to a history ending with the person's message.
+TurnUpdate = tuple[list[dict[str, Any]], str | None, str | None, bool]
+"""(history, message to put back in the box, error text, done)."""
 
-    Returns the new history, and on failure the person's message (to put back in the box,
-    taken off the history so the next try does not send it twice) with the error text.
+
+def stream_turn(counselor: Replier, history: list[dict[str, Any]], language: str) -> Iterator[TurnUpdate]:
+    """The counselor's reply to a history ending with the person's message, as it is written.
+
+    Yields the history with the growing reply (``done`` False), then the final one. A
+    local ``Counselor`` streams through its engine with the steps of ``Counselor.reply``
+    (validate, safety check before any model, the fixed crisis reply, prompt, generate,
+    parse); a counselor whose ``reply`` takes ``on_delta`` (``RemoteCounselor``) streams
+    through that; any other answers in one piece. On failure the last update takes the
+    person's message off the history and hands it back with the error, so the page stays
+    usable and a retry does not send the message twice.
     """
     if not history or history[-1]["role"] != "user":
-        return history, None, None
+        yield history, None, None, True
+        return
     plain = [{"role": h["role"], "content": h["content"]} for h in history]
+    if _streams_locally(counselor):
+        parts = _stream_local(counselor, plain, language)
+    elif "on_delta" in inspect.signature(counselor.reply).parameters:
+        parts = _stream_remote(counselor, plain, language)
+    else:
+        parts = _one_piece(counselor, plain, language)
+    final: Any = None
     try:
-        reply = counselor.reply(plain, language=language)
+        with contextlib.closing(parts):
+            for kind, value in parts:
+                if kind == "partial":
+                    yield [*history, value], None, None, False
+                else:
+                    final = value
     except Exception as exc:  # keep the page usable whatever the model does
         log.exception("the counselor failed to reply")
-        return history[:-1], history[-1]["content"], str(exc)
-    return [*history, {"role": "assistant", **_reply_fields(reply, language)}], None, None
+        yield history[:-1], history[-1]["content"], str(exc), True
+        return
+    yield [*history, {"role": "assistant", **_reply_fields(final, language)}], None, None, True
+
+
+def take_turn(counselor: Replier, history: list[dict[str, Any]], language: str) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """The final state of ``stream_turn``: (history, message to put back, error text)."""
+    last: TurnUpdate = (history, None, None, True)
+    for last in stream_turn(counselor, history, language):
+        pass
+    return last[0], last[1], last[2]
+
+
+def _streams_locally(counselor: Any) -> bool:
+    needed = ("resolve_language", "check", "crisis_reply", "prompt", "finish", "params", "task")
+    return all(hasattr(counselor, n) for n in needed) and hasattr(getattr(counselor, "engine", None), "stream")
+
+
+def _partial(content: str, observation: str | None, reasoning: str | None) -> dict[str, Any]:
+    return {"role": "assistant", "content": content.strip() or "…", "observation": observation or None,
+            "reasoning": reasoning or None, "flagged": False, "risk": None, "streaming": True}  # fmt: skip
+
+
+def _stream_local(counselor: Any, plain: list[dict[str, str]], language: str) -> Iterator[tuple[str, Any]]:
+    """("partial", turn) while the model writes, then ("final", CounselorReply)."""
+    from psyinsight.counselor import Generation, validate_history
+    from psyinsight.parse import expected_fields, parse_output
+
+    history = validate_history(plain)
+    lang = counselor.resolve_language(history, language)
+    risk = counselor.check(history)  # before any model runs
+    if risk.risk:
+        yield "final", counselor.crisis_reply(risk, lang)
+        return
+    prompt = counselor.prompt(history, lang)
+    engine, params, expect = counselor.engine, counselor.params, expected_fields(counselor.task)
+    text = ""
+    with contextlib.closing(iter(engine.stream(prompt, params))) as pieces:  # closing cancels the generation
+        for piece in pieces:
+            text += piece
+            parsed = parse_output(text, lang, expect=expect)
+            yield "partial", _partial(parsed.response, parsed.observation, parsed.reasoning)
+    count = getattr(engine, "count_tokens", None)
+    completion = min(count(text), params.max_new_tokens) if count else 0
+    prompt_tokens = engine.count_prompt_tokens(prompt) if hasattr(engine, "count_prompt_tokens") else 0
+    finish = "length" if completion >= params.max_new_tokens else "stop"
+    yield "final", counselor.finish(Generation(text.strip(), prompt_tokens, completion, finish), lang, risk)
+
+
+def _one_piece(counselor: Replier, plain: list[dict[str, str]], language: str) -> Iterator[tuple[str, Any]]:
+    yield "final", counselor.reply(plain, language=language)
+
+
+def _stream_remote(counselor: Any, plain: list[dict[str, str]], language: str) -> Iterator[tuple[str, Any]]:
+    """Streams a ``reply(..., on_delta=...)`` running in a thread."""
+    pieces: queue.Queue[tuple[str, str] | None] = queue.Queue()
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["reply"] = counselor.reply(plain, language=language, on_delta=lambda kind, delta: pieces.put((kind, delta)))
+        except Exception as exc:  # handed to the caller below
+            result["error"] = exc
+        finally:
+            pieces.put(None)
+
+    threading.Thread(target=run, name="psyinsight-ui-reply", daemon=True).start()
+    content = thought = ""
+    while (item := pieces.get()) is not None:
+        kind, delta = item
+        if kind == "reasoning":
+            thought += delta
+        else:
+            content += delta
+        yield "partial", _partial(content, None, thought)
+    if "error" in result:
+        raise result["error"]
+    yield "final", result["reply"]
 
 
 def _banner(turns: list[dict[str, Any]], language: str) -> tuple[str, bool]:
@@ -259,13 +361,16 @@ def build_chat_app(
             return gr.update(value="", interactive=False), history, render(history, show_reasoning, lang), gr.update(interactive=False)
 
         def answer(history: list[dict[str, Any]], show_reasoning: bool, lang: str):
-            """Step 2: the counselor's reply (its safety check runs first, inside ``reply``)."""
-            history, restored, error = take_turn(counselor, history, lang)
-            if error:
-                gr.Warning(f"{TEXT[lang]['error']}: {error}")
-            box_update = gr.update(value=restored, interactive=True) if restored is not None else gr.update(interactive=True)
-            body, visible = _banner(history, lang)
-            return box_update, history, render(history, show_reasoning, lang), gr.update(value=body, visible=visible), gr.update(interactive=True)
+            """Step 2: the counselor's reply, shown as it is written; the box unlocks at the end."""
+            for now, restored, error, done in stream_turn(counselor, history, lang):
+                if error:
+                    gr.Warning(f"{TEXT[lang]['error']}: {error}")
+                body, visible = _banner(now, lang)
+                if not done:
+                    yield gr.update(), now, render(now, show_reasoning, lang), gr.update(value=body, visible=visible), gr.update()
+                    continue
+                unlocked = gr.update(value=restored, interactive=True) if restored is not None else gr.update(interactive=True)
+                yield unlocked, now, render(now, show_reasoning, lang), gr.update(value=body, visible=visible), gr.update(interactive=True)
 
         def rerender(history: list[dict[str, Any]], show_reasoning: bool, lang: str):
             return render(history, show_reasoning, lang)
@@ -289,9 +394,11 @@ def build_chat_app(
             return [], [], gr.update(value="", visible=False)
 
         for trigger in (box.submit, send.click):
+            # The last step renders again with the checkbox as it is now: a reader may tick
+            # "show reasoning" while the reply is still being written.
             trigger(add_user, [box, turns, show, language], [box, turns, chat, send], queue=False).then(
                 answer, [turns, show, language], [box, turns, chat, banner, send], concurrency_limit=1
-            )
+            ).then(rerender, [turns, show, language], [chat], queue=False)
         show.change(rerender, [turns, show, language], [chat])
         language.change(switch, [language, turns, show], [heading, notice_box, banner, language, show, chat, box, send, clear])
         clear.click(reset, None, [turns, chat, banner])
