@@ -5,11 +5,13 @@ counselor reply, what the model observed in the client's message and why it answ
 did (the Psy-Insight chain of thought). The safety notice is always on the page; a reply
 the safety layer flagged as a crisis is shown as a distinct crisis message and raises a
 banner. English and Chinese: the selector switches the page's text and the language the
-counselor answers in.
+counselor answers in. Replies stream in as the model writes them.
 
 The app takes any object with ``.reply(history, language=...)`` returning an object with
-``response``, ``observation``, ``reasoning``, ``flagged`` (``psyinsight.counselor.Counselor``
-in production, a fake in tests), so it is built and tested without a model.
+``response``, ``observation``, ``reasoning``, ``flagged`` and ``risk``: a local
+``psyinsight.counselor.Counselor`` (streamed through its engine, safety check first), a
+``psyinsight.chat.RemoteCounselor`` for a running ``psyinsight serve`` (streamed through
+``on_delta``), or any other (answered in one piece).
 """
 
 from __future__ import annotations
