@@ -66,6 +66,11 @@ def test_risk_gets_the_fixed_crisis_message_and_never_the_model(counselor, text,
     assert reply.raw == "" and reply.observation is None and reply.reasoning is None
 
 
+def test_an_unknown_region_still_gets_a_crisis_message(counselor):
+    reply = counselor.reply([{"role": "user", "content": "I want to kill myself"}], region="Atlantis")
+    assert reply.flagged and reply.response == counselor.guard.crisis_message("en")
+
+
 def test_recent_turns_count(counselor):
     before = CountingEngine.calls
     history = [

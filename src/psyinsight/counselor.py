@@ -379,8 +379,12 @@ class Counselor:
         return self.guard.check_history(list(history))
 
     def crisis_reply(self, risk: SafetyResult, language: Language, region: str | None = None) -> CounselorReply:
-        """The fixed crisis message (never model text), flagged."""
-        message = self.guard.crisis_message(language, region or self.region)
+        """The fixed crisis message (never model text), flagged. An unknown region falls
+        back to the language's default region: a person in crisis never gets an error."""
+        try:
+            message = self.guard.crisis_message(language, region or self.region)
+        except PsyInsightError:
+            message = self.guard.resources.message(language, None)
         return CounselorReply(response=message, flagged=True, risk=risk, language=language)
 
     def prompt(self, history: Sequence[dict[str, str]], language: Language, background: str | None = None) -> list[dict[str, str]]:
