@@ -41,8 +41,25 @@ from psyinsight.fileio import read_json, write_json, write_jsonl
 from psyinsight.llm import LLMClient, LLMConfig
 from psyinsight.schema import SEEKER, SUPPORTER
 
-STEP_VERSIONS = {"segment": 1, "turns": 1, "anonymise": 1, "annotate": 1}
-"""Bump a step's version when its rules change: its cached outputs then stop matching."""
+STEP_MODULES = {
+    "segment": ("segment", "entities", "model", "ingest"),
+    "turns": ("turns", "model"),
+    "anonymise": ("anonymise", "entities", "model"),
+    "annotate": ("annotate", "model"),
+}
+
+
+def _code_hash(step: str) -> str:
+    """A hash of the source of the modules a step runs: changed rules invalidate its cache by themselves."""
+    digest = hashlib.sha256()
+    folder = Path(__file__).parent
+    for name in STEP_MODULES[step]:
+        digest.update((folder / f"{name}.py").read_bytes())
+    return digest.hexdigest()
+
+
+STEP_VERSIONS = {step: _code_hash(step) for step in STEP_MODULES}
+"""Each step's cache key starts with the hash of its code."""
 
 
 @dataclass
