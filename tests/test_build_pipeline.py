@@ -63,6 +63,13 @@ def test_end_to_end_annotates_validates_and_reruns_free(tmp_path):
                 else:
                     assert turn["reasoning"] and turn["strategy"] == ["Question"]
     assert "gold" in report and report["gold"]["all"]["gold"] >= 80
+    # the dataset layer loads the output as it loads the release, with nothing to repair
+    from psyinsight.release import load_sessions
+
+    for language in ("en", "cn"):
+        sessions = load_sessions(tmp_path / "out" / f"{language}_data.json", language)
+        assert len(sessions) == 8 and not any(s.repairs for s in sessions)
+        assert all(s.model_extra and s.model_extra["provenance"]["file"].startswith(f"{language}/") for s in sessions)
 
 
 def test_provenance_points_back_into_the_source(tmp_path):
