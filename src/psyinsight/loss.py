@@ -96,9 +96,14 @@ def weighted_loss_sum(logits: Any, labels: Any, loss_weights: Any, columns: Any 
     return (ce * w).sum(), w.sum() if w.numel() else torch.zeros((), device=logits.device)
 
 
-def forward_weighted(model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
-    """Run the model on a batch and return (sum(w * CE), sum(w)); logits only where needed."""
-    columns = predicted_columns(batch["loss_weights"])
+def forward_weighted(model: Any, batch: dict[str, Any], *, skip_unweighted_logits: bool = True) -> tuple[Any, Any]:
+    """Run the model on a batch and return (sum(w * CE), sum(w)).
+
+    With ``skip_unweighted_logits`` the vocabulary projection runs only on columns that
+    some row predicts with a non-zero weight: with ``w_prompt = 0`` that skips the
+    prompt, which is most of each example. The loss is the same either way.
+    """
+    columns = predicted_columns(batch["loss_weights"]) if skip_unweighted_logits else None
     kwargs: dict[str, Any] = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if columns is not None:
         # Logits are computed only for columns some row predicts (e.g. target tokens when

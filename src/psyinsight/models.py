@@ -205,12 +205,17 @@ def configure_tokenizer(tokenizer: PreTrainedTokenizerBase, *, padding_side: str
 
 
 def pick_device(device: str | None = None) -> str:
-    """``device`` as given, else "cuda" when available, else "cpu"."""
+    """``device`` as given, else this process's GPU when available, else "cpu".
+
+    Under ``accelerate launch`` / ``torchrun`` each process takes ``cuda:$LOCAL_RANK``.
+    """
     if device:
         return device
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
 
 
 def pick_dtype(dtype: Any = None, device: str = "cpu") -> Any:

@@ -45,6 +45,7 @@ def _trainer_class() -> type:
         """Trainer whose loss is sum(w * CE) / sum(w) over the whole accumulated batch."""
 
         loss_is_scaled_for_ga = True  # compute_loss already divides by the step's total weight
+        skip_unweighted_logits = True  # see loss.forward_weighted
 
         def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> tuple[list, Any]:
             batches, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
@@ -56,7 +57,7 @@ def _trainer_class() -> type:
             return batches, total
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
-            loss_sum, weight_sum = forward_weighted(model, inputs)
+            loss_sum, weight_sum = forward_weighted(model, inputs, skip_unweighted_logits=self.skip_unweighted_logits)
             if model.training and num_items_in_batch is not None:
                 loss = loss_sum / num_items_in_batch.clamp_min(1e-8)
                 if self.args.world_size > 1:  # DDP averages gradients over processes: undo it
@@ -321,13 +322,15 @@ class LoRARecipeRunner:
 
     def _trainer(self) -> Any:
         trainer_cls = weighted_trainer_class()
-        return trainer_cls(
+        trainer = trainer_cls(
             model=self.model,
             args=self.training_arguments(),
             train_dataset=self.train_set.features,
             data_collator=self.collator,
             processing_class=self.tokenizer,
         )
+        trainer.skip_unweighted_logits = self.recipe.training.skip_unweighted_logits
+        return trainer
 
     def last_checkpoint(self) -> str | None:
         from transformers.trainer_utils import get_last_checkpoint
