@@ -96,3 +96,13 @@ def test_cli_evaluate_prints_scores(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["evaluate", str(path), "--metrics", "cider"])
     assert info.value.code == 2 and "unknown metric" in capsys.readouterr().err
+
+
+def test_changed_recipe_recomputes(tmp_path, monkeypatch):
+    import psyinsight.metrics.bleu as bleu
+
+    path = write_predictions(tmp_path / "predictions.jsonl", sample_predictions())
+    evaluate_file(path, config=CHEAP)
+    monkeypatch.setattr(bleu, "lib_version", lambda name: "99.0")  # e.g. sacrebleu upgraded
+    _, document, reused = evaluate_file(path, config=CHEAP)
+    assert not reused and "version:99.0" in document["groups"][0]["signatures"]["sacreBLEU-1"]

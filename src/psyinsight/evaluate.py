@@ -90,9 +90,9 @@ def evaluate_predictions(
     groups: dict[tuple[str, str, str], list[Prediction]] = defaultdict(list)
     for prediction in predictions:
         groups[group_key(prediction, default_model)].append(prediction)
+    strip = strip_speaker if config.strip_speaker else (lambda s: s)
     results = []
     for (model, task, language), members in sorted(groups.items()):
-        strip = strip_speaker if config.strip_speaker else (lambda s: s)
         batch = ScoringBatch(
             [strip(hypothesis_of(p)) for p in members], [strip(p.reference) for p in members], language,
             parse_ok=[p.parse_ok for p in members],
@@ -136,6 +136,7 @@ def evaluate_file(
     """
     path = Path(path)
     config = config or MetricConfig()
+    metrics = metrics if metrics is not None else build_metrics(config)
     out = Path(out) if out else default_output(path)
     if out.exists() and not force:
         try:
@@ -147,16 +148,30 @@ def evaluate_file(
             and previous.get("kind") == EVALUATION_KIND
             and (previous.get("predictions") or {}).get("sha256") == sha256_file(path)
             and previous.get("config") == _jsonable(config.as_dict())
+            and _same_recipes(previous, metrics)
         ):
             return out, previous, True
     predictions = load_predictions(path)
-    groups = evaluate_predictions(predictions, config, default_model=_model_name(path), metrics=metrics)
+    groups = evaluate_predictions(predictions, config, default_model=model_name_for(path), metrics=metrics)
     document = evaluation_document(groups, config, path)
     write_json(out, document)
     return out, document, False
 
 
-def _model_name(path: Path) -> str:
+def _same_recipes(previous: dict[str, Any], metrics: list[Metric]) -> bool:
+    """True when every metric would be computed the same way again (signatures match).
+
+    The config alone is not enough: a BERTScore model can come from the environment, and
+    library versions change.
+    """
+    for group in previous.get("groups", []):
+        recorded = set(group.get("signatures", {}).values())
+        if any(str(metric.signature(group["language"])) not in recorded for metric in metrics):
+            return False
+    return True
+
+
+def model_name_for(path: Path) -> str:
     """A model name for predictions without meta.model: the run folder or file stem."""
     stem = path.name.split(".")[0]
     return path.parent.name if stem in {"predictions", "preds", "generations"} and path.parent.name else stem

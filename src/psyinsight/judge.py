@@ -28,7 +28,7 @@ from typing import Any, Literal
 import yaml
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.metrics.base import language_code
+from psyinsight.metrics.base import language_code, strip_speaker
 from psyinsight.records import Example, Prediction
 
 CRITERIA: tuple[str, ...] = ("interactivity", "helpfulness", "comfort", "explainability")
@@ -161,8 +161,6 @@ def items_from_predictions(
         language = meta.get("language")
         if not language:
             raise PsyInsightError("meta.language is missing (en or cn)", where=f"prediction {p.id}")
-        from psyinsight.metrics import strip_speaker
-
         context = contexts.get(p.id) or str(meta.get("context") or "")
         items.append(JudgeItem(p.id, language_code(str(language)), str(meta.get("model") or default_model),
                                strip_speaker(p.response if p.response.strip() else p.text), context[-max_context_chars:], p.reasoning))

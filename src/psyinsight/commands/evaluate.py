@@ -129,7 +129,7 @@ def register(app: typer.Typer) -> None:
         """Rate responses 1-5 (interactivity, helpfulness, comfort, explainability) with an LLM judge."""
         import os
 
-        from psyinsight.evaluate import _model_name, load_predictions
+        from psyinsight.evaluate import load_predictions, model_name_for
         from psyinsight.fileio import read_jsonl, write_json, write_jsonl
         from psyinsight.judge import KEY_ENV, JudgeConfig, items_from_predictions, judge_pairwise, judge_single
         from psyinsight.records import Example
@@ -144,10 +144,10 @@ def register(app: typer.Typer) -> None:
             config.model = model
         context = [Example.model_validate(row) for row in read_jsonl(examples)] if examples else None
         preds = load_predictions(predictions)[:limit] if limit else load_predictions(predictions)
-        items = items_from_predictions(preds, context, default_model=_model_name(predictions), max_context_chars=config.max_context_chars)
+        items = items_from_predictions(preds, context, default_model=model_name_for(predictions), max_context_chars=config.max_context_chars)
         if pairwise:
             other = load_predictions(pairwise)
-            items_b = items_from_predictions(other, context, default_model=_model_name(pairwise), max_context_chars=config.max_context_chars)
+            items_b = items_from_predictions(other, context, default_model=model_name_for(pairwise), max_context_chars=config.max_context_chars)
             rows, summary = judge_pairwise(items, items_b, config, rubric_path=rubric)
         else:
             rows, summary = judge_single(items, config, rubric_path=rubric)
