@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 
-apt_packages=(wordnet-base wordnet-sense-index chromium chromium-driver)
+apt_packages=(wordnet-base wordnet-sense-index chromium chromium-driver fonts-noto-cjk)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
