@@ -57,7 +57,7 @@ def _device(name: str):
     return torch.device(name)
 
 
-def _check_model_folder(path: str) -> Path:
+def check_model_folder(path: str) -> Path:
     folder = Path(path)
     if not path:
         raise PsyInsightError("the encoder model needs a local Hugging Face model folder", where="--encoder-path")
@@ -95,7 +95,7 @@ class EncoderClassifier(Classifier):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
         cfg = self.config
-        folder = _check_model_folder(cfg.model_path)
+        folder = check_model_folder(cfg.model_path)
         sets = _as_sets(labels)
         if not sets:
             raise ValueError("no training rows")

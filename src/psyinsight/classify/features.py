@@ -92,32 +92,50 @@ class TextFeaturizer:
     def _tokenizer(self):
         return TOKENIZERS.get(self.language, tokenize_en)
 
-    def fit(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> TextFeaturizer:
+    def _vectorizers(self) -> list[tuple[str, object, float]]:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         cfg = self.config
-        self.blocks_ = []
+        blocks: list[tuple[str, object, float]] = []
         if cfg.word_ngrams[1] > 0:
             vec = TfidfVectorizer(
                 tokenizer=self._tokenizer(), token_pattern=None, lowercase=False, ngram_range=tuple(cfg.word_ngrams),
-                min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf,
+                min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
             )  # fmt: skip
-            vec.fit(texts)
-            self.blocks_.append(("text", vec, 1.0))
+            blocks.append(("text", vec, 1.0))
         if cfg.char_ngrams[1] > 0:
             vec = TfidfVectorizer(
                 analyzer="char_wb", ngram_range=tuple(cfg.char_ngrams), min_df=max(2, cfg.min_df),
-                max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf,
+                max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
             )  # fmt: skip
-            vec.fit(texts)
-            self.blocks_.append(("text", vec, 1.0))
-        if cfg.context_weight > 0 and contexts is not None and any(c.strip() for c in contexts):
+            blocks.append(("text", vec, 1.0))
+        if cfg.context_weight > 0:
             vec = TfidfVectorizer(
                 tokenizer=self._tokenizer(), token_pattern=None, lowercase=False, ngram_range=(1, 1),
-                min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf,
+                min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
             )  # fmt: skip
-            vec.fit(contexts)
-            self.blocks_.append(("context", vec, float(cfg.context_weight)))
+            blocks.append(("context", vec, float(cfg.context_weight)))
+        return blocks
+
+    def fit_transform(self, texts: Sequence[str], contexts: Sequence[str] | None = None):
+        """Fit each block and return the training matrix (one pass over the text per block)."""
+        from scipy.sparse import hstack
+
+        has_context = contexts is not None and any(c.strip() for c in contexts)
+        self.blocks_ = []
+        mats = []
+        for source, vec, weight in self._vectorizers():
+            if source == "context" and not has_context:
+                continue
+            mat = vec.fit_transform(list(texts) if source == "text" else list(contexts))  # type: ignore[arg-type]
+            self.blocks_.append((source, vec, weight))
+            mats.append(mat * weight if weight != 1.0 else mat)
+        if not self.blocks_:
+            raise ValueError("every feature block is turned off")
+        return hstack(mats).tocsr()
+
+    def fit(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> TextFeaturizer:
+        self.fit_transform(texts, contexts)
         return self
 
     def transform(self, texts: Sequence[str], contexts: Sequence[str] | None = None):
@@ -128,9 +146,6 @@ class TextFeaturizer:
         contexts = list(contexts) if contexts is not None else [""] * len(texts)
         mats = []
         for source, vec, weight in self.blocks_:
-            mat = vec.transform(texts if source == "text" else contexts)
+            mat = vec.transform(list(texts) if source == "text" else contexts)
             mats.append(mat * weight if weight != 1.0 else mat)
-        return hstack(mats).tocsr().astype(np.float32)
-
-    def fit_transform(self, texts: Sequence[str], contexts: Sequence[str] | None = None):
-        return self.fit(texts, contexts).transform(texts, contexts)
+        return hstack(mats).tocsr()

@@ -88,8 +88,9 @@ def train(
     if model == "tfidf":
         config = default_model_config(spec.name, lang, estimator=estimator, C=c)
     elif model == "encoder":
-        from psyinsight.classify.encoder import EncoderConfig
+        from psyinsight.classify.encoder import EncoderConfig, check_model_folder
 
+        check_model_folder(str(encoder_path or ""))
         config = EncoderConfig(
             model_path=str(encoder_path or ""), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             max_length=max_length, seed=seed, device=device,
