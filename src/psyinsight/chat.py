@@ -117,6 +117,7 @@ def run_chat(counselor: Any, options: ChatOptions | None = None, *, stdin: IO[st
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     lang: Language = parse_language(options.language)
+    chosen: Language | None = None  # set by /lang; otherwise each reply follows its message's language
     show = options.show_reasoning
     history: list[dict[str, str]] = []
     log: list[dict[str, Any]] = []
@@ -147,7 +148,7 @@ def run_chat(counselor: Any, options: ChatOptions | None = None, *, stdin: IO[st
                 say(f"(reasoning {'shown' if show else 'hidden'})")
             elif cmd == "/lang":
                 try:
-                    lang = parse_language(arg or "")
+                    lang = chosen = parse_language(arg or "")
                     say(f"(language: {lang})")
                 except ValueError as exc:
                     say(f"({exc})")
@@ -167,15 +168,16 @@ def run_chat(counselor: Any, options: ChatOptions | None = None, *, stdin: IO[st
 
         try:
             if isinstance(counselor, RemoteCounselor):
-                reply = counselor.reply(list(history), lang, region=options.region, on_delta=None if show else on_delta)
+                reply = counselor.reply(list(history), chosen, region=options.region, on_delta=None if show else on_delta)
             else:
-                reply = counselor.reply(list(history), language=lang, region=options.region)
+                reply = counselor.reply(list(history), language=chosen, region=options.region)
         except PsyInsightError as exc:
             history.pop()
             say(f"error: {exc}")
             continue
         if streamed["content"]:
             say()
+        labels = LABELS[reply.language]
         if reply.flagged:
             say(labels["flagged"])
         if show and not reply.flagged:
