@@ -162,3 +162,17 @@ def test_parse_json_object(text, expected):
     value, reason = parse_json_object(text)
     assert value == expected
     assert (reason is None) == (expected is not None)
+
+
+def test_concurrency_limit_is_shared_across_threads():
+    import concurrent.futures
+
+    with FakeOpenAI(latency_s=0.2) as server:
+        with LLMClient(_config(server, max_concurrency=2)) as client:
+            with concurrent.futures.ThreadPoolExecutor(3) as pool:
+                batches = [[ChatRequest(messages=[{"role": "user", "content": f"{t}-{i}"}]) for i in range(2)] for t in range(3)]
+                start = time.perf_counter()
+                results = [r for f in [pool.submit(client.complete_many, b) for b in batches] for r in f.result()]
+                elapsed = time.perf_counter() - start
+    assert all(r.ok for r in results)
+    assert elapsed >= 3 * 0.2 * 0.9, f"6 requests through a limit of 2 finished in {elapsed:.2f} s"

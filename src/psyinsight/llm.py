@@ -229,6 +229,8 @@ class LLMClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        """One limit per loop, shared by concurrent ``complete_many`` calls from several threads."""
 
     # -- public API -----------------------------------------------------------------
 
@@ -278,7 +280,7 @@ class LLMClient:
                 pending.append(index)
         if pending:
             client = self._transport()
-            semaphore = asyncio.Semaphore(self.config.max_concurrency)
+            semaphore = self._semaphores.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(self.config.max_concurrency))
             bar = self._progress(len(pending))
             try:
 
@@ -320,6 +322,7 @@ class LLMClient:
             loop.close()
         self._loop = None
         self._clients.clear()
+        self._semaphores.clear()
         if self.cache is not None:
             self.cache.close()
             self.cache = None
