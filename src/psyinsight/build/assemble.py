@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from psyinsight.build.model import Unit
 from psyinsight.schema import SEEKER, Language, Session
 
@@ -85,12 +87,16 @@ def validate(data: list[dict[str, Any]], path: Path, language: Language) -> dict
     for finding in findings:
         key = f"{finding.severity}:{finding.rule}"
         by_rule[key] = by_rule.get(key, 0) + 1
-    for row in data:  # the typed schema accepts every session
-        Session.model_validate({**row, "language": language})
+    schema_errors = []
+    for row in data:  # the typed schema must accept every session too
+        try:
+            Session.model_validate({**row, "language": language})
+        except ValidationError as exc:
+            schema_errors.append({"dialog_id": row.get("dialog_id"), "error": str(exc).splitlines()[0]})
     return {
         "file": path.name,
         "sessions": len(data),
-        "accepted": not problems,
-        "problems": [f.to_dict() for f in problems[:50]],
+        "accepted": not problems and not schema_errors,
+        "problems": [f.to_dict() for f in problems[:50]] + schema_errors[:50],
         "by_rule": by_rule,
     }
