@@ -121,7 +121,6 @@ def encode_example(
         raise PsyInsightError("empty target", where=where)
     msgs = _as_dicts(messages)
     full = render_chat(tokenizer, [*msgs, {"role": "assistant", "content": target_text}], add_generation_prompt=False)
-    prompt = render_chat(tokenizer, msgs, add_generation_prompt=True)
     # The target is the last message, so its last occurrence is its own place (the same
     # sentence may also occur in the history).
     start = full.rfind(target_text)
