@@ -131,8 +131,11 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_stays_up(server, name, body, 
 
 
 def test_the_server_still_answers_after_bad_input(client):
-    r = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
-    assert r.choices[0].message.content is not None
+    raw = client.chat.completions.with_raw_response.create(
+        model="default", messages=[{"role": "user", "content": "Hi"}], max_tokens=2, presence_penalty=0.3
+    )
+    assert raw.headers["X-Psyinsight-Ignored"] == "presence_penalty"  # accepted, not applied, and said so
+    assert raw.parse().choices[0].message.content is not None
 
 
 def test_unknown_routes_and_methods_answer_in_the_openai_error_shape(server):

@@ -23,6 +23,9 @@ def test_a_good_request_becomes_generation_params():
     p = req.params
     assert (p.max_new_tokens, p.temperature, p.top_p, p.seed, p.stop, p.do_sample) == (9, 0.5, 0.8, 3, ("\n",), True)
     assert req.stream and req.include_usage and req.json_mode and req.language == "zh"
+    assert req.ignored == []
+    ignored = parse_request({"model": "m", "messages": USER, "presence_penalty": 0.5, "user": "u1", "logit_bias": None}, CONFIG)
+    assert ignored.ignored == ["presence_penalty", "user"]
     parts = parse_request({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}, CONFIG)
     assert parts.messages[0]["content"] == "a\nb" and parts.params.max_new_tokens == 16 and not parts.params.do_sample
 

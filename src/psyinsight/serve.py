@@ -307,6 +307,14 @@ class ChatRequest:
     language: str | None = None
     region: str | None = None
     background: str | None = None
+    ignored: list[str] = field(default_factory=list)
+    """Parameters this server accepts but does not apply (sent back in a header)."""
+
+
+KNOWN_PARAMS = frozenset({
+    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "seed", "stop",
+    "stream", "stream_options", "response_format", "language", "region", "background",
+})  # fmt: skip
 
 
 def _number(data: dict[str, Any], key: str, kind: type, lo: float | None = None, hi: float | None = None) -> Any:
@@ -384,6 +392,7 @@ def parse_request(data: Any, config: ServeConfig) -> ChatRequest:
         model=model.strip(), messages=messages, params=params, stream=stream,
         include_usage=bool(isinstance(options, dict) and options.get("include_usage")), json_mode=json_mode,
         language=data.get("language"), region=data.get("region"), background=data.get("background"),
+        ignored=sorted(k for k in data if k not in KNOWN_PARAMS and data[k] is not None),
     )  # fmt: skip
 
 
@@ -480,7 +489,7 @@ class ReplySplitter:
 
 # --------------------------------------------------------------------------- the app
 def _completion(rid: str, model: str, created: int, message: dict[str, Any], finish: str, usage: dict[str, int],
-                extra: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+                extra: dict[str, Any] | None) -> JSONResponse:  # fmt: skip
     body: dict[str, Any] = {
         "id": rid, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
@@ -488,7 +497,7 @@ def _completion(rid: str, model: str, created: int, message: dict[str, Any], fin
     }  # fmt: skip
     if extra is not None:
         body["psyinsight"] = extra
-    return body
+    return JSONResponse(body)
 
 
 def _chunk(rid: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
@@ -619,9 +628,12 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             if mode is None:
                 raise ApiError(404, f"the model {req.model!r} does not exist here; this server serves {', '.join(listed)} (GET /v1/models)",
                                param="model", code="model_not_found")  # fmt: skip
-            if mode == "counselor":
-                return await counselor_mode(req)
-            return await plain_mode(req)
+            if req.ignored:  # accepted for compatibility, but say so: never ignore silently
+                log.warning("ignored request parameters: %s", ", ".join(req.ignored))
+            response = await (counselor_mode(req) if mode == "counselor" else plain_mode(req))
+            if req.ignored:
+                response.headers["X-Psyinsight-Ignored"] = ",".join(req.ignored)
+            return response
         except ApiError as exc:
             return error(exc)
         except PsyInsightError as exc:
