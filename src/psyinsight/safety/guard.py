@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from psyinsight.safety.classifier import RiskClassifier, default_classifier
