@@ -135,3 +135,17 @@ def test_adapter_is_saved_with_recipe_checksum_and_version(tiny_llama_dir, tmp_p
     model, tok = load_model_and_tokenizer(None, adapter, device="cpu")
     assert tok.padding_side == "left"
     assert any("lora_" in name for name, _ in model.named_parameters())
+
+    # merge folds it into the base: a plain model with the same outputs.
+    import torch
+
+    from psyinsight.train import merge_adapter
+
+    merged_dir = merge_adapter(adapter, tmp_path / "merged")
+    merged, _ = load_model_and_tokenizer(str(merged_dir), device="cpu")
+    assert not any("lora_" in name for name, _ in merged.named_parameters())
+    ids = tok("Therapist: hello there", return_tensors="pt")["input_ids"]
+    base, _ = load_model_and_tokenizer(str(tiny_llama_dir), device="cpu")
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
+        assert not torch.allclose(base(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
