@@ -46,4 +46,4 @@ def test_train_reload_generate_and_parse_on_the_sample(tmp_path, capsys):
     for row in rows:
         assert row["id"].startswith("en-") and row["text"] and row["reference"]
         assert isinstance(row["parse_ok"], bool) and row["response"]
-        assert row["meta"]["task"] == "dialog"
+        assert row["meta"]["task"] == "dialog" and row["meta"]["model"] == "cpu-default:dialog"

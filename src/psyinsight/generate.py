@@ -123,10 +123,12 @@ class GenerationReport:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
-def _prediction_row(example: Example, text: str) -> dict[str, Any]:
+def _prediction_row(example: Example, text: str, model_label: str | None = None) -> dict[str, Any]:
     from psyinsight.parse import to_prediction
 
     meta = dict(example.meta)
+    if model_label:
+        meta["model"] = model_label
     pred = to_prediction(
         example.id,
         text,
@@ -148,11 +150,13 @@ def generate_predictions(
     backend: str = "transformers",
     vllm_model: str | None = None,
     vllm_adapter: str | None = None,
+    model_label: str | None = None,
 ) -> GenerationReport:
     """Write ``output`` (JSONL of ``Prediction``), resuming from the ids already there.
 
     Rows are appended after every batch and the file is rewritten atomically at the end,
     in the examples' order. ``backend="vllm"`` uses vLLM (GPU machines, optional).
+    ``model_label`` is written to each row's ``meta.model`` (evaluation groups by it).
     """
     import json
     import time
@@ -178,7 +182,7 @@ def generate_predictions(
 
         def save(indices: list[int], texts: list[str]) -> None:
             for i, text in zip(indices, texts):
-                row = _prediction_row(todo[i], text)
+                row = _prediction_row(todo[i], text, model_label)
                 seen[todo[i].id] = row
                 sink.write(json.dumps(row, ensure_ascii=False) + "\n")
             sink.flush()

@@ -65,6 +65,7 @@ def generate(
     backend: str = typer.Option("transformers", "--backend", help="transformers, or vllm (GPU machines with vLLM installed)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1... (default: cuda when available)."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: default)."),
+    label: str = typer.Option(None, "--label", help="Model name written to each prediction's meta.model (default: recipe name + task, or the base model)."),
 ) -> None:
     """Generate counselor turns for examples, parse Observation / Reasoning / response, write predictions."""
     import dataclasses
@@ -102,17 +103,19 @@ def generate(
     if limit:
         rows = rows[:limit]
     config = GenerationConfig(max_new_tokens, do_sample, temperature, top_p, seed, batch_size)
+    if label is None:
+        label = f"{recipe.name}:{meta.get('task', recipe.tasks.task)}" if meta else f"{Path(str(base)).name} (base)"
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     if backend == "vllm":
-        report = generate_predictions(rows, out, config=config, backend="vllm", vllm_model=str(resolve_model_path(base)), vllm_adapter=str(adapter) if adapter else None)
+        report = generate_predictions(rows, out, config=config, backend="vllm", vllm_model=str(resolve_model_path(base)), vllm_adapter=str(adapter) if adapter else None, model_label=label)
     else:
         from psyinsight.models import load_model_and_tokenizer
 
         lm, tok = load_model_and_tokenizer(base, adapter, device=device)
-        report = generate_predictions(rows, out, model=lm, tokenizer=tok, config=config, backend=backend)
+        report = generate_predictions(rows, out, model=lm, tokenizer=tok, config=config, backend=backend, model_label=label)
     typer.echo(
         f"{report.total} predictions -> {report.output} ({report.generated} generated, {report.resumed} resumed, "
         f"{report.parse_failures} parse failures kept, {report.seconds}s)"
