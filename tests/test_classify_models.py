@@ -73,6 +73,17 @@ def test_context_block_carries_signal():
     assert score(test_labels, blind.predict(["yes"] * 30, test_ctx)).accuracy < 0.5
 
 
+def test_following_turns_block_is_separate_from_context():
+    nxt, labels = synth(EN_WORDS, FILLER, 90, 11)
+    contexts = [f"Seeker: hello\n[NEXT]\n{t}" for t in nxt]
+    cfg = LinearConfig(C=1.0, features=FeatureConfig(context_weight=1.0, next_weight=1.0))
+    model = TfidfLinearClassifier("en", cfg).fit(["yes"] * 90, labels, contexts)
+    assert [source for source, _, _ in model.featurizer_.blocks_] == ["text", "text", "context", "next"]
+    test_next, test_labels = synth(EN_WORDS, FILLER, 30, 12)
+    predicted = model.predict(["yes"] * 30, [f"Seeker: hello\n[NEXT]\n{t}" for t in test_next])
+    assert score(test_labels, predicted).accuracy >= 0.9
+
+
 def test_multi_label_sets():
     texts, labels = synth(EN_WORDS, FILLER, 90, 7)
     sets = [[lab] for lab in labels]

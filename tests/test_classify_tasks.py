@@ -78,6 +78,12 @@ def test_context_and_annotation_fields(session):
     assert rows[0].text == "I feel sad." and rows[0].context == ""
 
 
+def test_following_turns_after_a_marker(session):
+    rows = extract_examples([session], "emotion", config=ExtractConfig(context_turns=1, next_turns=1))
+    assert rows[0].context == "[NEXT]\nSupporter: Tell me more?"
+    assert rows[1].context == "Seeker: Echoed.\n[NEXT]\n"  # the last turn has no following turn
+
+
 def test_session_text_leaves_theme_out_and_groups_apply(session):
     session.theme = "family therapy: the label itself"
     rows = extract_examples([session], "psychotherapy", groups={"en-000001": "g7"})

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from psyinsight.classify.tasks import NEXT_MARKER
+
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _WORD = re.compile(r"(?u)\b\w+\b")
@@ -70,6 +72,8 @@ class FeatureConfig:
     """Character n-gram range within word boundaries. (0, 0) turns the block off."""
     context_weight: float = 0.5
     """Scale of the context block (preceding turns) against the utterance; 0 ignores context."""
+    next_weight: float = 0.5
+    """Scale of the following-turns block (context after a ``[NEXT]`` line); 0 ignores it."""
     min_df: int = 1
     """Drop n-grams seen in fewer training rows (char n-grams use at least 2)."""
     max_features: int | None = 200000
@@ -79,6 +83,18 @@ class FeatureConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def split_contexts(contexts: Sequence[str] | None, n: int) -> dict[str, list[str]]:
+    """Preceding and following turns of each context (split at the ``[NEXT]`` line)."""
+    if contexts is None:
+        return {"context": [""] * n, "next": [""] * n}
+    before, after = [], []
+    for text in contexts:
+        head, marker, tail = text.partition(NEXT_MARKER)
+        before.append(head)
+        after.append(tail if marker else "")
+    return {"context": before, "next": after}
 
 
 class TextFeaturizer:
@@ -115,19 +131,25 @@ class TextFeaturizer:
                 min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
             )  # fmt: skip
             blocks.append(("context", vec, float(cfg.context_weight)))
+        if cfg.next_weight > 0:
+            vec = TfidfVectorizer(
+                tokenizer=self._tokenizer(), token_pattern=None, lowercase=False, ngram_range=(1, 1),
+                min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
+            )  # fmt: skip
+            blocks.append(("next", vec, float(cfg.next_weight)))
         return blocks
 
     def fit_transform(self, texts: Sequence[str], contexts: Sequence[str] | None = None):
         """Fit each block and return the training matrix (one pass over the text per block)."""
         from scipy.sparse import hstack
 
-        has_context = contexts is not None and any(c.strip() for c in contexts)
+        inputs = {"text": list(texts), **split_contexts(contexts, len(texts))}
         self.blocks_ = []
         mats = []
         for source, vec, weight in self._vectorizers():
-            if source == "context" and not has_context:
+            if source != "text" and not any(c.strip() for c in inputs[source]):
                 continue
-            mat = vec.fit_transform(list(texts) if source == "text" else list(contexts))  # type: ignore[arg-type]
+            mat = vec.fit_transform(inputs[source])
             self.blocks_.append((source, vec, weight))
             mats.append(mat * weight if weight != 1.0 else mat)
         if not self.blocks_:
@@ -143,9 +165,9 @@ class TextFeaturizer:
 
         if not self.blocks_:
             raise RuntimeError("TextFeaturizer.transform called before fit")
-        contexts = list(contexts) if contexts is not None else [""] * len(texts)
+        inputs = {"text": list(texts), **split_contexts(contexts, len(texts))}
         mats = []
         for source, vec, weight in self.blocks_:
-            mat = vec.transform(list(texts) if source == "text" else contexts)
+            mat = vec.transform(inputs[source])
             mats.append(mat * weight if weight != 1.0 else mat)
         return hstack(mats).tocsr()

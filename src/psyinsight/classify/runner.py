@@ -113,7 +113,7 @@ def report_markdown(saved: SavedClassifier, result: ClassificationResult) -> str
 
 
 def extract_config(
-    *, label_mode: str = "first", context_turns: int = 2, turn_fields: Sequence[str] | None = None,
+    *, label_mode: str = "first", context_turns: int = 2, next_turns: int = 0, turn_fields: Sequence[str] | None = None,
     session_fields: Sequence[str] | None = None,
 ) -> ExtractConfig:  # fmt: skip
     """An ``ExtractConfig`` from CLI values, with errors naming the flag."""
@@ -123,12 +123,15 @@ def extract_config(
         raise PsyInsightError(f"unknown label mode {label_mode!r}; choose {' or '.join(LABEL_MODES)}", where="--label-mode")
     if context_turns < 0:
         raise PsyInsightError("must be 0 or more", where="--context-turns")
+    if next_turns < 0:
+        raise PsyInsightError("must be 0 or more", where="--next-turns")
     base = ExtractConfig()
     return ExtractConfig(
         **{
             **asdict(base),
             "label_mode": label_mode,
             "context_turns": context_turns,
+            "next_turns": next_turns,
             "turn_fields": tuple(turn_fields) if turn_fields else base.turn_fields,
             "session_fields": tuple(session_fields) if session_fields else base.session_fields,
         }

@@ -65,6 +65,10 @@ class ExtractConfig:
     """Rows whose (original) label list is longer than this are dropped: annotator noise."""
     context_turns: int = 2
     """How many preceding turns are kept as context for turn-level tasks (0: none)."""
+    next_turns: int = 0
+    """How many following turns are added to the context (after a ``[NEXT]`` line). Offline
+    labelling sees the whole dialogue, as the release's annotating model did (a window of 5
+    turns); a live labeller must keep 0."""
     turn_fields: tuple[str, ...] = ("content",)
     """Turn fields forming the input text of turn-level tasks: ``content`` (the utterance) and
     ``annotation`` (the turn's observation for Seeker turns, reasoning for Supporter turns:
@@ -75,6 +79,9 @@ class ExtractConfig:
     max_session_chars: int = 20000
     """Session texts are cut to this many characters (keeps TF-IDF and encoders bounded)."""
 
+
+NEXT_MARKER = "[NEXT]"
+"""The context line separating preceding turns from following turns."""
 
 SESSION_FIELDS: tuple[str, ...] = ("theme", "background", "reasoning", "summary", "guide", "dialog")
 TURN_FIELDS: tuple[str, ...] = ("content", "annotation")
@@ -104,6 +111,15 @@ class LabelledText:
 def format_turns(session: Session, start: int, stop: int) -> str:
     """Turns ``start:stop`` as ``Speaker: text`` lines (the speaker role, not the name)."""
     return "\n".join(f"{t.speaker}: {t.content.strip()}" for t in session.dialog[max(0, start) : stop])
+
+
+def turn_context(session: Session, index: int, cfg: ExtractConfig) -> str:
+    """Preceding turns, then (when ``cfg.next_turns``) a ``[NEXT]`` line and the following turns."""
+    before = format_turns(session, index - cfg.context_turns, index) if cfg.context_turns > 0 else ""
+    if cfg.next_turns <= 0:
+        return before
+    after = format_turns(session, index + 1, index + 1 + cfg.next_turns)
+    return f"{before}\n{NEXT_MARKER}\n{after}" if before else f"{NEXT_MARKER}\n{after}"
 
 
 def session_text(session: Session, fields: Sequence[str], max_chars: int) -> str:
@@ -199,7 +215,7 @@ def extract_examples(
             chosen = _select(raw, _original_length(session, spec.name, turn.id or f"#{index}", raw), cfg)
             if chosen is None:
                 continue
-            context = format_turns(session, index - cfg.context_turns, index) if cfg.context_turns > 0 else ""
+            context = turn_context(session, index, cfg)
             rows.append(
                 LabelledText(
                     f"{session.uid}/{index}", turn_text(turn, cfg.turn_fields), context, chosen, session.uid, session.language, group,
@@ -227,7 +243,7 @@ def extract_inputs(sessions: Iterable[Session], task: str | TaskSpec, *, config:
             if turn.speaker != spec.speaker:
                 continue
             current = list((turn.emotions if spec.name == "emotion" else turn.strategies) or [])
-            context = format_turns(session, index - cfg.context_turns, index) if cfg.context_turns > 0 else ""
+            context = turn_context(session, index, cfg)
             rows.append(
                 LabelledText(
                     f"{session.uid}/{index}", turn_text(turn, cfg.turn_fields), context, current, session.uid,

@@ -57,6 +57,7 @@ def train(
     files: list[Path] = typer.Option(None, "--file", "-f", help=_FILE_HELP),
     label_mode: str = typer.Option("first", "--label-mode", help="first: the first label of each list (the protocol); multi: the whole list (one-vs-rest)."),
     context_turns: int = typer.Option(2, "--context-turns", help="Preceding turns used as context for emotion/strategy (0: none)."),
+    next_turns: int = typer.Option(0, "--next-turns", help="Following turns added to the context (offline labelling only; a live labeller keeps 0)."),
     turn_fields: str = typer.Option(None, "--turn-fields", help="Comma list of turn inputs: content, annotation (observation/reasoning). Default: the tuned default of the task."),
     session_fields: str = typer.Option(None, "--session-fields", help="Comma list of session inputs: theme, background, reasoning, summary, guide, dialog (default: background,dialog)."),
     estimator: str = typer.Option("svm", "--estimator", help="tfidf: svm (LinearSVC) or logreg."),
@@ -83,7 +84,7 @@ def train(
     if estimator not in ("svm", "logreg"):
         raise PsyInsightError(f"unknown estimator {estimator!r}; choose svm or logreg", where="--estimator")
     extract = default_extract(spec.name, lang, label_mode=label_mode, context_turns=context_turns,
-                              turn_fields=_csv(turn_fields), session_fields=_csv(session_fields))  # fmt: skip
+                              next_turns=next_turns, turn_fields=_csv(turn_fields), session_fields=_csv(session_fields))  # fmt: skip
     config = None
     if model == "tfidf":
         config = default_model_config(spec.name, lang, estimator=estimator, C=c)
