@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="emotion,strategy,psychotherapy,topic", help="Comma list of tasks.")
     parser.add_argument("--languages", default="en,cn", help="Comma list of languages.")
     parser.add_argument("--seed", type=int, default=13, help="Seed of the grouped splits.")
+    parser.add_argument("--nested", action="store_true", help="Also run tfidf-nested: C chosen by inner grouped 3-fold CV on each training side.")
     args = parser.parse_args()
 
     from psyinsight.classify.benchmark import TARGETS, BenchmarkConfig, run_benchmark
@@ -43,7 +44,7 @@ def main() -> None:
     sessions = load_release(args.data_dir, languages)
     loaded = time.perf_counter() - start
     config = BenchmarkConfig(
-        tasks=tuple(x for x in args.tasks.split(",") if x), languages=tuple(languages), models=("majority", "tfidf"),
+        tasks=tuple(x for x in args.tasks.split(",") if x), languages=tuple(languages), models=("majority", "tfidf", *(("tfidf-nested",) if args.nested else ())),
         protocol=ProtocolConfig(scheme=args.scheme, seed=args.seed),
     )  # fmt: skip
     table = run_benchmark(sessions, config, args.out, progress=print)
@@ -63,6 +64,13 @@ def main() -> None:
                 f"{ours['macro_f1_sd']:.3f} | {ours['macro_f1'] / max(base['macro_f1'], 1e-9):.1f}x | "
                 f"{'' if target is None else f'{target:.2f}'} | {'yes' if ok else 'no'} |"
             )
+    if args.nested:
+        lines += ["", "| task | lang | nested (C chosen on training folds) | choices |", "|---|---|---|---|"]
+        for task in config.tasks:
+            for lang in config.languages:
+                nested = by_pair[(task, lang, "tfidf-nested")]
+                chosen = [f["result"]["extra"]["chosen"] for f in nested["folds"]]
+                lines.append(f"| {task} | {lang} | {nested['macro_f1']:.3f} ± {nested['macro_f1_sd']:.3f} | {', '.join(chosen)} |")
     default_seconds = sum(r["seconds"] for r in results if r["model"] == "tfidf")
     lines += [
         "",

@@ -8,7 +8,7 @@ import pytest
 from psyinsight.classify.labeller import label_sessions
 from psyinsight.classify.models import MajorityClassifier, TfidfLinearClassifier
 from psyinsight.classify.persistence import load_classifier, save_classifier
-from psyinsight.classify.protocol import ProtocolConfig, group_splits, run_protocol
+from psyinsight.classify.protocol import ProtocolConfig, group_splits, run_nested, run_protocol
 from psyinsight.classify.runner import rows_for, train_classifier
 from psyinsight.classify.tasks import ExtractConfig, LabelledText
 from psyinsight.sample import sample_sessions
@@ -46,6 +46,16 @@ def test_protocol_mean_sd_and_signature():
     values = [f.result.macro_f1 for f in result.folds]
     assert result.sd() == pytest.approx(np.std(values, ddof=1))
     assert "splits:group-shuffle-5x80/20|seed:13|model:majority" in result.signature
+
+
+def test_nested_selection_uses_training_folds_only():
+    rows = toy_rows(n_groups=30)
+    candidates = {"majority": MajorityClassifier, "tfidf": lambda: TfidfLinearClassifier("en")}
+    result = run_nested(rows, candidates, task="emotion", language="en", model_name="nested", extract=ExtractConfig())
+    assert [f.result.extra["chosen"] for f in result.folds] == ["tfidf"] * 5
+    assert result.mean() == pytest.approx(1.0)
+    assert all(set(f.result.extra["inner_macro_f1"]) == {"majority", "tfidf"} for f in result.folds)
+    assert result.signature.endswith("|nested:3fold")
 
 
 def test_too_few_groups_is_an_error():

@@ -1,8 +1,9 @@
 """TF-IDF features for short counseling texts in English and Chinese.
 
-Three blocks, stacked side by side: word n-grams (jieba words for Chinese), character
-n-grams (robust to spelling and to Chinese without segmentation), and word n-grams of the
-preceding turns (context), scaled down so the utterance itself dominates. A function at
+Blocks stacked side by side: word n-grams (jieba words for Chinese), character n-grams
+(robust to spelling and to Chinese without segmentation), words of the preceding turns
+(context) and, when the context holds a ``[NEXT]`` line, words of the following turns; the
+context blocks are scaled down so the utterance itself dominates. A function at
 module level is the tokenizer so that a fitted featurizer pickles.
 """
 

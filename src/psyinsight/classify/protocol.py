@@ -156,3 +156,54 @@ def run_protocol(
         if progress:
             progress(f"{task}/{language}/{model_name} fold {fold + 1}/{len(splits)}: macro-F1 {scored.macro_f1:.3f}")
     return result
+
+
+def run_nested(
+    rows: Sequence[LabelledText],
+    candidates: dict[str, Callable[[], Classifier]],
+    *,
+    task: str,
+    language: str,
+    model_name: str,
+    extract: ExtractConfig,
+    config: ProtocolConfig | None = None,
+    inner_folds: int = 3,
+    splits: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ProtocolResult:
+    """The protocol with model selection inside each training side (nested, grouped).
+
+    For each outer split, every candidate is scored by grouped ``inner_folds``-fold
+    cross-validation on the training side only; the best is refitted on the whole training
+    side and scored once on the held-out side. The outer numbers are then free of selection
+    bias; ``FoldResult.result.extra["chosen"]`` names the pick.
+    """
+    config = config or ProtocolConfig()
+    splits = splits if splits is not None else group_splits(rows, config)
+    inner_config = ProtocolConfig(scheme="kfold", n_splits=inner_folds, seed=config.seed)
+    result = ProtocolResult(
+        task, language, model_name, len(rows), len({r.label for r in rows}),
+        signature=signature(task, language, model_name, extract, config) + f"|nested:{inner_folds}fold",
+    )  # fmt: skip
+    for fold, (train, test) in enumerate(splits):
+        start = time.perf_counter()
+        train_rows = [rows[i] for i in train]
+        inner_splits = group_splits(train_rows, inner_config)
+        inner_scores = {
+            name: run_protocol(train_rows, make, task=task, language=language, model_name=name, extract=extract,
+                               config=inner_config, splits=inner_splits).mean()
+            for name, make in candidates.items()
+        }  # fmt: skip
+        chosen = max(inner_scores, key=lambda name: inner_scores[name])
+        model = candidates[chosen]().fit([r.text for r in train_rows], [r.label for r in train_rows], [r.context for r in train_rows])
+        fitted = time.perf_counter()
+        test_rows = [rows[i] for i in test]
+        predicted = model.predict([r.text for r in test_rows], [r.context for r in test_rows])
+        done = time.perf_counter()
+        scored = score([r.label for r in test_rows], predicted)
+        scored.signature = result.signature
+        scored.extra = {"chosen": chosen, "inner_macro_f1": {k: round(v, 4) for k, v in inner_scores.items()}}
+        result.folds.append(FoldResult(fold, len(train), scored, fitted - start, done - fitted))
+        if progress:
+            progress(f"{task}/{language}/{model_name} nested fold {fold + 1}/{len(splits)}: chose {chosen}, macro-F1 {scored.macro_f1:.3f}")
+    return result

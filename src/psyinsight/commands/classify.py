@@ -173,7 +173,7 @@ def benchmark(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for results.md, results.json and per-pair confusion figures."),
     tasks: str = typer.Option("emotion,strategy,psychotherapy,topic", "--tasks", help="Comma list of tasks."),
     languages: str = typer.Option("en,cn", "--languages", help="Comma list of languages."),
-    models: str = typer.Option("majority,tfidf", "--models", help="Comma list of models: majority, tfidf, encoder."),
+    models: str = typer.Option("majority,tfidf", "--models", help="Comma list of models: majority, tfidf, tfidf-nested (C chosen by inner grouped CV on each training side), encoder."),
     scheme: str = typer.Option("shuffle", "--scheme", help="shuffle: 5 grouped 80/20 splits; kfold: 5-fold grouped cross-validation."),
     n_splits: int = typer.Option(5, "--n-splits", help="Number of splits or folds."),
     seed: int = typer.Option(13, "--seed", help="Seed of the grouped splits."),
