@@ -221,7 +221,7 @@ def score_pairs(encoder: Encoder, hypotheses: list[str], references: list[str], 
     ids = {sentence: sent_encode(tokenizer, sentence) for sentence in unique}
     by_length = sorted(unique, key=lambda s: len(ids[s]), reverse=True)
     stats: dict[str, tuple[Any, Any]] = {}
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, len(by_length), batch_size):
             chunk = by_length[start : start + batch_size]
             arrays = [ids[s] for s in chunk]
