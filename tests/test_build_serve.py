@@ -75,9 +75,12 @@ def test_build_against_psyinsight_serve_with_the_default_model(tmp_path):
     port = _free_port()
     url = f"http://127.0.0.1:{port}/v1"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    # one intra-op thread: on a small shared machine torch's thread pool spins against the
+    # other processes and a 135M model slows from ~0.05 s to seconds per token
+    server_env = dict(env, OMP_NUM_THREADS="1")
     server = subprocess.Popen(
         [sys.executable, "-m", "psyinsight.cli", "serve", "--model", "default", "--host", "127.0.0.1", "--port", str(port), "--rate", "0"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         _wait_ready(url, server, 300)
