@@ -108,3 +108,19 @@ def test_file_errors_name_the_record(tmp_path):
     good.write_text('{"id": "a", "interactivity": 3}\n', encoding="utf-8")
     with pytest.raises(PsyInsightError, match="share no rated unit"):
         agreement_between(good, other)
+
+
+def test_cli_agreement(tmp_path, capsys):
+    from psyinsight.cli import main
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps({"id": f"u{k}", "interactivity": k % 5 + 1, "comfort": 3}) + "\n" for k in range(8)), encoding="utf-8")
+    b.write_text("".join(json.dumps({"id": f"u{k}", "interactivity": k % 5 + 1, "comfort": 2 + k % 2}) + "\n" for k in range(8)), encoding="utf-8")
+    out = tmp_path / "agreement.json"
+    with pytest.raises(SystemExit) as info:
+        main(["agreement", str(a), str(b), "--out", str(out)])
+    assert info.value.code in (0, None)
+    assert "interactivity" in capsys.readouterr().out
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["criteria"]["interactivity"]["spearman"] == pytest.approx(1.0)
+    assert result["criteria"]["helpfulness"]["n"] == 0.0 and result["criteria"]["helpfulness"]["spearman"] is None

@@ -56,6 +56,17 @@ def _show(value: float | None) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
+def _no_nan(obj):
+    """JSON has no NaN: undefined statistics are written as null."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_no_nan(v) for v in obj]
+    return obj
+
+
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
@@ -153,7 +164,7 @@ def register(app: typer.Typer) -> None:
             rows, summary = judge_single(items, config, rubric_path=rubric)
         write_jsonl(out, rows)
         summary_path = out.with_name(out.name + ".summary.json")
-        write_json(summary_path, summary)
+        write_json(summary_path, _no_nan(summary))
         llm = summary["llm"]
         typer.echo(f"judged {len(rows)} ({sum(1 for r in rows if r['ok'])} ok); requests {llm['requests_made']}, cache hits {llm['cache_hits']}, retries {llm['retries']}")
         if summary["mode"] == "single":
@@ -179,6 +190,6 @@ def register(app: typer.Typer) -> None:
         for key, stats in result["criteria"].items():
             typer.echo(f"{key:<15} " + "  ".join(f"{name} {_show(value)}" for name, value in stats.items()))
         if out:
-            write_json(out, result)
+            write_json(out, _no_nan(result))
             typer.echo(f"wrote {out}")
 
