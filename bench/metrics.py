@@ -110,7 +110,7 @@ def main() -> None:
     rng = random.Random(13)
     walls: list[float] = []
     cpus: list[float] = []
-    for language, batch in batches.items():
+    for batch in batches.values():
         for i in rng.sample(range(len(batch)), min(args.reload_sample, len(batch))):
             wall, cpu = time.perf_counter(), time.process_time()
             with warnings.catch_warnings():
