@@ -108,3 +108,43 @@ def max_overlap(test_rows: list[dict[str, Any]], train_rows: list[dict[str, Any]
             if sim > best[0]:
                 best = (sim, row["text"], text)
     return best
+
+
+def cross_validate_thresholds(
+    rows: list[dict[str, Any]], thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9), *, folds: int = 5, seed: int = 13
+) -> dict[float, Counts]:
+    """Out-of-fold counts of the guard's decision rule at each classifier threshold.
+
+    Each row is scored by a classifier that did not see it; patterns and the risk-cue gate
+    apply as in ``SafetyGuard``. Why: the threshold is chosen on this table, never on a
+    test set. (The patterns were written with the training rows in view, so their share of
+    the recall is optimistic; the classifier's share is honest.)
+    """
+    import random
+
+    from psyinsight.safety.classifier import RiskClassifier
+    from psyinsight.safety.guard import SafetyConfig
+
+    order = list(rows)
+    random.Random(seed).shuffle(order)
+    out = {t: Counts() for t in thresholds}
+    for fold in range(folds):
+        train = [r for i, r in enumerate(order) if i % folds != fold]
+        held = [r for i, r in enumerate(order) if i % folds == fold]
+        clf = RiskClassifier.train(train)
+        scores = clf.scores([r["text"] for r in held])
+        for t in thresholds:
+            guard = SafetyGuard(SafetyConfig(classifier_threshold=t), classifier=clf)
+            for row, (score, category) in zip(held, scores):
+                risk = guard._decide(row["text"], score, category).risk
+                gold = row["label"] != NONE_LABEL
+                c = out[t]
+                if gold and risk:
+                    c.tp += 1
+                elif gold:
+                    c.fn += 1
+                elif risk:
+                    c.fp += 1
+                else:
+                    c.tn += 1
+    return out

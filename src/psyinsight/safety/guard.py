@@ -6,8 +6,12 @@ Decision for one message (patterns first, the classifier second):
    says: a statistical model must not be able to wave through "I want to kill myself".
 2. A pattern match discounted by a past / third-party / fiction context is risk only when
    the classifier is confident (``discounted_threshold``).
-3. Otherwise the classifier alone decides (``classifier_threshold``), which catches
-   paraphrases no pattern lists.
+3. Otherwise the classifier may flag a paraphrase no pattern lists (``classifier_threshold``),
+   but only when the message carries a risk cue (``patterns.has_risk_cue``: a death,
+   self-harm, violence, means or finality word). Trained on a few hundred sentences, the
+   classifier alone scores ordinary counseling talk ("I've been anxious before my exams",
+   "我想是这样") as high as crisis talk; on the release's ~6k client turns it raised 200
+   alarms, 194 of them without any such word.
 
 For a conversation, the latest user message is checked, and so are the recent user turns:
 after a risky turn, a short assent ("yes", "是的") or a follow-up naming means or timing
@@ -21,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from psyinsight.safety.classifier import RiskClassifier, default_classifier
-from psyinsight.safety.patterns import match_patterns, normalize
+from psyinsight.safety.patterns import has_risk_cue, match_patterns, normalize
 from psyinsight.safety.resources import CrisisResources, load_resources
 
 
@@ -35,8 +39,12 @@ class SafetyConfig:
     """Hotline region (US, UK, CN, HK, TW, ... or INTL); None = the file's default for the language."""
     use_classifier: bool = True
     """Use the n-gram classifier as well as the patterns (off = patterns only)."""
-    classifier_threshold: float = 0.8
-    """Risk probability above which the classifier alone flags a message."""
+    classifier_threshold: float = 0.7
+    """Risk probability above which the classifier flags a message no pattern matched (with a risk cue).
+    Chosen by 5-fold cross-validation on train.jsonl: the highest recall whose false-positive
+    rate on the hard negatives stays under 0.03 (bench/safety_release.py --cv prints the table)."""
+    require_cue: bool = True
+    """The classifier may flag a message no pattern matched only when it has a risk cue word."""
     discounted_threshold: float = 0.9
     """Risk probability needed when a pattern matched in a past/third-party/fiction context."""
     context_turns: int = 3
@@ -111,14 +119,28 @@ class SafetyGuard:
 
     def check_text(self, text: str) -> SafetyResult:
         """The verdict on one message."""
+        return self.check_texts([text])[0]
+
+    def check_texts(self, texts: list[str]) -> list[SafetyResult]:
+        """The verdicts on many independent messages (the classifier runs once, batched)."""
+        clf = self.classifier
+        scores = clf.scores(texts) if clf is not None else [(0.0, None)] * len(texts)
+        return [self._decide(text, score, category) for text, (score, category) in zip(texts, scores)]
+
+    def _decide(self, text: str, score: float, category: str | None) -> SafetyResult:
         found = match_patterns(text)
-        score, category = self.classifier.score(text) if self.classifier is not None else (0.0, None)
         base = {"score": score, "matches": found.matches, "discounted": found.discounted, "text": text}
+        use_clf = self.config.use_classifier
         if found.hit and not found.discounted:
             return SafetyResult(True, found.category, source="pattern", **base)
-        if found.hit and self.classifier is not None and score >= self.config.discounted_threshold:
+        if found.hit and use_clf and score >= self.config.discounted_threshold:
             return SafetyResult(True, found.category, source="pattern+classifier", **base)
-        if not found.hit and self.classifier is not None and score >= self.config.classifier_threshold:
+        if (
+            not found.hit
+            and use_clf
+            and score >= self.config.classifier_threshold
+            and (not self.config.require_cue or has_risk_cue(text))
+        ):
             return SafetyResult(True, category, source="classifier", **base)
         return SafetyResult(False, **base)
 

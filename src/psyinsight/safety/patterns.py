@@ -79,7 +79,7 @@ EN_RISK: dict[str, re.Pattern[str]] = {
         r"\b(?:painless|easiest|quickest|fastest) way to (?:die|go)\b",
         r"\bhow many pills\b",
         r"\bnever wake up\b",
-        r"\b(?:won't|will not|not going to) be (?:here|around|alive)\b",
+        r"(?<!you )(?<!they )(?<!he )(?<!she )(?<!we )(?<!it )\b(?:won't|will not|not going to) be (?:here|around|alive)\b",
         r"\b(?:if|when) i(?:'m| am| was| were) gone\b",
         r"\bpain to stop (?:forever|permanently|for good)\b",
         r"\b(?:disappear|be gone) (?:for good|forever)\b",
@@ -102,26 +102,43 @@ EN_RISK: dict[str, re.Pattern[str]] = {
         r"\b(?:pills|rope|gun|knife) (?:is|are) ready\b",
         r"\bwant out of (?:this )?life\b",
         r"\b(?:use|using) (?:it|them|the gun|a gun|a knife|the knife) on myself\b",
+        # indirect: means gathered or counted (a classic warning sign)
+        r"\b(?:pills|tablets|meds|medication|sleeping pills)\b.{0,40}\b(?:enough|counted|stockpil\w*|hoard\w*|lethal|deadly|fatal)\b",
+        r"\b(?:counted|stockpiled|hoarded) (?:\w+ ){0,3}(?:pills|tablets|meds|medication)\b",
+        r"\b(?:lethal|deadly|fatal) (?:dose|amount)\b",
+        r"\bhow (?:high|tall) (?:a |the )?(?:building|bridge|floor|roof|balcony) (?:has to|needs to|must) be\b",
+        # indirect: preparation, finality, burden
+        r"\b(?:made|making|wrote|writing) (?:a|my) will\b.{0,60}\b(?:before i|after i|when i'm|in case i)\b",
+        r"\b(?:standing|sitting|stood) on (?:the |a )?(?:edge|ledge|rooftop|parapet)\b",
+        r"\b(?:rehears\w*|practi[cs]\w*) (?:how (?:i would|i'd|to) )?(?:hang|hanging|jump|jumping|doing it|ending it)\b",
+        r"\b(?:figured out|worked out|found) (?:how|a way) to (?:stop|end it|end things|do it)\b",
+        r"\bmake myself disappear\b|\b(?:won't|will not) make it (?:to|through) (?:next|the end of|another)\b",
+        r"\b(?:don't|do not) (?:think|see) (?:i'll|i will|myself) (?:be )?(?:alive|here|around|living) (?:by|at|in|next)\b",
+        r"\bworld (?:would|will) be (?:a )?better (?:place )?without me\b",
+        r"\b(?:i'm|i am) (?:just )?a burden\b.{0,60}\b(?:without me|gone|dead|not here|not around|disappear\w*)\b",
     ),
     "self_harm": _c(
         r"\bself[- ]?(?:harm|harming|injury|injure|injuring|mutilat\w*)\b",
-        r"\b(?:cut|cutting|burn|burning|burned|burnt|hurt|hurting|harm|harming|hit|hitting|punch|punching|"
+        r"(?<!they )(?<!he )(?<!she )(?<!you )(?<!someone )\b(?:cut|cutting|burn|burning|burned|burnt|hurt|hurting|harm|harming|hit|hitting|punch|punching|"
         r"punish|punishing|scratch|scratching|slice|slicing|carve|carving|bite|biting|starve|starving|"
         r"bang|banging) (?:myself|my (?:arms?|wrists?|legs?|thighs?|skin|body|head|face))\b",
         r"\b(?:until|till) (?:it|i|they) bleeds?\b",
+        r"\b(?:scald|scalding|scalded) myself\b|\b(?:use|used|put) a lighter on my (?:skin|arm|hand|wrist)\b",
         r"\brazor\b",
         r"\burge to (?:cut|hurt myself|self)",
         r"\bcarv\w* .{0,30}(?:skin|arms?|wrists?|legs?|thighs?)\b",
     ),
     "harm_others": _c(
         rf"\b(?:kill|killing|murder|murdering|hurt|hurting|stab|stabbing|shoot|shooting|strangle|strangling|"
-        rf"poison|poisoning|beat|beating|choke|choking|smother|smothering|suffocate|suffocating|drown|drowning|shake|shaking) {_EN_OBJ}\b",
+        rf"poison|poisoning|beat|beating|choke|choking|smother|smothering|suffocate|suffocating|drown|drowning) {_EN_OBJ}\b",
+        r"\b(?:shake|shaking) (?:the|my|our|her|his) (?:baby|newborn|infant)\b",
         rf"\b(?:using|use) it on {_EN_OBJ}\b",
         r"\bshoot up (?:the|my|a) \w+\b",
         r"\b(?:gun|knife|weapon) to (?:school|work|class|the office)\b",
         r"\bmake (?:them|him|her|everyone|the people \w+ \w+ me) (?:all )?pay\b",
         r"\bburn down\b",
         r"\brun (?:him|her|them) over\b",
+        r"\bset fire to (?:\w+ ){0,3}with (?:him|her|them) in it\b",
     ),
 }
 
@@ -130,6 +147,7 @@ EN_IDIOMS = _c(
     r"\bkilling (?:it|time)\b",
     r"\bkill(?:ed|s)? (?:it|time|two birds)\b",
     r"\b(?:could|would|'d) (?:kill|murder) (?:for|to have|a|an)\b",
+    r"\b(?:could|would|'d) (?:strangle|throttle) (?:\w+ ){1,3}for\b",
     r"\b(?:is|are|'s|'re|gonna|going to|will|would|'ll|'d) (?:\w+ )?kill (?:me|us)\b",
     r"\bdying (?:to|for|of|here)\b",
     r"\b(?:die|died|dying|dead) (?:of|from) (?:laughter|laughing|embarrassment|boredom|shame|cuteness)\b",
@@ -190,7 +208,7 @@ CN_RISK: dict[str, re.Pattern[str]] = {
     "suicide": _c(
         r"自杀|轻生|寻死|自尽|了结(?:自己|生命|一切)|结束(?:自己的?)?生命|结束这一切",
         r"不想(?:再)?活|活不下去|不想活下去|活着(?:没有?|毫无|有什么)(?:任何)?(?:意思|意义)|活着对我来说.{0,6}没有意义|找不到活下去的理由|生不如死",
-        r"(?:想|要|准备|打算|好想)(?:去)?死(?!你|我了|人了|了(?:啊|吧)?[，,。!！]?$)",
+        r"(?:想|(?<![快就])要|准备|打算|好想)(?:去)?死(?!你|我了|人了|了(?:啊|吧)?[，,。!！]?$)|(?:快|就)要去死",
         r"死了(?:算了|就好了|就解脱|也好|更好)|不如死了|死了.{0,4}(?:轻松|解脱)",
         r"(?:跳楼|跳河|跳海|跳江|跳崖|跳下去|从楼上跳|上吊|割腕|烧炭|服毒|喝农药|吞药|吞了一把药|卧轨)",
         r"(?:安眠药|药).{0,6}(?:全吃|吃掉|一次吃|一整瓶|吞)|吃.{0,4}(?:一整瓶|整瓶|一把)药|吞了.{0,4}药|多少片药会死",
@@ -200,11 +218,13 @@ CN_RISK: dict[str, re.Pattern[str]] = {
         r"不痛苦的死法|怎么死|死的方法|自杀的方法",
         r"买好了(?:木炭|炭|绳子)|准备好(?:了)?(?:木炭|绳子)|(?:木炭|绳子)(?:已经)?(?:准备|买)好",
         r"东西.{0,4}分掉|差不多可以走了|(?:以后|再也)用不上了|最后一次(?:跟你|和你)说话",
-        r"解脱",
+        r"(?:死|一死|走了|不在了|离开).{0,6}解脱|(?:永远|彻底)(?:地)?解脱|解脱.{0,4}(?:去死|离开这个世界)",
+        r"(?:药|安眠药).{0,10}(?:够了|足够|数过|数了)",
+        r"(?:累赘|拖累|负担).{0,15}(?:不在了|走了|消失|死了|没有我)",
         r"站在(?:天台|楼顶|顶楼|桥上|河边|江边|窗台|阳台边)",
         r"(?:撑|熬|活)不(?:过|到)(?:今晚|今天|明天|这周|这个月|下个月|这一年|年底)",
         r"死了(?:就|才|以后)?(?:不会|不用|再也不)|死了比活着|不如死了",
-        r"(?:跟|和|向)(?:这个)?世界(?:告别|说再见)|告别这个世界|(?:跟|和)大家告别|我已经不在了|后事",
+        r"(?:跟|和|向)(?:这个)?世界(?:告别|说再见)|告别这个世界|(?:跟|和)大家告别|我已经不在了|(?:我的|自己的)后事|(?:安排|交代)(?:好)?(?:了)?(?:我的|自己的)?后事",
         r"从(?:窗户|窗台|阳台|楼顶|天台|楼上|桥上)(?:上)?(?:跳|往下跳)|跳(?:桥|江|河|海|楼)",
         r"(?:安眠药|农药|刀片|绳子|木炭|楼顶|天台|江边|河边|桥上|铁轨|药).{0,12}(?:今晚|今天|明天|这周|打算|准备|决定)"
         r"|(?:今晚|明天|打算|准备|决定|准备好了).{0,12}(?:安眠药|农药|刀片|绳子|木炭|楼顶|天台|江边|河边|桥上|铁轨)",
@@ -232,6 +252,7 @@ CN_IDIOMS = _c(
     r"(?:笑|累|热|冷|饿|困|烦|气|吓|急|忙|懒|丑|帅|美|疼|痛|渴|闷|愁|馋|难|羡慕|无聊|尴尬|开心|高兴|紧张|"
     r"担心|心疼|后悔|郁闷|香|酸|辣|挤|吵|晒|冻)(?:得)?(?:要)?死(?:了|我了|人了|啦|啊|的|我)?",
     r"想死你|想死我了",
+    r"[\u4e00-\u9fff]得(?:要)?(?:死|半死)(?:了)?",
     r"死机|死党|死对头|死循环|死心|死磕|该死的|作死|打死(?:我)?也不|要死要活",
     r"(?:会|非|得)(?:把我)?(?:打死|杀了)我(?:不可|的|吧)?|(?:打死|杀了)我(?:不可|的)",
     r"剧本杀|狼人杀|秒杀|杀毒|杀青|杀价|杀时间|杀杀时间|杀手锏|杀菌|杀虫",
@@ -241,6 +262,7 @@ CN_IDIOMS = _c(
 CN_DISCOUNT = _c(
     r"以前|曾经|那时候?|小时候|当年|(?<!睡)过去(?!了)|(?:几|好几|多|\d+)年前|已经(?:走出来|好了|康复|很多年没有|\S{0,3}年没有)",
     r"现在(?:已经)?(?:走出来了?|好多了|好了|康复了?|挺好|很好|很多年没有|\S{0,3}年没有)|都过去了|没有这样做",
+    r"从未想过|从来没(?:有)?想过|从没想过",
     r"小说|故事|剧本|电影|电视剧|话剧|角色|主角|反派|情节|游戏|boss|武侠|侦探|凶手|演",
     r"新闻|报道|论文|研究|课上|纪录片|统计|预防|迹象|安慰|病人|患者|医生|护士|学生|老师应该|怎样帮助|如何帮助|问我有没有|我说没有|怎么跟(?:他|她)聊",
 )
@@ -248,12 +270,29 @@ CN_DISCOUNT = _c(
 CN_PRESENT = _c(r"我又|又开始|又想|又割|又划|我(?:想|要|打算|准备|决定)|最近|现在(?:又|还|就|很想|特别想|真的|想|要)|今晚|今天|明天|这几天|还是|仍然|一直|控制不住|忍不住|停不下来|刚刚|刚才|正在")
 
 
-EN_WEAK = re.compile(
-    r"\b(?:die|dying|dead|death|suicid\w*|kill\w*|end it|ending it|end things|overdos\w*|pills?|tablets|meds|blade|razor|rope|"
-    r"jump|bridge|roof|ledge|cliffs?|tracks|forever|goodbyes?|gone|last|never wake|hurt\w*|cut\w*|burn\w*|bleed\w*|blood|"
-    r"smother|strangl\w*|poison\w*|gun|knife|stab\w*|shoot\w*|weapon|revenge|pay for|suffer)\b"
+# Risk cues: words that prove nothing on their own ("pills", "bridge", "死", "药") but that
+# risk talk nearly always has, direct or indirect (means, preparation, finality, burden,
+# farewell). The classifier may flag a message that no pattern matched only when it carries
+# one: the classifier alone, trained on a few hundred sentences, scores plain counseling talk
+# ("I think I understand", "我想是这样") as high as crisis talk.
+EN_CUE = re.compile(
+    r"\b(?:die(?! down)|dies|dying|died|dead|death|deadly|lethal|fatal|suicid\w*|kill\w*|murder\w*|"
+    r"end (?:it|this|things|everything|my life|myself)|ended it|ending (?:it|things)|over (?:for good|forever)|"
+    r"overdos\w*|pills?|tablets?|meds|medications?|painkillers?|paracetamol|tylenol|insulin|sleeping|"
+    r"blades?|razors?|rope|noose|(?:hang|hanging|hanged)(?! (?:around|out|on|up|in there|with))|jump\w*|bridge|roof|rooftop|ledge|railing|balcony|cliffs?|"
+    r"tracks|train|traffic|top floor|\d+ (?:floors|storeys)|stories high|drown\w*|gas|carbon monoxide|exhaust|"
+    r"alive|living(?! room)|exist|existing|forever|permanent\w*|for good|disappear\w*|vanish\w*|"
+    r"goodbyes?|farewell|gone(?! (?:nuts|crazy|ahead|by|through|out|back|over|on|to|up|down|well|better))|last (?:message|time|night|day|words)|final|never wake|wake up|another day|make it to|"
+    r"won't be (?:here|around|alive|coming back|a problem)|not be (?:here|around)|not around|without me|burden|better off|my will|letters?|notes?|affairs|"
+    r"hurt(?:s|ing|ful)?|harm(?:s|ed|ing|ful)?|cut|cuts|cutting|slic\w*|burn\w*|scald\w*|lighter|skin|wrists?|bleed\w*|bled|blood\w*|scars?|"
+    r"punish\w*|fists?|knuckles|on purpose|smother\w*|strangl\w*|chok\w*(?! on)|suffocat\w*|poison\w*|"
+    r"guns?|rifle|firearm|knife|knives|stab\w*|shoot\w*|weapons?|fire|revenge|pay for|regret it|suffer\w*|shake the baby)\b"
 )
-CN_WEAK = re.compile(r"死|药|刀|绳|跳|割|划|烫|结束|告别|解脱|消失|不在了|撑不|熬不|了断|毒|杀|捅|砍|血|报复|永远|醒来|伤害|折磨")
+CN_CUE = re.compile(
+    r"(?<!伤)死|自杀|轻生|结束|了结|了断|跳|割|划|烫|烧|药|毒|绳|刀|血|伤(?!心|感)|杀|捅|砍|撞|活着|活下去|不想活|解脱|离开这个世界|"
+    r"消失|不在了|(?<![拿带偷跑取搬抢赶送])走了|告别|再见|永别|遗书|遗嘱|后事|最后(?:一次|一晚|一天|一面|的?(?:消息|话|告别|时刻))|永远|醒来|醒过来|睡过去|累赘|拖累|负担|撑不|熬不|"
+    r"楼顶|顶楼|天台|阳台|窗台|桥|江边|河边|海边|铁轨|煤气|木炭|炭|报复|折磨|惩罚|代价|掐|捂"
+)
 
 
 def mask_idioms(norm: str) -> str:
@@ -261,10 +300,10 @@ def mask_idioms(norm: str) -> str:
     return CN_IDIOMS.sub(" ", EN_IDIOMS.sub(" ", norm))
 
 
-def has_weak_cue(text: str) -> bool:
-    """A word that on its own proves nothing (die, pills, 死, 药) but that risk talk nearly always has."""
+def has_risk_cue(text: str) -> bool:
+    """Whether ``text`` (idioms masked) has a word that risk talk nearly always has (see ``EN_CUE``)."""
     masked = mask_idioms(normalize(text))
-    return bool(EN_WEAK.search(masked) or CN_WEAK.search(masked))
+    return bool(EN_CUE.search(masked) or CN_CUE.search(masked))
 
 
 @dataclass
