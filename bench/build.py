@@ -2,8 +2,8 @@
 
     python bench/build.py [--requests 48] [--latency 0.2] [--concurrency 16] [--pipeline]
 
-Runs the scripted OpenAI-compatible server (tests/fake_openai.py) on 127.0.0.1 and measures,
-in the same process: (1) the LLM client alone, N distinct requests at 1-way and at N-way
+Runs the scripted OpenAI-compatible server (tests/fake_openai.py) on 127.0.0.1, in its own
+process, and measures, in this one (the baseline and the candidate in the same run): (1) the LLM client alone, N distinct requests at 1-way and at N-way
 concurrency; (2) with --pipeline, the whole ``psyinsight build`` of the bundled raw
 excerpts at both settings. Prints requests per second and the ratio to the 1-way baseline.
 Target: 16-way gives at least 10x the throughput of 1-way.
@@ -12,14 +12,17 @@ Target: 16-way gives at least 10x the throughput of 1-way.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fake_openai import FakeOpenAI, keys_responder  # noqa: E402
 
 from psyinsight.build.ingest import sample_raw_dir  # noqa: E402
 from psyinsight.build.pipeline import BuildConfig, run_build  # noqa: E402
@@ -49,6 +52,22 @@ def pipeline_throughput(url: str, concurrency: int) -> tuple[float, int]:
     return calls / elapsed, calls
 
 
+@contextlib.contextmanager
+def _server_process(latency: float) -> Iterator[str]:
+    """The scripted server in its own process, so its threads do not share the client's GIL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = Path(__file__).resolve().parents[1] / "tests" / "fake_openai.py"
+    proc = subprocess.Popen([sys.executable, str(script), "--port", str(port), "--latency", str(latency), "--keys"], stdout=subprocess.PIPE)
+    try:
+        proc.stdout.readline()  # "listening on ..."
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=48, help="Requests per client measurement.")
@@ -56,7 +75,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="The concurrency compared with 1-way.")
     parser.add_argument("--pipeline", action="store_true", help="Also time a whole build of the bundled excerpts.")
     args = parser.parse_args()
-    with FakeOpenAI(keys_responder, latency_s=args.latency) as server:
+    with _server_process(args.latency) as url:
+        server = argparse.Namespace(url=url)
         base = client_throughput(server.url, args.requests, 1, "one")
         fast = client_throughput(server.url, args.requests, args.concurrency, "many")
         print(f"server latency {args.latency * 1000:.0f} ms, {args.requests} requests")

@@ -310,8 +310,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8009)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--keys", action="store_true", help="Answer the build's prompts (keys_responder).")
     args = parser.parse_args()
-    with FakeOpenAI(latency_s=args.latency, port=args.port) as server:
+    with FakeOpenAI(keys_responder if args.keys else None, latency_s=args.latency, port=args.port) as server:
         print(f"listening on {server.url}", flush=True)
         try:
             while True:
