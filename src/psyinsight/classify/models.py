@@ -8,7 +8,6 @@ contexts) -> list[str]`` (the best label), ``predict_proba`` (one column per ent
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -148,20 +147,18 @@ class TfidfLinearClassifier(Classifier):
         self.multi_label = any(len(s) > 1 for s in sets)
         self.featurizer_ = TextFeaturizer(self.language, self.config.features)
         features = self.featurizer_.fit_transform(list(texts), None if contexts is None else list(contexts))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
-            if self.multi_label:
-                self.binarizer_ = MultiLabelBinarizer()
-                target = self.binarizer_.fit_transform(sets)
-                self.labels_ = list(self.binarizer_.classes_)
-                self.estimator_ = OneVsRestClassifier(self._estimator()).fit(features, target)
+        if self.multi_label:
+            self.binarizer_ = MultiLabelBinarizer()
+            target = self.binarizer_.fit_transform(sets)
+            self.labels_ = list(self.binarizer_.classes_)
+            self.estimator_ = OneVsRestClassifier(self._estimator()).fit(features, target)
+        else:
+            target = [s[0] for s in sets]
+            self.labels_ = sorted(set(target))
+            if len(self.labels_) == 1:
+                self.estimator_ = None
             else:
-                target = [s[0] for s in sets]
-                self.labels_ = sorted(set(target))
-                if len(self.labels_) == 1:
-                    self.estimator_ = None
-                else:
-                    self.estimator_ = self._estimator().fit(features, target)
+                self.estimator_ = self._estimator().fit(features, target)
         return self
 
     def predict_proba(self, texts, contexts=None):
