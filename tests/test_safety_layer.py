@@ -48,8 +48,8 @@ def test_test_sets_are_disjoint_from_training_examples(name):
 
 
 def test_the_untouched_blind_set_keeps_its_recorded_floor(guard):
-    """blindset2 was never used for development (see data/README.md); this guards against
-    regressions from its recorded recall 0.583 / FPR 0.000, it is not the acceptance bar."""
+    """blindset2 scored 0.583 / 0.000 at first scoring, 0.708 / 0.000 since (see data/README.md);
+    this guards against regressions below the first score, it is not the acceptance bar."""
     report = evaluate_guard(guard, data_path("blindset2.jsonl"))
     assert report.overall.recall >= 0.55 and report.overall.fpr <= 0.05
 

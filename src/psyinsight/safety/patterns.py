@@ -38,7 +38,7 @@ _EN_OBJ = (
     r"my (?:\w+ ){0,2}(?:mom|mother|dad|father|stepdad|stepmom|brother|sister|wife|husband|"
     r"partner|boyfriend|girlfriend|ex|boss|coworkers?|co-workers?|colleagues?|roommate|"
     r"neighbou?r|teacher|baby|babies|newborn|child|children|kids?|son|daughter|classmates?|family)|"
-    r"(?:the|those|these|that) (?:\w+ ){0,2}(?:people|guys?|kids?|bullies|bastards?|teachers?|"
+    r"(?:the|those|these|that) (?:\w+ ){0,2}(?:people|guys?|kids?|baby|babies|newborn|infant|bullies|bastards?|teachers?|"
     r"class|school|office))"
 )
 
@@ -116,13 +116,20 @@ EN_RISK: dict[str, re.Pattern[str]] = {
         r"\b(?:don't|do not) (?:think|see) (?:i'll|i will|myself) (?:be )?(?:alive|here|around|living) (?:by|at|in|next)\b",
         r"\bworld (?:would|will) be (?:a )?better (?:place )?without me\b",
         r"\b(?:i'm|i am) (?:just )?a burden\b.{0,60}\b(?:without me|gone|dead|not here|not around|disappear\w*)\b",
+        r"\b(?:collecting|collected|saving|saved up|keeping) (?:\w+ ){0,2}(?:pills|tablets|meds|medication|antidepressants|painkillers)\b"
+        r".{0,30}\binstead of taking\b",
+        r"\b(?:which|what) (?:pills|medications?|drugs|meds) (?:are|is|would be) (?:lethal|deadly|fatal)\b",
+        r"\b(?:left|leaving|wrote|written) (?:\w+ ){0,2}(?:letters?|notes?) for (?:my|everyone|the)\b",
+        r"\bwho (?:gets|will get|should get) my (?:things|stuff|belongings)\b|\b(?:affairs|everything) in order\b",
+        r"\b(?:rather|prefer to|want to|hope i) not wake up\b|\bhope i (?:don't|never) wake up\b",
+        r"\b(?:standing|sitting) on (?:the |a )?(?:balcony|bridge|roof) (?:railing|edge|ledge)\b",
     ),
     "self_harm": _c(
         r"\bself[- ]?(?:harm|harming|injury|injure|injuring|mutilat\w*)\b",
         r"(?<!they )(?<!he )(?<!she )(?<!you )(?<!someone )\b(?:cut|cutting|burn|burning|burned|burnt|hurt|hurting|harm|harming|hit|hitting|punch|punching|"
         r"punish|punishing|scratch|scratching|slice|slicing|carve|carving|bite|biting|starve|starving|"
         r"bang|banging) (?:myself|my (?:arms?|wrists?|legs?|thighs?|skin|body|head|face))\b",
-        r"\b(?:until|till) (?:it|i|they) bleeds?\b",
+        r"\b(?:until|till) (?:it|i|they) (?:bleeds?|bled)\b",
         r"\b(?:scald|scalding|scalded) myself\b|\b(?:use|used|put) a lighter on my (?:skin|arm|hand|wrist)\b",
         r"\brazor\b",
         r"\burge to (?:cut|hurt myself|self)",
@@ -160,7 +167,8 @@ EN_IDIOMS = _c(
     r"\b(?:phone|battery|laptop|computer|car|plants?|flowers?|engine) (?:\w+ )?(?:died|is dead|was dead)\b",
     r"\bshoot me (?:a|an) \w+\b",
     r"\bcut (?:back|out|it out|class|corners|ties|down|sugar|carbs)\b",
-    r"\bcut my (?:hair|nails|finger)\b",
+    r"\bcut my (?:hair|nails|finger|bangs|fringe)\b",
+    r"\bcut (?:\w+ ){1,3}out of my life\b",
     r"\bhurt my (?:back|knee|ankle|leg|arm|shoulder|neck|wrist|foot|hand)\b",
     r"\b(?:shoot|shooting) (?:for|hoops|a video|a film|photos?)\b",
     r"\byou're killing me\b",
@@ -176,6 +184,7 @@ EN_DISCOUNT = _c(
     r"\b(?:haven't|have not|hasn't|never) (?:done|did|felt|had|cut|hurt) \w*",
     r"\b(?:i'm|i am) (?:in a good place|doing (?:much |a lot )?better|better|stable)(?: now)?\b",
     r"\b(?:recovered|got through it|behind me|not anymore|glad i never)\b",
+    r"\bin (?:college|high school|university|my school days)\b|\b(?:therapy|treatment|counsel+ing) helped\b",
     # other people, information
     r"\b(?:my|a|her|his|their) (?:\w+ )?(?:grandfather|grandmother|grandpa|grandma|uncle|aunt|cousin|friend|"
     r"neighbou?r|classmate|colleague)'?s? (?:\w+ )?(?:died|was killed|killed himself|killed herself|took (?:his|her) (?:own )?life)\b",
@@ -263,11 +272,12 @@ CN_DISCOUNT = _c(
     r"以前|曾经|那时候?|小时候|当年|(?<!睡)过去(?!了)|(?:几|好几|多|\d+)年前|已经(?:走出来|好了|康复|很多年没有|\S{0,3}年没有)",
     r"现在(?:已经)?(?:走出来了?|好多了|好了|康复了?|挺好|很好|很多年没有|\S{0,3}年没有)|都过去了|没有这样做",
     r"从未想过|从来没(?:有)?想过|从没想过",
+    r"我的?(?:好)?(?:朋友|同学|同事|室友|邻居|亲戚|表哥|表姐|表妹|表弟)",
     r"小说|故事|剧本|电影|电视剧|话剧|角色|主角|反派|情节|游戏|boss|武侠|侦探|凶手|演",
     r"新闻|报道|论文|研究|课上|纪录片|统计|预防|迹象|安慰|病人|患者|医生|护士|学生|老师应该|怎样帮助|如何帮助|问我有没有|我说没有|怎么跟(?:他|她)聊",
 )
 
-CN_PRESENT = _c(r"我又|又开始|又想|又割|又划|我(?:想|要|打算|准备|决定)|最近|现在(?:又|还|就|很想|特别想|真的|想|要)|今晚|今天|明天|这几天|还是|仍然|一直|控制不住|忍不住|停不下来|刚刚|刚才|正在")
+CN_PRESENT = _c(r"我又|又开始|又想|又割|又划|我(?:想(?!知道|了解|问|请教|学)|要|打算|准备|决定)|最近|现在(?:又|还|就|很想|特别想|真的|想|要)|今晚|今天|明天|这几天|还是|仍然|一直|控制不住|忍不住|停不下来|刚刚|刚才|正在")
 
 
 # Risk cues: words that prove nothing on their own ("pills", "bridge", "死", "药") but that
@@ -276,11 +286,11 @@ CN_PRESENT = _c(r"我又|又开始|又想|又割|又划|我(?:想|要|打算|准
 # one: the classifier alone, trained on a few hundred sentences, scores plain counseling talk
 # ("I think I understand", "我想是这样") as high as crisis talk.
 EN_CUE = re.compile(
-    r"\b(?:die(?! down)|dies|dying|died|dead|death|deadly|lethal|fatal|suicid\w*|kill\w*|murder\w*|"
+    r"\b(?:(?:die|dies|dying|died)(?! down)|dead|death|deadly|lethal|fatal|suicid\w*|kill\w*|murder\w*|"
     r"end (?:it|this|things|everything|my life|myself)|ended it|ending (?:it|things)|over (?:for good|forever)|"
     r"overdos\w*|pills?|tablets?|meds|medications?|painkillers?|paracetamol|tylenol|insulin|sleeping|"
     r"blades?|razors?|rope|noose|(?:hang|hanging|hanged)(?! (?:around|out|on|up|in there|with))|jump\w*|bridge|roof|rooftop|ledge|railing|balcony|cliffs?|"
-    r"tracks|train|traffic|top floor|\d+ (?:floors|storeys)|stories high|drown\w*|gas|carbon monoxide|exhaust|"
+    r"tracks|train|traffic|river|lake|sea|ocean|canal|antidepressants?|top floor|\d+ (?:floors|storeys)|stories high|drown\w*|gas|carbon monoxide|exhaust|"
     r"alive|living(?! room)|exist|existing|forever|permanent\w*|for good|disappear\w*|vanish\w*|"
     r"goodbyes?|farewell|gone(?! (?:nuts|crazy|ahead|by|through|out|back|over|on|to|up|down|well|better))|last (?:message|time|night|day|words)|final|never wake|wake up|another day|make it to|"
     r"won't be (?:here|around|alive|coming back|a problem)|not be (?:here|around)|not around|without me|burden|better off|my will|letters?|notes?|affairs|"
