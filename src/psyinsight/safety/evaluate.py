@@ -137,7 +137,7 @@ def cross_validate_thresholds(
         for t in thresholds:
             guard = SafetyGuard(SafetyConfig(classifier_threshold=t), classifier=clf)
             for row, (score, category) in zip(held, scores):
-                risk = guard._decide(row["text"], score, category).risk
+                risk = guard.decide(row["text"], score, category).risk
                 gold = row["label"] != NONE_LABEL
                 c = out[t]
                 if gold and risk:

@@ -125,9 +125,10 @@ class SafetyGuard:
         """The verdicts on many independent messages (the classifier runs once, batched)."""
         clf = self.classifier
         scores = clf.scores(texts) if clf is not None else [(0.0, None)] * len(texts)
-        return [self._decide(text, score, category) for text, (score, category) in zip(texts, scores)]
+        return [self.decide(text, score, category) for text, (score, category) in zip(texts, scores)]
 
-    def _decide(self, text: str, score: float, category: str | None) -> SafetyResult:
+    def decide(self, text: str, score: float, category: str | None) -> SafetyResult:
+        """The verdict on one message given its classifier score (batched and cross-validated scoring)."""
         found = match_patterns(text)
         base = {"score": score, "matches": found.matches, "discounted": found.discounted, "text": text}
         use_clf = self.config.use_classifier
