@@ -23,7 +23,7 @@ def _fmt(x: float) -> str:
 def safety_eval(
     test_file: Path = typer.Option(None, "--test-file", help="Labelled JSONL (text, lang, label, kind); default: the bundled bilingual test set."),
     patterns_only: bool = typer.Option(False, "--patterns-only", help="Turn the classifier off (patterns alone)."),
-    threshold: float = typer.Option(None, "--threshold", help="Classifier threshold for messages no pattern matched (default 0.8)."),
+    threshold: float = typer.Option(None, "--threshold", help="Classifier threshold for messages no pattern matched (default: SafetyConfig.classifier_threshold, 0.7)."),
     json_out: Path = typer.Option(None, "--json", help="Write the full report (counts, per language and kind, errors) here."),
     show_errors: bool = typer.Option(True, "--show-errors/--hide-errors", help="List the misclassified messages."),
 ) -> None:
