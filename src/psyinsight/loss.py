@@ -88,11 +88,13 @@ def weighted_loss_sum(logits: Any, labels: Any, loss_weights: Any, columns: Any 
         target = labels[:, columns + 1]
         weights = loss_weights[:, columns + 1]
     flat_w = weights.reshape(-1)
+    flat_logits = logits.reshape(-1, logits.shape[-1])
+    flat_target = target.reshape(-1)
     keep = flat_w > 0
-    vocab = logits.shape[-1]
-    picked = logits.reshape(-1, vocab)[keep]
-    ce = F.cross_entropy(picked.float(), target.reshape(-1)[keep], reduction="none")
-    w = flat_w[keep].to(ce.dtype)
+    if not bool(keep.all()):  # gather only weighted rows (no copy when every row counts)
+        flat_logits, flat_target, flat_w = flat_logits[keep], flat_target[keep], flat_w[keep]
+    ce = F.cross_entropy(flat_logits.float(), flat_target, reduction="none")
+    w = flat_w.to(ce.dtype)
     return (ce * w).sum(), w.sum() if w.numel() else torch.zeros((), device=logits.device)
 
 
