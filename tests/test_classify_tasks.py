@@ -108,3 +108,17 @@ def test_unknown_task_and_field_are_clear_errors(session):
         get_task("mood")
     with pytest.raises(PsyInsightError, match="unknown session field 'notes'"):
         extract_examples([session], "topic", config=ExtractConfig(session_fields=("notes",)))
+
+
+def test_default_session_inputs_per_task(session):
+    """The tuned session inputs reach the rows; a flag overrides them; theme is never a default."""
+    from psyinsight.classify.defaults import SESSION_FIELDS, default_extract
+
+    session.reasoning, session.summary, session.theme = "plan: restructure thoughts", "a summary", "Family Therapy"
+    cn_extract = default_extract("psychotherapy", "cn")
+    assert cn_extract.session_fields == ("background", "reasoning", "summary", "guide")
+    text = extract_examples([session], "psychotherapy", config=cn_extract)[0].text
+    assert "plan: restructure thoughts" in text and "a summary" in text and "Seeker:" not in text
+    assert default_extract("psychotherapy", "en").session_fields == ("background", "dialog")
+    assert default_extract("topic", "cn", session_fields=["background"]).session_fields == ("background",)
+    assert all("theme" not in fields for fields in SESSION_FIELDS.values())

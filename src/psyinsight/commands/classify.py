@@ -59,7 +59,7 @@ def train(
     context_turns: int = typer.Option(2, "--context-turns", help="Preceding turns used as context for emotion/strategy (0: none)."),
     next_turns: int = typer.Option(0, "--next-turns", help="Following turns added to the context (offline labelling only; a live labeller keeps 0)."),
     turn_fields: str = typer.Option(None, "--turn-fields", help="Comma list of turn inputs: content, annotation (observation/reasoning). Default: the tuned default of the task."),
-    session_fields: str = typer.Option(None, "--session-fields", help="Comma list of session inputs: theme, background, reasoning, summary, guide, dialog (default: background,dialog)."),
+    session_fields: str = typer.Option(None, "--session-fields", help="Comma list of session inputs: theme, background, reasoning, summary, guide, dialog (default: the tuned inputs of the task; background,dialog where none are tuned)."),
     estimator: str = typer.Option("svm", "--estimator", help="tfidf: svm (LinearSVC) or logreg."),
     c: float = typer.Option(None, "--C", help="tfidf: inverse regularisation strength (default: the tuned value of the task)."),
     encoder_path: Path = typer.Option(None, "--encoder-path", help="encoder: a local Hugging Face encoder folder."),
