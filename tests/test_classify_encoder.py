@@ -32,6 +32,16 @@ def data(n, seed):
     return texts, labels
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: tiny matrices gain nothing from more, and on a loaded 2-core
+    machine thread contention made the training test 25x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory):
     """A 2-layer BERT with a WordPiece vocabulary trained on the toy corpus (seconds)."""
