@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 
 from psyinsight import __version__
 from psyinsight.errors import PsyInsightError
-from psyinsight.fileio import read_json, read_jsonl, sha256_file, write_json
+from psyinsight.fileio import read_json, sha256_file, write_json
 from psyinsight.metrics import MetricConfig, ScoringBatch, build_metrics, strip_speaker
 from psyinsight.metrics.base import Metric, language_code
-from psyinsight.records import Prediction
+from psyinsight.records import Prediction, load_predictions  # noqa: F401  (re-exported)
 
 EVALUATION_KIND = "psyinsight-evaluation"
 UNKNOWN = "unknown"
@@ -47,21 +46,6 @@ class GroupResult:
             "scores": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.scores.items()},
             "signatures": self.signatures, "seconds": self.seconds,
         }
-
-
-def load_predictions(path: str | Path) -> list[Prediction]:
-    """Read a predictions JSONL; a malformed record is an error naming its line."""
-    predictions = []
-    for lineno, row in enumerate(read_jsonl(path), start=1):
-        try:
-            predictions.append(Prediction.model_validate(row))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field_name = ".".join(str(p) for p in first["loc"]) or "record"
-            raise PsyInsightError(f"not a prediction record: {field_name}: {first['msg']}", path=path, where=f"record {lineno}") from None
-    if not predictions:
-        raise PsyInsightError("no predictions in the file", path=path)
-    return predictions
 
 
 def hypothesis_of(prediction: Prediction) -> str:

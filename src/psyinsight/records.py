@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from psyinsight.errors import PsyInsightError
+from psyinsight.fileio import read_jsonl
+
+RecordT = TypeVar("RecordT", bound=BaseModel)
 
 
 class Message(BaseModel):
@@ -46,3 +52,31 @@ class Prediction(BaseModel):
     response: str = ""
     parse_ok: bool = True
     meta: dict[str, Any] = Field(default_factory=dict)
+
+
+def read_records(path: str | Path, model: type[RecordT], what: str, *, allow_empty: bool = False) -> list[RecordT]:
+    """Validated records from a JSONL file; a bad row is an error naming the file and record."""
+    records = []
+    for lineno, row in enumerate(read_jsonl(path), start=1):
+        try:
+            records.append(model.model_validate(row))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(part) for part in first["loc"]) or "record"
+            expected = ", ".join(name for name, info in model.model_fields.items() if info.is_required())
+            raise PsyInsightError(
+                f"not {what} record ({loc}: {first['msg']}); expected fields {expected}", path=path, where=f"record {lineno}"
+            ) from None
+    if not records and not allow_empty:
+        raise PsyInsightError(f"no {what.split()[-1]} records in the file", path=path)
+    return records
+
+
+def load_predictions(path: str | Path) -> list[Prediction]:
+    """A predictions JSONL (``psyinsight generate``), validated."""
+    return read_records(path, Prediction, "a prediction")
+
+
+def load_examples(path: str | Path, *, allow_empty: bool = False) -> list[Example]:
+    """An examples JSONL (``psyinsight tasks build``), validated."""
+    return read_records(path, Example, "an example", allow_empty=allow_empty)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.records import Example, Message
+from psyinsight.records import Example, Message, load_examples  # noqa: F401  (re-exported)
 from psyinsight.schema import Session, Turn
 from psyinsight.taxonomy import UNKNOWN
 
@@ -476,24 +476,6 @@ def build_examples(
         why = "no counselor turn" if n_counselor == 0 else "every turn was skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(build.skipped.items()))
         raise PsyInsightError(f"no {config.task} example could be built from {len(sessions)} session(s): {why}", where=f"task {config.task}")
     return build
-
-
-def load_examples(path: str | Path) -> list[Example]:
-    """Examples from a tasks JSONL file (``psyinsight tasks build``), validated."""
-    from pydantic import ValidationError
-
-    from psyinsight.fileio import read_jsonl
-
-    out = []
-    for lineno, row in enumerate(read_jsonl(path), start=1):
-        try:
-            out.append(Example.model_validate(row))
-        except ValidationError as exc:
-            loc = ".".join(str(x) for x in exc.errors()[0]["loc"])
-            raise PsyInsightError(f"not an Example: {exc.errors()[0]['msg']} ({loc})", path=path, where=f"row {lineno}") from None
-    if not out:
-        raise PsyInsightError("no examples in the file", path=path)
-    return out
 
 
 def select_split(

@@ -141,9 +141,9 @@ def register(app: typer.Typer) -> None:
         import os
 
         from psyinsight.evaluate import load_predictions, model_name_for
-        from psyinsight.fileio import read_jsonl, write_json, write_jsonl
+        from psyinsight.fileio import write_json, write_jsonl
         from psyinsight.judge import KEY_ENV, JudgeConfig, items_from_predictions, judge_pairwise, judge_single
-        from psyinsight.records import Example
+        from psyinsight.records import load_examples
 
         if api_key:
             os.environ[KEY_ENV] = api_key  # in this process only, so the key is never a config value
@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
             config.base_url = base_url
         if model:
             config.model = model
-        context = [Example.model_validate(row) for row in read_jsonl(examples)] if examples else None
+        context = load_examples(examples) if examples else None
         preds = load_predictions(predictions)[:limit] if limit else load_predictions(predictions)
         items = items_from_predictions(preds, context, default_model=model_name_for(predictions), max_context_chars=config.max_context_chars)
         if pairwise:

@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.fileio import read_jsonl
-from psyinsight.records import Example, Prediction
+from psyinsight.records import Example, Prediction, load_examples, load_predictions
 
 SIDES = ("A", "B")
 
@@ -75,40 +73,15 @@ class ItemSet:
 
 def _read_predictions(path: Path) -> dict[str, Prediction]:
     out: dict[str, Prediction] = {}
-    for lineno, row in enumerate(read_jsonl(path), start=1):
-        try:
-            pred = Prediction.model_validate(row)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"]) or "record"
-            raise PsyInsightError(
-                f"not a prediction record ({loc}: {first['msg']}); expected fields id, text, response",
-                path=path,
-                where=f"record {lineno}",
-            ) from None
+    for index, pred in enumerate(load_predictions(path), start=1):
         if pred.id in out:
-            raise PsyInsightError(f"duplicate prediction id {pred.id!r}; ids must be unique within a file", path=path, where=f"record {lineno}")
+            raise PsyInsightError(f"duplicate prediction id {pred.id!r}; ids must be unique within a file", path=path, where=f"record {index}")
         out[pred.id] = pred
-    if not out:
-        raise PsyInsightError("no predictions in this file", path=path)
     return out
 
 
 def _read_examples(path: Path) -> dict[str, Example]:
-    out: dict[str, Example] = {}
-    for lineno, row in enumerate(read_jsonl(path), start=1):
-        try:
-            ex = Example.model_validate(row)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"]) or "record"
-            raise PsyInsightError(
-                f"not an example record ({loc}: {first['msg']}); expected fields id, messages, target, reference",
-                path=path,
-                where=f"record {lineno}",
-            ) from None
-        out[ex.id] = ex
-    return out
+    return {ex.id: ex for ex in load_examples(path, allow_empty=True)}
 
 
 def _context_of(pred: Prediction, examples: dict[str, Example]) -> tuple[dict[str, str], ...]:
