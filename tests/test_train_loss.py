@@ -8,7 +8,10 @@ import torch
 from psyinsight.collate import PadCollator
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-from psyinsight.loss import IGNORE_INDEX, forward_weighted, predicted_columns, total_weight, weighted_loss_sum
+from psyinsight import loss as loss_module
+from psyinsight.loss import (
+    IGNORE_INDEX, forward_weighted, fusable_head, predicted_columns, sample_prompt_weights, total_weight, weighted_loss_sum,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,17 @@ def _grads(model):
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
 
-def test_micro_batches_give_the_whole_batch_gradient(tiny):
+@pytest.fixture(params=["logits", "fused"])
+def loss_path(request, tiny):
+    """Run a test on the unfused path (trainable head) and on the fused one (frozen head)."""
+    head = tiny[0].get_output_embeddings().weight
+    head.requires_grad_(request.param == "logits")
+    assert (fusable_head(tiny[0]) is not None) == (request.param == "fused")
+    yield request.param
+    head.requires_grad_(True)
+
+
+def test_micro_batches_give_the_whole_batch_gradient(tiny, loss_path):
     model, tok, feats = tiny
     collate = PadCollator(tok.pad_token_id)
     model.train()
@@ -76,6 +89,69 @@ def test_logits_only_where_needed_give_the_same_loss(tiny):
         full = weighted_loss_sum(logits, batch["labels"], batch["loss_weights"])
     assert float(fast[0]) == pytest.approx(float(full[0]), rel=1e-5)
     assert float(fast[1]) == float(full[1])
+
+
+@pytest.mark.parametrize("w_prompt", [0.0, 0.1, 1.0])
+def test_fused_loss_equals_the_loss_over_logits_with_its_gradient(tiny, w_prompt, monkeypatch):
+    model, tok, feats = tiny
+    from psyinsight.loss import build_features
+
+    collate = PadCollator(tok.pad_token_id)
+    roles = [[1 if w == 1.0 else (0 if w > 0 else 2) for w in f["loss_weights"]] for f in feats[:3]]
+    batch = collate([build_features(f["input_ids"], r, w_prompt) for f, r in zip(feats, roles)])
+    monkeypatch.setattr(loss_module, "FUSED_CHUNK_BYTES", 4 * 64 * len(tok))  # 64 rows a chunk: several chunks
+    head = model.get_output_embeddings().weight
+    head.requires_grad_(False)
+    try:
+        results = []
+        for fused in (True, False):
+            model.zero_grad()
+            s, w = forward_weighted(model, batch, fused=fused, skip_unweighted_logits=False)
+            (s / w).backward()
+            results.append((float(s.detach()), float(w), _grads(model).clone()))
+    finally:
+        head.requires_grad_(True)
+    (fs, fw, fg), (us, uw, ug) = results
+    assert fw == uw > 0
+    assert fs == pytest.approx(us, rel=1e-5)
+    assert torch.allclose(fg, ug, rtol=1e-4, atol=1e-7)
+
+
+def test_the_fused_path_is_taken_under_lora_only_with_a_frozen_plain_head(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    model = tiny[0]
+    assert fusable_head(model) is None  # the whole model trains, the head included
+    peft = get_peft_model(type(model).from_pretrained(model.name_or_path), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    assert fusable_head(peft) is peft.get_output_embeddings().weight
+    with_head = get_peft_model(type(model).from_pretrained(model.name_or_path), LoraConfig(r=4, target_modules=["q_proj", "lm_head"]))
+    assert fusable_head(with_head) is None
+
+
+def test_prompt_sampling_keeps_targets_and_is_unbiased_on_the_prompt():
+    weights = torch.tensor([[0.0, 0.1, 0.1, 1.0, 1.0, 0.0], [0.1, 0.1, 0.1, 0.1, 1.0, 0.0]])
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample_prompt_weights(weights, 0.25, generator) for _ in range(4000)])
+    target_or_none = (weights == 0) | (weights == 1)
+    assert torch.equal(draws[:, target_or_none], weights[target_or_none].expand(4000, -1))  # untouched, every draw
+    prompt_draws = draws[:, ~target_or_none]
+    assert sorted(prompt_draws.unique().tolist()) == [0.0, pytest.approx(0.4)]  # dropped, or kept at w / rate
+    assert torch.allclose(prompt_draws.mean(dim=0), torch.full((prompt_draws.shape[1],), 0.1), atol=0.01)
+
+
+def test_sampled_prompt_loss_averages_to_the_exact_loss(tiny):
+    model, tok, feats = tiny
+    batch = PadCollator(tok.pad_token_id)(feats[:3])
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        exact_sum, exact_w = forward_weighted(model, batch)
+        same = forward_weighted(model, batch, prompt_sample=1.0)
+        draws = [forward_weighted(model, batch, prompt_sample=0.3, generator=generator) for _ in range(300)]
+    assert float(same[0]) == float(exact_sum)
+    assert all(float(w) == pytest.approx(float(exact_w)) for _, w in draws)  # the denominator stays exact
+    sums = torch.tensor([float(s) for s, _ in draws])
+    assert len(set(sums.tolist())) > 100  # the draws differ...
+    assert float(sums.mean()) == pytest.approx(float(exact_sum), rel=0.02)  # ...and average to the exact loss
 
 
 def test_loss_by_hand_on_a_known_case():

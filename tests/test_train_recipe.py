@@ -41,6 +41,8 @@ def write(tmp_path, text):
         ("training:\n  learnig_rate: 0.1\n", "unknown setting 'learnig_rate'; did you mean 'learning_rate'"),
         ("training:\n  batch_size: two\n", "training.batch_size.*expected int"),
         ("training:\n  w_prompt: 1.5\n", "w_prompt.*between 0 and 1"),
+        ("training:\n  prompt_loss_sample: 0\n", "prompt_loss_sample.*in \\(0, 1\\]"),
+        ("training:\n  w_prompt: 0\n  prompt_loss_sample: 0.5\n", "prompt_loss_sample.*needs 0 < w_prompt < 1"),
         ("tasks:\n  task: dialogue\n", "unknown task 'dialogue'"),
         ("model:\n  quantization: 8bit\n", "unknown quantization"),
         ("lora: 3\n", "expected a mapping"),
@@ -87,13 +89,17 @@ def _adapter_tensors(folder):
     return load_file(str(Path(folder) / "adapter_model.safetensors"))
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_llama_dir, tmp_path):
+@pytest.mark.parametrize("prompt_loss_sample", [1.0, 0.5])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_llama_dir, tmp_path, prompt_loss_sample):
     import torch
     from transformers import TrainerCallback
 
     from psyinsight.train import LoRARecipeRunner
 
-    straight = LoRARecipeRunner(tiny_recipe(tiny_llama_dir, tmp_path / "a", max_steps=4, save_steps=2))
+    def recipe(out):
+        return tiny_recipe(tiny_llama_dir, out, max_steps=4, save_steps=2, prompt_loss_sample=prompt_loss_sample)
+
+    straight = LoRARecipeRunner(recipe(tmp_path / "a"))
     straight_adapter = straight.run()
 
     class StopAt2(TrainerCallback):
@@ -102,12 +108,12 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_llama_dir, t
                 control.should_training_stop = True
             return control
 
-    first = LoRARecipeRunner(tiny_recipe(tiny_llama_dir, tmp_path / "b", max_steps=4, save_steps=2))
+    first = LoRARecipeRunner(recipe(tmp_path / "b"))
     first.setup()
     first.trainer.add_callback(StopAt2())
     first.train()
     assert first.trainer.state.global_step == 2 and (tmp_path / "b" / "checkpoint-2").is_dir()
-    second = LoRARecipeRunner(tiny_recipe(tiny_llama_dir, tmp_path / "b", max_steps=4, save_steps=2), resume="auto")
+    second = LoRARecipeRunner(recipe(tmp_path / "b"), resume="auto")
     resumed_adapter = second.run()
     assert second.metrics["resumed_from"].endswith("checkpoint-2")
     a, b = _adapter_tensors(straight_adapter), _adapter_tensors(resumed_adapter)

@@ -20,7 +20,7 @@ from typing import Any
 
 from psyinsight.errors import PsyInsightError
 from psyinsight.generate import GenerationConfig
-from psyinsight.loss import DEFAULT_W_PROMPT, check_w_prompt
+from psyinsight.loss import DEFAULT_W_PROMPT, check_prompt_sample, check_w_prompt
 from psyinsight.tasks import TaskConfig
 
 QUANTIZATIONS = ("none", "4bit")
@@ -112,13 +112,22 @@ class TrainingSection:
     num_threads: int | None = field(default=None, metadata={"help": "CPU threads for torch (None: torch's default)."})
     optim: str = field(default="adamw_torch", metadata={"help": "Optimizer (e.g. adamw_torch, paged_adamw_8bit on CUDA)."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
+    prompt_loss_sample: float = field(
+        default=1.0,
+        metadata={"help": "Share of prompt tokens scored per step, each at weight w_prompt / share: an unbiased estimate of the prompt loss at that share of its cost (1.0 = exact)."},
+    )
+    fused_loss: bool = field(
+        default=True,
+        metadata={"help": "Vocabulary projection and cross-entropy in one chunked pass where the model allows it (loss.py). Same loss, less time and memory."},
+    )
     skip_unweighted_logits: bool = field(
         default=True,
-        metadata={"help": "Project to the vocabulary only where a token has loss weight (w_prompt = 0: target columns only). Same loss, less compute."},
+        metadata={"help": "Unfused path: project to the vocabulary only where a token has loss weight (w_prompt = 0: target columns only). Same loss, less compute."},
     )
 
     def __post_init__(self) -> None:
         check_w_prompt(self.w_prompt)
+        check_prompt_sample(self.prompt_loss_sample, self.w_prompt)
         for name in ("batch_size", "grad_accum", "max_length", "logging_steps", "save_steps"):
             if getattr(self, name) < 1:
                 raise PsyInsightError("must be at least 1", where=f"training.{name}")

@@ -45,7 +45,10 @@ def _trainer_class() -> type:
         """Trainer whose loss is sum(w * CE) / sum(w) over the whole accumulated batch."""
 
         loss_is_scaled_for_ga = True  # compute_loss already divides by the step's total weight
-        skip_unweighted_logits = True  # see loss.forward_weighted
+        fused_loss = True  # see loss.forward_weighted
+        skip_unweighted_logits = True
+        prompt_loss_sample = 1.0
+        _draws = (-1, 0)  # (optimizer step, micro-batch) of the last prompt sample
 
         def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> tuple[list, Any]:
             batches, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
@@ -57,7 +60,11 @@ def _trainer_class() -> type:
             return batches, total
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
-            loss_sum, weight_sum = forward_weighted(model, inputs, skip_unweighted_logits=self.skip_unweighted_logits)
+            sample = self.prompt_loss_sample if model.training else 1.0
+            loss_sum, weight_sum = forward_weighted(
+                model, inputs, fused=self.fused_loss, skip_unweighted_logits=self.skip_unweighted_logits,
+                prompt_sample=sample, generator=self._prompt_generator(inputs["input_ids"].device) if sample < 1.0 else None,
+            )  # fmt: skip
             if model.training and num_items_in_batch is not None:
                 loss = loss_sum / num_items_in_batch.clamp_min(1e-8)
                 if self.args.world_size > 1:  # DDP averages gradients over processes: undo it
@@ -65,6 +72,15 @@ def _trainer_class() -> type:
             else:
                 loss = loss_sum / weight_sum.clamp_min(1e-8)
             return (loss, {"loss": loss.detach()}) if return_outputs else loss
+
+        def _prompt_generator(self, device: Any) -> Any:
+            """A generator seeded by (seed, step, micro-batch): the same draws after a resume."""
+            import torch
+
+            step = self.state.global_step
+            micro = self._draws[1] + 1 if self._draws[0] == step else 0
+            self._draws = (step, micro)
+            return torch.Generator(device=device).manual_seed(self.args.seed * 1_000_003 + step * 1_009 + micro)
 
     return WeightedLossTrainer
 
@@ -329,6 +345,8 @@ class LoRARecipeRunner:
             data_collator=self.collator,
             processing_class=self.tokenizer,
         )
+        trainer.fused_loss = self.recipe.training.fused_loss
+        trainer.prompt_loss_sample = self.recipe.training.prompt_loss_sample
         trainer.skip_unweighted_logits = self.recipe.training.skip_unweighted_logits
         return trainer
 
