@@ -125,6 +125,8 @@ def test_config_checks_and_served_names():
         ServeConfig(default_max_tokens=2000)
     with pytest.raises(PsyInsightError, match="--rate"):
         ServeConfig(rate=-1)
+    with pytest.raises(PsyInsightError, match="--shutdown-timeout"):
+        ServeConfig(shutdown_timeout=-1)
 
 
 def test_sse_parsing():

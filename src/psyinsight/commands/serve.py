@@ -100,6 +100,7 @@ def register(app: typer.Typer) -> None:
         api_key: str = typer.Option(None, "--api-key", help="Require 'Authorization: Bearer KEY' ($PSYINSIGHT_SERVE_KEY also works)."),
         device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1... (default: cuda when available)."),
         threads: int = typer.Option(None, "--threads", help="torch CPU threads (1 is fastest on a CPU shared with other work; default: torch's)."),
+        shutdown_timeout: float = typer.Option(10.0, "--shutdown-timeout", help="Seconds open requests get to finish on SIGTERM or Ctrl-C; then those still generating end with a 503."),
     ) -> None:
         """An OpenAI-compatible server (/v1/chat/completions with streaming, /v1/models) over a model + adapter.
 
@@ -122,7 +123,7 @@ def register(app: typer.Typer) -> None:
             language=lang, task=task, region=region, crisis_resources=str(crisis_resources) if crisis_resources else None,
             max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit, default_max_tokens=default_max_tokens,
             rate=rate, burst=burst, max_queue=max_queue, batch_size=batch_size, api_key=api_key, device=device,
-            threads=threads,
+            threads=threads, shutdown_timeout=shutdown_timeout,
         )  # fmt: skip
         serve(config, announce=typer.echo)
 

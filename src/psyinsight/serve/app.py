@@ -1,0 +1,274 @@
+"""The FastAPI app: the routes, the guards in front of the model, and the two serving modes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from psyinsight.counselor import Counselor, Generation, GenParams, LocalEngine
+from psyinsight.errors import PsyInsightError
+from psyinsight.serve.config import API_KEY_ENV, ApiError, ServeConfig
+from psyinsight.serve.limits import TokenBucket
+from psyinsight.serve.replies import ReplySplitter, _chunk, _completion, _extension, _thought, _usage, extract_json_object
+from psyinsight.serve.requests import ChatRequest, parse_request
+from psyinsight.serve.worker import ModelWorker
+
+log = logging.getLogger(__name__)
+
+JSON_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
+
+
+def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor | None = None) -> FastAPI:
+    """The FastAPI app. ``engine`` defaults to a ``LocalEngine`` for ``config.model``/``adapter``."""
+    from psyinsight.safety import SafetyConfig, SafetyGuard
+
+    engine = engine or LocalEngine(config.model, config.adapter, device=config.device, threads=config.threads)
+    if counselor is None:
+        guard = SafetyGuard(SafetyConfig(resources_path=config.crisis_resources, region=config.region))
+        counselor = Counselor(config.model, config.adapter, config.language, guard, engine=engine, task=config.task, region=config.region)
+    counselor.guard.warm_up()
+    worker = ModelWorker(engine, batch_size=config.batch_size, batch_wait_ms=config.batch_wait_ms, max_queue=config.max_queue)
+    limiter = TokenBucket(config.rate, config.burst)
+    api_key = config.api_key or os.environ.get(API_KEY_ENV) or None
+    base = config.served_name()
+    counselor_id = f"{base}-counselor"
+    listed = [counselor_id] if config.counselor else [base, counselor_id]
+    modes = {counselor_id: "counselor", "counselor": "counselor"}
+    for alias in (base, "default", "smollm2", config.model):
+        modes.setdefault(alias, "counselor" if config.counselor else "plain")
+    created_at = int(time.time())
+    stopping = asyncio.Event()  # set on shutdown: requests still waiting for the model end with a 503
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        yield
+        worker.close()
+
+    app = FastAPI(title="psyinsight serve", version="1", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.worker = worker
+    app.state.config = config
+    app.state.models = listed
+    app.state.stop_generating = stopping.set  # called on the event loop by serve() once its grace period is over
+
+    def error(exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code="not_found" if exc.status_code == 404 else None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return error(ApiError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error"))
+
+    def client_key(request: Request) -> str:
+        auth = request.headers.get("authorization", "")
+        if api_key and auth:
+            return "key:" + auth[-16:]
+        return "ip:" + (request.client.host if request.client else "?")
+
+    def authorize(request: Request) -> None:
+        if api_key and request.headers.get("authorization", "") != f"Bearer {api_key}":
+            raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", type="authentication_error", code="invalid_api_key")
+
+    async def read_body(request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        too_big = ApiError(413, f"the request body is larger than this server's limit of {config.max_body_bytes} bytes",
+                           code="request_too_large")  # fmt: skip
+        if length and length.isdigit() and int(length) > config.max_body_bytes:
+            raise too_big
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > config.max_body_bytes:
+                raise too_big
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "queue": worker.pending, "models": listed, "counselor_only": config.counselor}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Any:
+        try:
+            authorize(request)
+        except ApiError as exc:
+            return error(exc)
+        return {"object": "list", "data": [{"id": m, "object": "model", "created": created_at, "owned_by": "psyinsight"} for m in listed]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        try:
+            authorize(request)
+            wait = limiter.take(client_key(request))
+            if wait > 0:
+                raise ApiError(429, f"rate limit: at most {config.rate:g} requests/second (burst {config.burst}) per client; retry in {wait:.2f}s",
+                               type="rate_limit_error", code="rate_limit_exceeded", headers={"Retry-After": str(max(1, round(wait + 0.5)))})  # fmt: skip
+            body = await read_body(request)
+            try:
+                data = json.loads(body.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+                raise ApiError(400, f"the request body is not valid JSON{where}: {getattr(exc, 'msg', exc)}", code="invalid_json") from None
+            req = parse_request(data, config)
+            mode = modes.get(req.model)
+            if mode is None:
+                raise ApiError(404, f"the model {req.model!r} does not exist here; this server serves {', '.join(listed)} (GET /v1/models)",
+                               param="model", code="model_not_found")  # fmt: skip
+            if req.ignored:  # accepted for compatibility, but say so: never ignore silently
+                log.warning("ignored request parameters: %s", ", ".join(req.ignored))
+            response = await (counselor_mode(req) if mode == "counselor" else plain_mode(req))
+            if req.ignored:
+                response.headers["X-Psyinsight-Ignored"] = ",".join(req.ignored)
+            return response
+        except ApiError as exc:
+            return error(exc)
+        except PsyInsightError as exc:
+            return error(ApiError(400, str(exc), code="invalid_request"))
+
+    async def unless_stopping(waiting: Awaitable[Any]) -> Any:
+        """``waiting``'s result, or a 503 once the server stops generating (``waiting`` is then cancelled).
+
+        Without this, a shutdown waits for every generation in progress, however long.
+        """
+        task = asyncio.ensure_future(waiting)
+        stop = asyncio.ensure_future(stopping.wait())
+        try:
+            done, _ = await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            task.cancel()  # no-op when done; a queued job whose future is cancelled never runs
+            stop.cancel()
+        if task in done:
+            return task.result()
+        raise ApiError(503, "the server is shutting down; retry shortly", type="server_error", code="shutting_down",
+                       headers={"Retry-After": "1"})  # fmt: skip
+
+    async def generate(prompt: list[dict[str, str]], params: GenParams) -> Generation:
+        return await unless_stopping(asyncio.wrap_future(worker.submit(prompt, params)))
+
+    def stream_generation(prompt: list[dict[str, str]], text: str, params: GenParams) -> Generation:
+        """Token accounting for a streamed reply (counted after the fact, capped at the limit)."""
+        count = getattr(engine, "count_tokens", None)
+        completion = min(count(text), params.max_new_tokens) if count else 0
+        prompt_tokens = engine.count_prompt_tokens(prompt) if hasattr(engine, "count_prompt_tokens") else 0
+        return Generation(text.strip(), prompt_tokens, completion, "length" if completion >= params.max_new_tokens else "stop")
+
+    async def stream_pieces(prompt: list[dict[str, str]], params: GenParams) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def sink(piece: str | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server stopped, nobody reads on
+                loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+        job = worker.submit_stream(prompt, params, sink)
+        try:
+            while (piece := await unless_stopping(pieces.get())) is not None:
+                yield piece
+            exc = job.future.exception() if job.future.done() else None
+            if exc is not None:
+                raise exc
+        finally:
+            job.cancelled.set()
+
+    def sse(events: AsyncIterator[str]) -> Any:
+        return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def plain_mode(req: ChatRequest) -> Any:
+        prompt, params = req.messages, req.params
+        if req.json_mode:  # ask for JSON, and open the reply with "{" so a small model follows
+            prompt, params = _with_json_instruction(prompt), dataclasses.replace(params, prefix="{")
+        rid, created, name = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), req.model
+        if not req.stream:
+            g = await generate(prompt, params)
+            text = g.text
+            if req.json_mode:
+                text = extract_json_object(text) or text
+            return _completion(rid, name, created, {"role": "assistant", "content": text}, g.finish_reason, _usage(g), None)
+
+        async def events() -> AsyncIterator[str]:
+            yield _chunk(rid, name, created, {"role": "assistant", "content": ""})
+            try:
+                if req.json_mode:  # the object is only known once complete: send it whole
+                    g = await generate(prompt, params)
+                    yield _chunk(rid, name, created, {"content": extract_json_object(g.text) or g.text})
+                    finish = g.finish_reason
+                else:
+                    pieces = []
+                    async for piece in stream_pieces(prompt, params):
+                        pieces.append(piece)
+                        yield _chunk(rid, name, created, {"content": piece})
+                    g = stream_generation(prompt, "".join(pieces), params)
+                    finish = g.finish_reason
+                yield _chunk(rid, name, created, {}, finish, **({"usage": _usage(g)} if req.include_usage else {}))
+            except Exception as exc:  # headers are sent: report in-band
+                yield f"data: {json.dumps(ApiError(500, f'generation failed: {exc}', type='server_error').body())}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return sse(events())
+
+    async def counselor_mode(req: ChatRequest) -> Any:
+        history = req.messages
+        lang = counselor.resolve_language(history, req.language)
+        risk = counselor.check(history)  # before any model
+        rid, created, name = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), req.model
+        if risk.risk:
+            reply = counselor.crisis_reply(risk, lang, req.region)
+            if not req.stream:
+                return _completion(rid, name, created, {"role": "assistant", "content": reply.response}, "stop", _usage(None), _extension(reply))
+
+            async def crisis_events() -> AsyncIterator[str]:
+                yield _chunk(rid, name, created, {"role": "assistant", "content": ""})
+                yield _chunk(rid, name, created, {"content": reply.response})
+                yield _chunk(rid, name, created, {}, "stop", psyinsight=_extension(reply))
+                yield "data: [DONE]\n\n"
+
+            return sse(crisis_events())
+        prompt = counselor.prompt(history, lang, req.background)
+        if not req.stream:
+            g = await generate(prompt, req.params)
+            reply = counselor.finish(g, lang, risk)
+            message = {"role": "assistant", "content": reply.response, "reasoning_content": _thought(reply)}
+            return _completion(rid, name, created, message, g.finish_reason, _usage(g), _extension(reply))
+
+        async def events() -> AsyncIterator[str]:
+            yield _chunk(rid, name, created, {"role": "assistant", "content": ""})
+            splitter = ReplySplitter()
+            try:
+                async for piece in stream_pieces(prompt, req.params):
+                    for kind, delta in splitter.feed(piece):
+                        yield _chunk(rid, name, created, {"reasoning_content" if kind == "reasoning" else "content": delta})
+                for kind, delta in splitter.close():
+                    yield _chunk(rid, name, created, {"reasoning_content" if kind == "reasoning" else "content": delta})
+                g = stream_generation(prompt, splitter.text, req.params)
+                reply = counselor.finish(g, lang, risk)
+                usage = {"usage": _usage(g)} if req.include_usage else {}
+                yield _chunk(rid, name, created, {}, g.finish_reason, psyinsight=_extension(reply), **usage)
+            except Exception as exc:
+                yield f"data: {json.dumps(ApiError(500, f'generation failed: {exc}', type='server_error').body())}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return sse(events())
+
+    return app
+
+
+def _with_json_instruction(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Ask for JSON in the system message (small models need telling; OpenAI requires it too)."""
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": f"{messages[0]['content']}\n\n{JSON_INSTRUCTION}"}, *messages[1:]]
+    return [{"role": "system", "content": JSON_INSTRUCTION}, *messages]
