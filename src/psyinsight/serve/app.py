@@ -21,7 +21,7 @@ from psyinsight.counselor import Counselor, Generation, GenParams, LocalEngine
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve.config import API_KEY_ENV, ApiError, ServeConfig
 from psyinsight.serve.limits import TokenBucket
-from psyinsight.serve.replies import ReplySplitter, _chunk, _completion, _extension, _thought, _usage, extract_json_object
+from psyinsight.serve.replies import ReplySplitter, chunk_event, completion_body, extension_of, extract_json_object, thought_of, usage_of
 from psyinsight.serve.requests import ChatRequest, parse_request
 from psyinsight.serve.worker import ModelWorker
 
@@ -198,23 +198,23 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             text = g.text
             if req.json_mode:
                 text = extract_json_object(text) or text
-            return _completion(rid, name, created, {"role": "assistant", "content": text}, g.finish_reason, _usage(g), None)
+            return completion_body(rid, name, created, {"role": "assistant", "content": text}, g.finish_reason, usage_of(g), None)
 
         async def events() -> AsyncIterator[str]:
-            yield _chunk(rid, name, created, {"role": "assistant", "content": ""})
+            yield chunk_event(rid, name, created, {"role": "assistant", "content": ""})
             try:
                 if req.json_mode:  # the object is only known once complete: send it whole
                     g = await generate(prompt, params)
-                    yield _chunk(rid, name, created, {"content": extract_json_object(g.text) or g.text})
+                    yield chunk_event(rid, name, created, {"content": extract_json_object(g.text) or g.text})
                     finish = g.finish_reason
                 else:
                     pieces = []
                     async for piece in stream_pieces(prompt, params):
                         pieces.append(piece)
-                        yield _chunk(rid, name, created, {"content": piece})
+                        yield chunk_event(rid, name, created, {"content": piece})
                     g = stream_generation(prompt, "".join(pieces), params)
                     finish = g.finish_reason
-                yield _chunk(rid, name, created, {}, finish, **({"usage": _usage(g)} if req.include_usage else {}))
+                yield chunk_event(rid, name, created, {}, finish, **({"usage": usage_of(g)} if req.include_usage else {}))
             except Exception as exc:  # headers are sent: report in-band
                 yield f"data: {json.dumps(ApiError(500, f'generation failed: {exc}', type='server_error').body())}\n\n"
             yield "data: [DONE]\n\n"
@@ -229,12 +229,12 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
         if risk.risk:
             reply = counselor.crisis_reply(risk, lang, req.region)
             if not req.stream:
-                return _completion(rid, name, created, {"role": "assistant", "content": reply.response}, "stop", _usage(None), _extension(reply))
+                return completion_body(rid, name, created, {"role": "assistant", "content": reply.response}, "stop", usage_of(None), extension_of(reply))
 
             async def crisis_events() -> AsyncIterator[str]:
-                yield _chunk(rid, name, created, {"role": "assistant", "content": ""})
-                yield _chunk(rid, name, created, {"content": reply.response})
-                yield _chunk(rid, name, created, {}, "stop", psyinsight=_extension(reply))
+                yield chunk_event(rid, name, created, {"role": "assistant", "content": ""})
+                yield chunk_event(rid, name, created, {"content": reply.response})
+                yield chunk_event(rid, name, created, {}, "stop", psyinsight=extension_of(reply))
                 yield "data: [DONE]\n\n"
 
             return sse(crisis_events())
@@ -242,22 +242,22 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
         if not req.stream:
             g = await generate(prompt, req.params)
             reply = counselor.finish(g, lang, risk)
-            message = {"role": "assistant", "content": reply.response, "reasoning_content": _thought(reply)}
-            return _completion(rid, name, created, message, g.finish_reason, _usage(g), _extension(reply))
+            message = {"role": "assistant", "content": reply.response, "reasoning_content": thought_of(reply)}
+            return completion_body(rid, name, created, message, g.finish_reason, usage_of(g), extension_of(reply))
 
         async def events() -> AsyncIterator[str]:
-            yield _chunk(rid, name, created, {"role": "assistant", "content": ""})
+            yield chunk_event(rid, name, created, {"role": "assistant", "content": ""})
             splitter = ReplySplitter()
             try:
                 async for piece in stream_pieces(prompt, req.params):
                     for kind, delta in splitter.feed(piece):
-                        yield _chunk(rid, name, created, {"reasoning_content" if kind == "reasoning" else "content": delta})
+                        yield chunk_event(rid, name, created, {"reasoning_content" if kind == "reasoning" else "content": delta})
                 for kind, delta in splitter.close():
-                    yield _chunk(rid, name, created, {"reasoning_content" if kind == "reasoning" else "content": delta})
+                    yield chunk_event(rid, name, created, {"reasoning_content" if kind == "reasoning" else "content": delta})
                 g = stream_generation(prompt, splitter.text, req.params)
                 reply = counselor.finish(g, lang, risk)
-                usage = {"usage": _usage(g)} if req.include_usage else {}
-                yield _chunk(rid, name, created, {}, g.finish_reason, psyinsight=_extension(reply), **usage)
+                usage = {"usage": usage_of(g)} if req.include_usage else {}
+                yield chunk_event(rid, name, created, {}, g.finish_reason, psyinsight=extension_of(reply), **usage)
             except Exception as exc:
                 yield f"data: {json.dumps(ApiError(500, f'generation failed: {exc}', type='server_error').body())}\n\n"
             yield "data: [DONE]\n\n"

@@ -107,8 +107,8 @@ class ReplySplitter:
 
 
 # --------------------------------------------------------------------------- response bodies
-def _completion(rid: str, model: str, created: int, message: dict[str, Any], finish: str, usage: dict[str, int],
-                extra: dict[str, Any] | None) -> JSONResponse:  # fmt: skip
+def completion_body(rid: str, model: str, created: int, message: dict[str, Any], finish: str, usage: dict[str, int],
+                    extra: dict[str, Any] | None) -> JSONResponse:  # fmt: skip
     """A whole ``chat.completion``; ``extra`` is the counselor's ``psyinsight`` object."""
     body: dict[str, Any] = {
         "id": rid, "object": "chat.completion", "created": created, "model": model,
@@ -120,28 +120,28 @@ def _completion(rid: str, model: str, created: int, message: dict[str, Any], fin
     return JSONResponse(body)
 
 
-def _chunk(rid: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+def chunk_event(rid: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
     """One ``chat.completion.chunk`` as an SSE event."""
     body = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}  # fmt: skip
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
-def _usage(g: Generation | None) -> dict[str, int]:
+def usage_of(g: Generation | None) -> dict[str, int]:
     """Token counts; all zero when the model did not run (a crisis reply)."""
     if g is None:
         return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     return {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens, "total_tokens": g.prompt_tokens + g.completion_tokens}
 
 
-def _thought(reply: CounselorReply) -> str | None:
+def thought_of(reply: CounselorReply) -> str | None:
     """Observation and reasoning as one ``reasoning_content`` text."""
     parts = [f"Observation: {reply.observation}" if reply.observation else "", f"Reasoning: {reply.reasoning}" if reply.reasoning else ""]
     text = "\n".join(p for p in parts if p)
     return text or None
 
 
-def _extension(reply: CounselorReply) -> dict[str, Any]:
+def extension_of(reply: CounselorReply) -> dict[str, Any]:
     """The top-level ``psyinsight`` object of a counselor reply."""
     return {
         "mode": "counselor",
