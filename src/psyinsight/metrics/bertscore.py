@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -143,6 +143,50 @@ def has_baseline(model: BertScoreModel, language: Language) -> bool:
     return (folder / f"{model.name}.tsv").is_file()
 
 
+EMBEDDING_CACHE_BYTES = 512 * 2**20
+"""How much memory an encoder may keep for embeddings of sentences it has seen."""
+
+
+class EmbeddingCache:
+    """Per-token embeddings (and weights) of sentences already embedded, least recently used out first.
+
+    Scoring several runs against the same test split (``evaluate a.jsonl b.jsonl``,
+    ``report``) embeds the references once instead of once per run: on a CPU that is
+    about half the work of every run after the first.
+    """
+
+    def __init__(self, max_bytes: int = EMBEDDING_CACHE_BYTES):
+        from collections import OrderedDict
+
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, sentence: str) -> tuple[Any, Any] | None:
+        item = self._items.get(sentence)
+        if item is not None:
+            self._items.move_to_end(sentence)
+        return item
+
+    def put(self, sentence: str, embedding: Any, weights: Any) -> None:
+        size = embedding.element_size() * embedding.nelement() + weights.element_size() * weights.nelement()
+        if size > self.max_bytes or sentence in self._items:
+            return
+        # A slice of the batch's output would keep the whole batch alive: store a copy.
+        self._items[sentence] = (embedding.clone(), weights)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (old_emb, old_w) = self._items.popitem(last=False)
+            self._bytes -= old_emb.element_size() * old_emb.nelement() + old_w.element_size() * old_w.nelement()
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._bytes = 0
+
+
 @dataclass
 class Encoder:
     """A loaded encoder: bert-score's tokenizer and truncated model, on one device."""
@@ -151,6 +195,7 @@ class Encoder:
     tokenizer: Any
     model: Any
     device: str
+    cache: EmbeddingCache = field(default_factory=EmbeddingCache)
 
 
 def get_encoder(model: BertScoreModel, language: Language, *, device: str | None) -> Encoder:
@@ -205,7 +250,8 @@ def score_pairs(encoder: Encoder, hypotheses: list[str], references: list[str], 
     bert-score sorts sentences by their number of spaces before batching, which leaves
     Chinese (no spaces) in arbitrary order: each batch is padded to its longest sentence.
     Sorting by token count, for embedding and for matching, removes that waste; the
-    per-pair arithmetic (``greedy_cos_idf``) is the library's.
+    per-pair arithmetic (``greedy_cos_idf``) is the library's. Sentences the encoder has
+    embedded before (``EmbeddingCache``) are not embedded again.
     """
     from collections import defaultdict
 
@@ -219,8 +265,12 @@ def score_pairs(encoder: Encoder, hypotheses: list[str], references: list[str], 
     idf[tokenizer.cls_token_id] = 0.0
     unique = list(dict.fromkeys(references + hypotheses))
     ids = {sentence: sent_encode(tokenizer, sentence) for sentence in unique}
-    by_length = sorted(unique, key=lambda s: len(ids[s]), reverse=True)
     stats: dict[str, tuple[Any, Any]] = {}
+    for sentence in unique:
+        cached = encoder.cache.get(sentence)
+        if cached is not None:
+            stats[sentence] = cached
+    by_length = sorted((s for s in unique if s not in stats), key=lambda s: len(ids[s]), reverse=True)
     with torch.inference_mode():
         for start in range(0, len(by_length), batch_size):
             chunk = by_length[start : start + batch_size]
@@ -230,6 +280,7 @@ def score_pairs(encoder: Encoder, hypotheses: list[str], references: list[str], 
             for i, sentence in enumerate(chunk):
                 weights = torch.tensor([idf[t] for t in arrays[i]], dtype=torch.float, device=device)
                 stats[sentence] = (embeddings[i, : int(lens[i])], weights)
+                encoder.cache.put(sentence, *stats[sentence])
 
         def pad(sentences: list[str]) -> tuple[Any, Any, Any]:
             emb = [stats[s][0] for s in sentences]
