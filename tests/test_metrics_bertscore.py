@@ -74,8 +74,8 @@ def test_batching_by_length_does_not_change_scores():
     for h, r in zip(hyps, refs):
         one_by_one += bs.score_pairs(encoder, [h], [r], 1)[0]
         encoder.cache.clear()  # each sentence embedded alone, not taken from the cache
-    for size in (2, 64):
-        batched = [v for triple in bs.score_pairs(encoder, hyps, refs, size) for v in triple]
+    for size, tokens in ((2, None), (64, None), (64, 64)):
+        batched = [v for triple in bs.score_pairs(encoder, hyps, refs, size, tokens) for v in triple]
         encoder.cache.clear()
         # padding inside a batch moves float sums a little (bert-score's own batching does too)
         assert batched == pytest.approx(one_by_one, abs=5e-4)
@@ -106,6 +106,13 @@ def test_references_seen_before_are_not_embedded_again(monkeypatch):
     encoder.cache.clear()
     fresh = bs.score_pairs(encoder, second_run, refs, 64)
     assert [v for t in cached for v in t] == pytest.approx([v for t in fresh for v in t], abs=1e-6)
+
+
+def test_long_sentences_go_in_small_batches():
+    lengths = [600, 300, 100, 100, 10, 10, 10]
+    assert bs.length_batches(lengths, 4, 1024) == [(0, 1), (1, 4), (4, 7)]
+    assert bs.length_batches(lengths, 4, None) == [(0, 4), (4, 7)]
+    assert bs.length_batches([2000, 5], 8, 1024) == [(0, 1), (1, 2)]  # over the budget alone: still scored
 
 
 def test_embedding_cache_keeps_to_its_byte_budget():

@@ -244,14 +244,37 @@ def baseline_values(model: BertScoreModel, language: Language) -> tuple[float, f
     return float(values[1]), float(values[2]), float(values[3])
 
 
-def score_pairs(encoder: Encoder, hypotheses: list[str], references: list[str], batch_size: int) -> list[tuple[float, float, float]]:
+CPU_BATCH_TOKENS = 2048
+"""On a CPU, most padded tokens (sentences x longest length) embedded in one batch."""
+
+
+def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None) -> list[tuple[int, int]]:
+    """(start, end) batches over lengths sorted longest first: at most ``batch_size``
+    sentences and ``max_tokens`` padded tokens each (a longer sentence goes alone).
+
+    On a CPU a batch of long sentences costs more per token than a small one (the
+    attention matrices outgrow the cache): capping tokens, not only sentences, made
+    BERTScore on 1,000 release pairs about 1.5x faster than batches of 64 sentences.
+    """
+    batches, start = [], 0
+    while start < len(lengths):
+        size = batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // max(lengths[start], 1)))
+        batches.append((start, min(start + size, len(lengths))))
+        start += size
+    return batches
+
+
+def score_pairs(encoder: Encoder, hypotheses: list[str], references: list[str], batch_size: int,
+                max_tokens: int | None = None) -> list[tuple[float, float, float]]:  # fmt: skip
     """BERTScore (P, R, F) per pair: bert-score's computation, batched by token length.
 
     bert-score sorts sentences by their number of spaces before batching, which leaves
     Chinese (no spaces) in arbitrary order: each batch is padded to its longest sentence.
     Sorting by token count, for embedding and for matching, removes that waste; the
-    per-pair arithmetic (``greedy_cos_idf``) is the library's. Sentences the encoder has
-    embedded before (``EmbeddingCache``) are not embedded again.
+    per-pair arithmetic (``greedy_cos_idf``) is the library's. Batches are capped at
+    ``max_tokens`` padded tokens (default: ``CPU_BATCH_TOKENS`` on a CPU, no cap on a GPU;
+    see ``length_batches``). Sentences the encoder has embedded before
+    (``EmbeddingCache``) are not embedded again.
     """
     from collections import defaultdict
 
@@ -272,8 +295,10 @@ def score_pairs(encoder: Encoder, hypotheses: list[str], references: list[str], 
             stats[sentence] = cached
     by_length = sorted((s for s in unique if s not in stats), key=lambda s: len(ids[s]), reverse=True)
     with torch.inference_mode():
-        for start in range(0, len(by_length), batch_size):
-            chunk = by_length[start : start + batch_size]
+        lengths = [len(ids[s]) for s in by_length]
+        budget = max_tokens or (CPU_BATCH_TOKENS if str(device).startswith("cpu") else None)
+        for start, end in length_batches(lengths, batch_size, budget):
+            chunk = by_length[start:end]
             arrays = [ids[s] for s in chunk]
             padded, lens, mask = padding(arrays, tokenizer.pad_token_id, dtype=torch.long)
             embeddings = bert_encode(encoder.model, padded.to(device), attention_mask=mask.to(device))
