@@ -11,14 +11,12 @@ minutes on two CPU cores).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from local_server import free_port, wait_until_serving
 
 from psyinsight.fileio import read_json, read_jsonl
 
@@ -44,26 +42,6 @@ def _serve_available() -> bool:
     return "serve" in names
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"psyinsight serve exited early: {proc.stderr.read().decode(errors='replace')[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"psyinsight serve not ready within {timeout:.0f} s")
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not _serve_available(), reason="`psyinsight serve` or the embedded SmolLM2 model is not available")
 @pytest.mark.timeout(900)
@@ -72,7 +50,7 @@ def test_build_against_psyinsight_serve_with_the_default_model(tmp_path):
     for name, text in EXCERPTS.items():
         (raw / name).parent.mkdir(parents=True, exist_ok=True)
         (raw / name).write_text(text, encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     # one intra-op thread: on a small shared machine torch's thread pool spins against the
@@ -83,7 +61,7 @@ def test_build_against_psyinsight_serve_with_the_default_model(tmp_path):
         env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        _wait_ready(url, server, 300)
+        wait_until_serving(url, server, 300, lambda: server.stderr.read().decode(errors="replace"))
         build = subprocess.run(
             [sys.executable, "-m", "psyinsight.cli", "build", str(raw), "--out", str(tmp_path / "out"), "--base-url", url,
              "--model", "default", "--concurrency", "8", "--max-tokens", "64", "--max-context-chars", "300", "--timeout", "300",

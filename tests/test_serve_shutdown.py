@@ -13,15 +13,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from local_server import free_port, wait_until_serving
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
@@ -52,29 +50,9 @@ def _delta_text(chunk: dict) -> str:
     return choices[0].get("delta", {}).get("content") or ""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, stderr: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"psyinsight serve exited early: {stderr.read_text(errors='replace')[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"psyinsight serve not ready within {timeout:.0f} s")
-
-
 @pytest.mark.timeout(300)
 def test_sigterm_mid_stream_ends_the_reply_and_the_process_in_bounded_time(endless_model_dir, tmp_path):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
@@ -103,7 +81,7 @@ def test_sigterm_mid_stream_ends_the_reply_and_the_process_in_bounded_time(endle
 
     client = threading.Thread(target=stream, daemon=True)
     try:
-        _wait_ready(url, proc, err, timeout=180)
+        wait_until_serving(url, proc, 180, lambda: err.read_text(errors="replace"))
         client.start()
         assert writing.wait(60), "no streamed text within 60 s"
         assert proc.poll() is None, "the server stopped before the signal"
