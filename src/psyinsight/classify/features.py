@@ -126,18 +126,13 @@ class TextFeaturizer:
                 max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
             )  # fmt: skip
             blocks.append(("text", vec, 1.0))
-        if cfg.context_weight > 0:
-            vec = TfidfVectorizer(
-                tokenizer=self._tokenizer(), token_pattern=None, lowercase=False, ngram_range=(1, 1),
-                min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
-            )  # fmt: skip
-            blocks.append(("context", vec, float(cfg.context_weight)))
-        if cfg.next_weight > 0:
-            vec = TfidfVectorizer(
-                tokenizer=self._tokenizer(), token_pattern=None, lowercase=False, ngram_range=(1, 1),
-                min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
-            )  # fmt: skip
-            blocks.append(("next", vec, float(cfg.next_weight)))
+        for source, weight in (("context", cfg.context_weight), ("next", cfg.next_weight)):
+            if weight > 0:
+                vec = TfidfVectorizer(
+                    tokenizer=self._tokenizer(), token_pattern=None, lowercase=False, ngram_range=(1, 1),
+                    min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
+                )  # fmt: skip
+                blocks.append((source, vec, float(weight)))
         return blocks
 
     def fit_transform(self, texts: Sequence[str], contexts: Sequence[str] | None = None):
