@@ -159,7 +159,7 @@ class EmbeddingCache:
         from collections import OrderedDict
 
         self.max_bytes = max_bytes
-        self._items: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[Any, Any, int]] = OrderedDict()  # (embedding, weights, bytes)
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -167,20 +167,20 @@ class EmbeddingCache:
 
     def get(self, sentence: str) -> tuple[Any, Any] | None:
         item = self._items.get(sentence)
-        if item is not None:
-            self._items.move_to_end(sentence)
-        return item
+        if item is None:
+            return None
+        self._items.move_to_end(sentence)
+        return item[0], item[1]
 
     def put(self, sentence: str, embedding: Any, weights: Any) -> None:
         size = embedding.element_size() * embedding.nelement() + weights.element_size() * weights.nelement()
         if size > self.max_bytes or sentence in self._items:
             return
         # A slice of the batch's output would keep the whole batch alive: store a copy.
-        self._items[sentence] = (embedding.clone(), weights)
+        self._items[sentence] = (embedding.clone(), weights, size)
         self._bytes += size
         while self._bytes > self.max_bytes:
-            _, (old_emb, old_w) = self._items.popitem(last=False)
-            self._bytes -= old_emb.element_size() * old_emb.nelement() + old_w.element_size() * old_w.nelement()
+            self._bytes -= self._items.popitem(last=False)[1][2]
 
     def clear(self) -> None:
         self._items.clear()
