@@ -61,7 +61,7 @@ def test_risk_gets_the_fixed_crisis_message_and_never_the_model(counselor, text,
     reply = counselor.reply([{"role": "user", "content": text}], language=language)
     assert CountingEngine.calls == before  # the model never ran
     assert reply.flagged and reply.risk is not None and reply.risk.risk
-    assert reply.response == counselor.guard.crisis_message(reply.language)
+    assert reply.response == counselor.guard.crisis_message(reply.language, category=reply.risk.category)
     assert expected in reply.response
     assert reply.raw == "" and reply.observation is None and reply.reasoning is None
 
@@ -128,13 +128,18 @@ def test_the_output_is_split_into_observation_reasoning_and_reply(counselor):
         ([{"role": "user", "content": "   "}], "empty message"),
         ([{"role": "robot", "content": "hi"}], "unknown role"),
         ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "last message must be the user's"),
-        ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "two user messages in a row"),
+        ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}], "two assistant messages in a row"),
         ([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}, {"role": "user", "content": "c"}], "system message must come before"),
     ],
 )
 def test_bad_histories_are_refused(history, match):
     with pytest.raises(PsyInsightError, match=match):
         validate_history(history)
+
+
+def test_a_turn_the_model_failed_to_answer_is_kept_for_the_next_one():
+    history = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+    assert validate_history(history) == history
 
 
 def test_language_detection_and_stop_strings():

@@ -1,21 +1,24 @@
-"""The safety guard's decision rule on ordinary counseling talk and on indirect crisis talk:
-the risk-cue gate on the classifier, regression tables in both languages, the release
-flag rate, the cross-validated threshold table, and test sets kept apart from training."""
+"""The safety guard's one decision rule and the honesty of its numbers: ordinary counseling
+talk and indirect crisis talk in both languages, no hand gate over a confident model score,
+the blind set kept apart from everything the model saw, its recorded first score, and the
+release's flag rate."""
 
 from __future__ import annotations
 
 import itertools
-import time
-from collections import Counter
+
+import numpy as np
 
 import pytest
 
-from psyinsight.safety import SafetyConfig, SafetyGuard
-from psyinsight.safety.classifier import data_path, load_examples
-from psyinsight.safety.evaluate import MAX_OVERLAP, cross_validate_thresholds, max_overlap
-from psyinsight.safety.patterns import has_risk_cue, normalize
+from psyinsight.safety import SafetyGuard
+from psyinsight.safety.corpus import load_examples, named_sets, training_rows
+from psyinsight.safety.evaluate import MAX_OVERLAP, evaluate_guard, max_overlap
+from psyinsight.safety.model import CATEGORIES, ModelScore
+from psyinsight.safety.patterns import normalize
+from psyinsight.safety.scores import first_scores
 
-TEST_SETS = ("testset.jsonl", "blindset.jsonl", "blindset2.jsonl", "blindset3.jsonl")
+HELD_OUT = ("blindset4", "valid")
 
 
 @pytest.fixture(scope="module")
@@ -71,122 +74,72 @@ INDIRECT_CRISIS = [
 @pytest.mark.parametrize("text", ORDINARY)
 def test_ordinary_counseling_talk_is_not_flagged(guard, text):
     result = guard.check_text(text)
-    assert not result.risk, result.to_dict()
+    assert not result.risk, result.reason
 
 
 @pytest.mark.parametrize("text", INDIRECT_CRISIS)
 def test_indirect_crisis_talk_is_flagged(guard, text):
     result = guard.check_text(text)
-    assert result.risk, result.to_dict()
+    assert result.risk, result.reason
 
 
-def test_the_classifier_alone_needs_a_risk_cue(guard):
-    """At threshold 0 the classifier would flag every message; the cue gate stops the ones
-    that have no death, self-harm, violence, means or finality word."""
-    clf = guard.classifier
-    gated = SafetyGuard(SafetyConfig(classifier_threshold=0.0), classifier=clf)
-    ungated = SafetyGuard(SafetyConfig(classifier_threshold=0.0, require_cue=False), classifier=clf)
-    plain = "I'd like to be calmer with the kids in the morning."
-    assert not has_risk_cue(plain)
-    assert ungated.check_text(plain).risk and ungated.check_text(plain).source == "classifier"
-    assert not gated.check_text(plain).risk
-    cued = "I keep thinking about the bridge near my flat."
-    assert has_risk_cue(cued) and gated.check_text(cued).risk
+def test_a_confident_model_score_flags_with_no_pattern_and_no_risk_word(guard):
+    text = "Tomorrow I'll finally be free, I've made my peace with everyone."
+    assert guard.decide(text, ModelScore(0.99, "suicide")).risk
+    assert not guard.decide(text, ModelScore(0.01, "suicide")).risk
 
 
-@pytest.mark.parametrize(
-    "text, cue",
-    [
-        ("The noise dies down after midnight.", False),
-        ("I hang out with friends on Fridays.", False),
-        ("I'd like more harmony at home.", False),
-        ("I'm dying of embarrassment.", False),
-        ("笑死我了", False),
-        ("我想是伤心吧", False),
-        ("I have the pills", True),
-        ("he would be better off without me", True),
-        ("我买了木炭", True),
-        ("想从天台下去", True),
-    ],
-)
-def test_risk_cues_skip_idioms_and_near_misses(text, cue):
-    assert has_risk_cue(text) is cue
-
-
-def test_a_pattern_match_here_and_now_flags_whatever_the_classifier_says():
-    g = SafetyGuard(SafetyConfig(classifier_threshold=1.0, discounted_threshold=1.0))
-    result = g.check_text("I'm going to overdose tonight")
-    assert result.risk and result.source == "pattern"
+def test_an_explicit_pattern_raises_the_score_and_is_named(guard):
+    model = guard.model
+    with_pattern = model.stack(np.array([0.5]), np.array([0.5]), np.array([[1.0, 0.0]]))[0]
+    without = model.stack(np.array([0.5]), np.array([0.5]), np.array([[0.0, 0.0]]))[0]
+    discounted = model.stack(np.array([0.5]), np.array([0.5]), np.array([[0.0, 1.0]]))[0]
+    assert with_pattern > without > discounted
+    result = guard.check_text("I want to kill myself")
+    assert result.risk and "pattern 'kill myself'" in result.reason
 
 
 def test_batched_verdicts_equal_single_ones(guard):
-    texts = ORDINARY[:4] + INDIRECT_CRISIS[:4] + ["我不想活了", "years ago I cut myself"]
-    assert [r.to_dict() for r in guard.check_texts(texts)] == [guard.check_text(t).to_dict() for t in texts]
-    assert guard.check_texts([]) == []
+    texts = ORDINARY[:4] + INDIRECT_CRISIS[:4]
+    assert [r.risk for r in guard.check_texts(texts)] == [guard.check_text(t).risk for t in texts]
 
 
-def test_cross_validated_thresholds_trade_recall_for_false_positives():
-    rows = load_examples(data_path("train.jsonl"))
-    table = cross_validate_thresholds(rows, (0.5, 0.7, 0.9), folds=3)
-    recalls = [table[t].recall for t in (0.5, 0.7, 0.9)]
-    fprs = [table[t].fpr for t in (0.5, 0.7, 0.9)]
-    assert recalls == sorted(recalls, reverse=True) and fprs == sorted(fprs, reverse=True)
-    assert all(c.tp + c.fn + c.fp + c.tn == len(rows) for c in table.values())
-    default = SafetyConfig().classifier_threshold
-    assert table[default].fpr <= 0.03  # the rule the default was chosen by
+def test_the_blind_set_covers_every_category_in_both_languages():
+    rows = load_examples(named_sets()["blindset4"])
+    for lang in ("en", "cn"):
+        mine = [r for r in rows if r["lang"] == lang]
+        assert sum(r["label"] != "none" for r in mine) >= 50 and sum(r["label"] == "none" for r in mine) >= 50
+        assert {r["label"] for r in mine} == {"none", *CATEGORIES}
 
 
-def test_blindset3_is_big_enough_in_both_languages():
-    rows = load_examples(data_path("blindset3.jsonl"))
-    crisis = Counter(r["lang"] for r in rows if r["label"] != "none")
-    hard = Counter(r["lang"] for r in rows if r["label"] == "none")
-    assert min(crisis["en"], crisis["cn"], hard["en"], hard["cn"]) >= 30
-    assert {r["label"] for r in rows} == {"none", "suicide", "self_harm", "harm_others"}
-    assert len({r["id"] for r in rows}) == len(rows)
-
-
-@pytest.mark.parametrize("name", TEST_SETS)
-def test_every_test_set_is_apart_from_the_training_examples(name):
-    rows = load_examples(data_path(name))
-    train = load_examples(data_path("train.jsonl"))
+@pytest.mark.parametrize("name", HELD_OUT)
+def test_held_out_sets_are_apart_from_the_training_rows(name):
+    rows = load_examples(named_sets()[name])
+    train = training_rows()
     assert not {normalize(r["text"]) for r in rows} & {normalize(r["text"]) for r in train}
     sim, test_text, train_text = max_overlap(rows, train)
     assert sim < MAX_OVERLAP, (test_text, train_text)
 
 
-@pytest.mark.parametrize("a, b", list(itertools.combinations(TEST_SETS, 2)))
-def test_test_sets_share_no_sentence(a, b):
-    first = {normalize(r["text"]) for r in load_examples(data_path(a))}
-    second = {normalize(r["text"]) for r in load_examples(data_path(b))}
-    assert not first & second
+def test_held_out_sets_share_no_sentence():
+    for a, b in itertools.combinations(HELD_OUT, 2):
+        assert not {normalize(r["text"]) for r in load_examples(named_sets()[a])} & {normalize(r["text"]) for r in load_examples(named_sets()[b])}
+
+
+def test_the_blind_first_score_belongs_to_the_bundled_model(guard):
+    """The recorded first score is this model's: scoring again gives the same counts. A
+    retrained model fails here: its blind number must come from a new blind set."""
+    first = first_scores()["blindset4"]
+    assert first["model"] == guard.model.card["digest"]
+    report = evaluate_guard(guard, named_sets()["blindset4"])
+    assert (report.overall.tp, report.overall.fp) == (first["tp"], first["fp"])
 
 
 def test_release_client_turns_are_rarely_flagged(guard, release_dir):
-    """~6k real client turns, mostly ordinary distress. After reading every flag: 35 of 5956
-    (0.59 %), 20 of them the client's own suicide or self-harm talk, 15 false alarms.
-    The bound leaves room for small changes, not for the classifier flagging ordinary talk
-    (200 classifier flags before the cue gate)."""
+    """~6k real client turns, mostly ordinary distress (some sessions really discuss suicide)."""
     from psyinsight.release import load_release
     from psyinsight.safety.release_check import flag_release
 
-    sessions = load_release(release_dir)
-    start = time.perf_counter()
-    report = flag_release(guard, sessions)
-    wall = time.perf_counter() - start
+    report = flag_release(guard, load_release(release_dir))
     assert sum(report.turns.values()) > 5000 and set(report.turns) == {"en", "cn"}
-    assert report.rate() <= 0.01, report.rows
-    for lang in ("en", "cn"):
-        assert report.rate(lang) <= 0.012
-    assert report.by_source["classifier"] <= 20
-    assert wall < 30
-
-
-def test_blindset3_keeps_its_recorded_floor(guard):
-    """blindset3 was written before the changes it scores and scored once: recall 0.682,
-    FPR 0.078 (data/README.md). General fixes followed (0.818 / 0.016 since); this guards
-    against regressions from there, it is not an estimate of performance on new text."""
-    from psyinsight.safety.evaluate import evaluate_guard
-
-    report = evaluate_guard(guard, data_path("blindset3.jsonl"))
-    assert report.overall.recall >= 0.8 and report.overall.fpr <= 0.05
-    assert report.signature.startswith("safety|test:blindset3.jsonl|n:130|classifier:on|t:0.7")
+    assert report.rate() <= 0.02, report.rows[:20]

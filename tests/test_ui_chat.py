@@ -159,7 +159,7 @@ def scripted_counselor(engine: ScriptedEngine):
     from psyinsight.counselor import Counselor
     from psyinsight.safety import SafetyConfig, SafetyGuard
 
-    return Counselor(engine=engine, guard=SafetyGuard(SafetyConfig(use_classifier=False)), language="en")
+    return Counselor(engine=engine, guard=SafetyGuard(), language="en")
 
 
 def test_a_local_counselor_streams_then_gives_the_parsed_reply() -> None:

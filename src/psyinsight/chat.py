@@ -2,8 +2,10 @@
 
 Locally the ``Counselor`` (safety guard + model) runs in this process. With ``--url`` the
 chat talks to a running ``psyinsight serve`` in counselor mode through the official
-``openai`` client, streaming the reply as it is written; the server's safety layer
-decides, and its verdict comes back in the ``psyinsight`` field.
+``openai`` client, streaming the reply as it is written. Either way the safety guard runs
+here first, on every message: a person in crisis gets the crisis message even when the
+server is down or the model fails. A failed or empty model reply is reported and never
+stored as a turn; the person's message stays, so the guard keeps reading it.
 
 The loop reads plain lines from stdin, so it works in a terminal, in tmux and with piped
 input. Commands: ``/reasoning`` (show or hide the observation and reasoning), ``/lang en|cn``,
@@ -17,17 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from psyinsight.counselor import CounselorReply
+from psyinsight.counselor import CounselorReply, EmptyReply, detect_language
 from psyinsight.errors import PsyInsightError
-from psyinsight.safety import SafetyResult
+from psyinsight.safety import SafetyGuard, SafetyResult
 from psyinsight.schema import Language, parse_language
 
 HELP = "commands: /reasoning (toggle), /lang en|cn, /reset, /help, /quit"
 LABELS = {
     "en": {"you": "you", "counselor": "counselor", "observation": "observation", "reasoning": "reasoning",
-           "flagged": "[safety] This conversation was flagged. The message below is a fixed crisis message, not model text."},
+           "flagged": "[safety] This conversation was flagged. The message below is a fixed crisis message, not model text.",
+           "empty": "(the model gave no reply this time and nothing was stored; please say it again or rephrase)"},
     "cn": {"you": "你", "counselor": "咨询师", "observation": "观察", "reasoning": "推理",
-           "flagged": "[安全提示] 本次对话已被标记。以下是固定的危机求助信息，并非模型生成。"},
+           "flagged": "[安全提示] 本次对话已被标记。以下是固定的危机求助信息，并非模型生成。",
+           "empty": "（模型这次没有回复，本轮未保存；请再说一次或换个说法）"},
 }  # fmt: skip
 
 
@@ -44,12 +48,13 @@ class ChatOptions:
 
 
 class RemoteCounselor:
-    """A counselor behind a running ``psyinsight serve`` (OpenAI-compatible)."""
+    """A counselor behind a running ``psyinsight serve`` (OpenAI-compatible), with a local guard in front."""
 
     def __init__(self, url: str, *, model: str = "counselor", api_key: str | None = None, timeout: float = 600.0,
-                 max_tokens: int | None = None):  # fmt: skip
+                 max_tokens: int | None = None, guard: SafetyGuard | None = None):  # fmt: skip
         from openai import OpenAI
 
+        self.guard = guard or SafetyGuard()
         self.url = url.rstrip("/")
         if not self.url.endswith("/v1"):
             self.url += "/v1"
@@ -62,9 +67,17 @@ class RemoteCounselor:
 
     def reply(self, history: list[dict[str, str]], language: str | None = None, *, region: str | None = None,
               on_delta: Callable[[str, str], None] | None = None) -> CounselorReply:  # fmt: skip
-        """The counselor's turn; ``on_delta(kind, text)`` sees the stream ("content" / "reasoning")."""
+        """The counselor's turn; ``on_delta(kind, text)`` sees the stream ("content" / "reasoning").
+
+        The local guard runs first: on risk the crisis message is answered here, without the server.
+        """
         import openai
 
+        risk = self.guard.check_history(history)
+        if risk.risk:
+            lang = language if language in ("en", "cn") else detect_language(str(history[-1].get("content") or ""))
+            message = self.guard.crisis_message(lang, region, category=risk.category)
+            return CounselorReply(response=message, flagged=True, risk=risk, language=lang)  # type: ignore[arg-type]
         try:
             stream = self.client.chat.completions.create(
                 model=self.model, messages=history, stream=True, max_tokens=self.max_tokens,  # type: ignore[arg-type]
@@ -91,14 +104,17 @@ class RemoteCounselor:
             raise PsyInsightError(f"the server answered {exc.status_code}: {_error_message(exc)}", where=self.url) from None
         except openai.APIConnectionError:
             raise PsyInsightError("cannot reach the server; is `psyinsight serve` running there?", where=self.url) from None
+        response = "".join(content).strip()
+        if not response:
+            raise EmptyReply("the server returned an empty reply", where=self.url)
         risk = extension.get("risk")
         return CounselorReply(
-            response="".join(content).strip(),
+            response=response,
             observation=extension.get("observation"),
             reasoning=extension.get("reasoning"),
             raw=extension.get("raw") or "",
             flagged=bool(extension.get("flagged")),
-            risk=SafetyResult(**risk) if isinstance(risk, dict) else None,
+            risk=SafetyResult(**{k: v for k, v in risk.items() if k in SafetyResult.__dataclass_fields__}) if isinstance(risk, dict) else None,
             parse_ok=bool(extension.get("parse_ok", True)),
             language=parse_language(extension.get("language") or language or "en"),
         )
@@ -171,9 +187,12 @@ def run_chat(counselor: Any, options: ChatOptions | None = None, *, stdin: IO[st
                 reply = counselor.reply(list(history), chosen, region=options.region, on_delta=None if show else on_delta)
             else:
                 reply = counselor.reply(list(history), language=chosen, region=options.region)
-        except PsyInsightError as exc:
-            history.pop()
-            say(f"error: {exc}")
+        except EmptyReply:
+            say(labels["empty"])
+            continue
+        except Exception as exc:  # the model or the server failed: say so, store nothing, keep going
+            message = str(exc) if isinstance(exc, PsyInsightError) else f"the model failed: {type(exc).__name__}: {exc}"
+            say(f"error: {message}")
             continue
         if streamed["content"]:
             say()

@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "psyinsight.commands.train",
     "psyinsight.commands.evaluate",
     "psyinsight.commands.serve",
+    "psyinsight.commands.safety",
     "psyinsight.commands.classify",
 ]
 

@@ -3,13 +3,17 @@
 ``Counselor.reply(history)`` does, in this order:
 
 1. checks the conversation with the safety guard (the latest user message, read with the
-   recent user turns) *before* any model runs;
+   recent user and system messages) *before* anything else: before the history is
+   validated, before any model runs, so no malformed input or failing model can skip it;
 2. on risk, returns the fixed crisis message with hotline resources for the user's region
    and ``flagged=True``; the model is never called and the message never goes to a model;
 3. otherwise builds the counselor prompt (the instruction-task templates in
    ``psyinsight/prompts``: background, dialogue so far, "write Observation / Reasoning /
    Therapist"), generates, and splits the output into observation, reasoning and the
-   reply with ``psyinsight.parse``.
+   reply with ``psyinsight.parse``;
+4. screens the model's reply (``SafetyGuard.screen_reply``): a reply that encourages harm or
+   gives method information is replaced by the crisis message. An empty reply is an error,
+   so that no caller stores it as a turn.
 
 The model sits behind ``LocalEngine``: one loaded model, a lock so concurrent callers take
 turns, batched generation (``generate.generate_replies``) and token streaming. The server
@@ -18,7 +22,6 @@ wraps the same engine in a micro-batching queue.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,11 +31,11 @@ from typing import Any
 
 from psyinsight.errors import PsyInsightError
 from psyinsight.safety import SafetyGuard, SafetyResult
+from psyinsight.safety.text import has_cjk
 from psyinsight.schema import Language, parse_language
 
 COUNSELOR_TASKS = ("dialog", "reasoning", "observation_reasoning")
 """Instruction tasks a counselor can be prompted with (what its adapter was trained on)."""
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 CRISIS_PLACEHOLDER: dict[str, str] = {
     "en": "(A safety message with crisis hotline numbers was shown here.)",
     "cn": "（此处显示了附有危机求助热线的安全提示。）",
@@ -264,7 +267,7 @@ def prompt_templates(language: Language) -> dict[str, Any]:
 
 def detect_language(text: str, default: Language = "en") -> Language:
     """cn when the text has Chinese characters, else ``default``."""
-    return "cn" if _CJK.search(text or "") else default
+    return "cn" if has_cjk(text or "") else default
 
 
 def build_counselor_prompt(
@@ -294,6 +297,10 @@ def build_counselor_prompt(
 
 
 # --------------------------------------------------------------------------- the counselor
+class EmptyReply(PsyInsightError):
+    """The model answered nothing: not a turn to store, not a crash to report."""
+
+
 @dataclass
 class CounselorReply:
     """A counselor turn: the reply, its chain of thought, and the safety verdict."""
@@ -318,7 +325,11 @@ class CounselorReply:
 
 
 def validate_history(history: Any, *, where: str = "messages") -> list[dict[str, str]]:
-    """Check a chat history: roles system/user/assistant, no empty text, ends with a user turn."""
+    """Check a chat history: roles system/user/assistant, no empty text, ends with a user turn.
+
+    Several user messages in a row are allowed: a turn the model failed to answer is kept,
+    not its (empty) answer, and the person's next message follows it.
+    """
     if not isinstance(history, list) or not history:
         raise PsyInsightError("needs at least one message", where=where)
     out: list[dict[str, str]] = []
@@ -332,8 +343,8 @@ def validate_history(history: Any, *, where: str = "messages") -> list[dict[str,
             raise PsyInsightError("empty message", where=f"{where}[{i}].content")
         if role == "system" and any(p["role"] != "system" for p in out):
             raise PsyInsightError("a system message must come before the conversation", where=f"{where}[{i}].role")
-        if out and role != "system" and out[-1]["role"] == role:
-            raise PsyInsightError(f"two {role} messages in a row; user and assistant turns must alternate", where=f"{where}[{i}].role")
+        if out and role == "assistant" and out[-1]["role"] == "assistant":
+            raise PsyInsightError("two assistant messages in a row; a user message must come between them", where=f"{where}[{i}].role")
         out.append({"role": role, "content": content})
     if out[-1]["role"] != "user":
         raise PsyInsightError("the last message must be the user's (the model answers it)", where=f"{where}[{len(out) - 1}].role")
@@ -367,25 +378,34 @@ class Counselor:
         self.region = region
         self.params = params or GenParams(max_new_tokens=200)
 
-    # The three steps, public so the server can run the model step through its queue.
-    def resolve_language(self, history: Sequence[dict[str, str]], language: str | None) -> Language:
+    # The steps, public so the server can run the model step through its queue.
+    def resolve_language(self, history: Sequence[dict[str, Any]], language: str | None) -> Language:
+        """The reply language: ``language`` (en or cn, else an error), or the latest user message's."""
         if language:
             return parse_language(language)
-        latest = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
-        return detect_language(latest, self.language)
+        latest = next((m.get("content") for m in reversed(history) if isinstance(m, dict) and m.get("role") == "user"), "")
+        return detect_language(latest if isinstance(latest, str) else "", self.language)
 
-    def check(self, history: Sequence[dict[str, str]]) -> SafetyResult:
-        """The safety verdict; runs before any model."""
+    def crisis_language(self, history: Sequence[dict[str, Any]], language: str | None) -> Language:
+        """The crisis message's language; never fails (an unknown code reads the message's script)."""
+        try:
+            return self.resolve_language(history, language)
+        except (PsyInsightError, ValueError):
+            return self.resolve_language(history, None)
+
+    def check(self, history: Sequence[dict[str, Any]]) -> SafetyResult:
+        """The safety verdict; runs before anything else, on a history of any shape."""
         return self.guard.check_history(list(history))
 
-    def crisis_reply(self, risk: SafetyResult, language: Language, region: str | None = None) -> CounselorReply:
-        """The fixed crisis message (never model text), flagged. An unknown region falls
-        back to the language's default region: a person in crisis never gets an error."""
+    def crisis_reply(self, risk: SafetyResult, language: str | None, region: str | None = None) -> CounselorReply:
+        """The fixed crisis message for the risk's category (never model text), flagged.
+        It never fails: an unknown language or region falls back to a default."""
         try:
-            message = self.guard.crisis_message(language, region or self.region)
-        except PsyInsightError:
-            message = self.guard.resources.message(language, None)
-        return CounselorReply(response=message, flagged=True, risk=risk, language=language)
+            lang = parse_language(language or self.language)
+        except ValueError:
+            lang = "en"
+        message = self.guard.crisis_message(lang, region or self.region, category=risk.category)
+        return CounselorReply(response=message, flagged=True, risk=risk, language=lang)
 
     def prompt(self, history: Sequence[dict[str, str]], language: Language, background: str | None = None) -> list[dict[str, str]]:
         """The model's prompt. Earlier crisis replies are replaced by a short note: the
@@ -402,9 +422,13 @@ class Counselor:
         return build_counselor_prompt(convo, language, background=bg, task=self.task)
 
     def finish(self, generation: Generation, language: Language, risk: SafetyResult | None) -> CounselorReply:
-        """Split the model output into observation / reasoning / reply."""
+        """Split the model output into observation / reasoning / reply, after screening it:
+        a reply that encourages harm or gives method information becomes the crisis message."""
         from psyinsight.parse import expected_fields, parse_output
 
+        screened = self.screen(generation.text, risk)
+        if screened is not None:
+            return self.crisis_reply(screened, language)
         parsed = parse_output(generation.text, language, expect=expected_fields(self.task))
         usage = {
             "prompt_tokens": generation.prompt_tokens,
@@ -424,6 +448,16 @@ class Counselor:
             finish_reason=generation.finish_reason,
         )
 
+    def screen(self, text: str, risk: SafetyResult | None) -> SafetyResult | None:
+        """The verdict that replaces an unsafe model reply (None when ``text`` may be shown)."""
+        verdict = self.guard.screen_reply(text, after=risk)
+        if not verdict.unsafe:
+            return None
+        category = risk.category if risk is not None and risk.category else "suicide"
+        return SafetyResult(True, category, score=risk.score if risk else 0.0, threshold=risk.threshold if risk else 0.0,
+                            source="reply", matches=verdict.matches, text=text,
+                            reason=f"the model's reply was withheld: {verdict.kind} ({verdict.matches[0]!r})")  # fmt: skip
+
     def reply(
         self,
         history: list[dict[str, str]],
@@ -434,10 +468,13 @@ class Counselor:
         params: GenParams | None = None,
     ) -> CounselorReply:
         """The counselor's next turn for ``history`` (OpenAI-style role/content dicts)."""
+        risk = self.check(history)  # first: before validation, before any model
+        if risk.risk:
+            return self.crisis_reply(risk, self.crisis_language(history, language), region)
         history = validate_history(history)
         lang = self.resolve_language(history, language)
-        risk = self.check(history)
-        if risk.risk:
-            return self.crisis_reply(risk, lang, region)
         generation = self.engine.generate([self.prompt(history, lang, background)], params or self.params)[0]
-        return self.finish(generation, lang, risk)
+        reply = self.finish(generation, lang, risk)
+        if not reply.flagged and not reply.response.strip():
+            raise EmptyReply("the model returned an empty reply", where="model")
+        return reply

@@ -1,88 +1,23 @@
-"""``psyinsight serve``, ``psyinsight chat`` and ``psyinsight safety``: serving the counselor safely."""
+"""``psyinsight serve`` and ``psyinsight chat``: serving the counselor behind the safety guard."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
+from psyinsight.commands.safety import RegionOpt, ResourcesOpt, SecondOpinionModelOpt, SecondOpinionOpt
 from psyinsight.errors import PsyInsightError
 
-safety_app = typer.Typer(help="The crisis-safety layer: evaluate it on the bilingual test set, check a message.", no_args_is_help=True)
-
-RegionOpt = typer.Option(None, "--region", help="Crisis hotline region: US, CA, UK, IE, AU, NZ, SG, IN, CN, HK, TW or INTL (default: per language).")
-ResourcesOpt = typer.Option(None, "--crisis-resources", help="Crisis message + hotline YAML (default: $PSYINSIGHT_CRISIS_RESOURCES or the bundled file).")
-
-
-def _fmt(x: float) -> str:
-    return "n/a" if x != x else f"{x:.3f}"
-
-
-@safety_app.command("eval")
-def safety_eval(
-    test_file: Path = typer.Option(None, "--test-file", help="Labelled JSONL (text, lang, label, kind); default: the bundled bilingual test set."),
-    patterns_only: bool = typer.Option(False, "--patterns-only", help="Turn the classifier off (patterns alone)."),
-    threshold: float = typer.Option(None, "--threshold", help="Classifier threshold for messages no pattern matched (default: SafetyConfig.classifier_threshold, 0.7)."),
-    json_out: Path = typer.Option(None, "--json", help="Write the full report (counts, per language and kind, errors) here."),
-    show_errors: bool = typer.Option(True, "--show-errors/--hide-errors", help="List the misclassified messages."),
-) -> None:
-    """Recall and false-positive rate of the safety layer on the bilingual crisis test set."""
-    from psyinsight.fileio import write_json
-    from psyinsight.safety import SafetyConfig, SafetyGuard
-    from psyinsight.safety.evaluate import evaluate_guard
-
-    cfg = SafetyConfig(use_classifier=not patterns_only)
-    if threshold is not None:
-        if not 0 < threshold < 1:
-            raise PsyInsightError("must be between 0 and 1", where="--threshold")
-        cfg.classifier_threshold = threshold
-    report = evaluate_guard(SafetyGuard(cfg), test_file)
-    typer.echo(report.signature)
-    typer.echo(f"{'':10} {'recall':>7} {'FPR':>7} {'crisis':>7} {'other':>7}")
-    rows = [("overall", report.overall), *sorted(report.by_language.items())]
-    for name, c in rows:
-        typer.echo(f"{name:10} {_fmt(c.recall):>7} {_fmt(c.fpr):>7} {c.tp + c.fn:>7} {c.fp + c.tn:>7}")
-    typer.echo("by kind: " + ", ".join(
-        f"{k} {'recall ' + _fmt(c.recall) if c.tp + c.fn else 'FPR ' + _fmt(c.fpr)}" for k, c in sorted(report.by_kind.items())
-    ))  # fmt: skip
-    if show_errors:
-        for e in report.errors:
-            typer.echo(f"  miss  {e['id']} gold={e['gold']} source={e['source']} score={e['score']}: {e['text']}")
-    if json_out:
-        write_json(json_out, report.to_dict())
-
-
-@safety_app.command("check")
-def safety_check(
-    messages: list[str] = typer.Argument(..., help="User messages, oldest first (the last one is judged, with the earlier ones as context)."),
-    language: str = typer.Option(None, "--language", "-l", help="Language of the crisis message: en or cn (default: detected)."),
-    region: str = RegionOpt,
-    crisis_resources: Path = ResourcesOpt,
-) -> None:
-    """Judge a message as the chat would; on risk print the crisis message it would send."""
-    from psyinsight.counselor import detect_language
-    from psyinsight.safety import SafetyConfig, SafetyGuard
-
-    guard = SafetyGuard(SafetyConfig(resources_path=str(crisis_resources) if crisis_resources else None, region=region))
-    history = []
-    for text in messages:
-        history += [{"role": "user", "content": text}, {"role": "assistant", "content": "..."}]
-    result = guard.check_history(history[:-1])
-    typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
-    if result.risk:
-        typer.echo("")
-        typer.echo(guard.crisis_message(language or detect_language(messages[-1]), region))
-
-
 def register(app: typer.Typer) -> None:
-    app.add_typer(safety_app, name="safety")
-
     @app.command("serve")
     def serve_cmd(
         model: str = typer.Option("default", "--model", "-m", help="Base model: 'default'/'smollm2' (embedded SmolLM2-135M-Instruct) or a local folder."),
         adapter: Path = typer.Option(None, "--adapter", help="LoRA adapter folder written by `psyinsight train`."),
         counselor: bool = typer.Option(False, "--counselor", help="Serve every model name in counselor mode: safety layer and reasoning split always on."),
+        guard: bool = typer.Option(True, "--guard/--no-guard", help="The safety guard in plain mode too (default on; --no-guard turns it off there and the server says so at start; counselor mode always has it)."),
+        second_opinion_url: str = SecondOpinionOpt,
+        second_opinion_model: str = SecondOpinionModelOpt,
         name: str = typer.Option(None, "--name", help="Model id to serve as (default: from the model or adapter folder)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default keeps the server on this machine."),
         port: int = typer.Option(8000, "--port", help="Port to bind."),
@@ -119,7 +54,8 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise PsyInsightError(str(exc), where="--language") from None
         config = ServeConfig(
-            model=model, adapter=str(adapter) if adapter else None, name=name, counselor=counselor, host=host, port=port,
+            model=model, adapter=str(adapter) if adapter else None, name=name, counselor=counselor, guard=guard,
+            second_opinion_url=second_opinion_url, second_opinion_model=second_opinion_model, host=host, port=port,
             language=lang, task=task, region=region, crisis_resources=str(crisis_resources) if crisis_resources else None,
             max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit, default_max_tokens=default_max_tokens,
             rate=rate, burst=burst, max_queue=max_queue, batch_size=batch_size, api_key=api_key, device=device,
@@ -140,8 +76,14 @@ def register(app: typer.Typer) -> None:
         max_tokens: int = typer.Option(200, "--max-tokens", help="Most tokens per reply."),
         region: str = RegionOpt,
         crisis_resources: Path = ResourcesOpt,
+        second_opinion_url: str = SecondOpinionOpt,
+        second_opinion_model: str = SecondOpinionModelOpt,
     ) -> None:
-        """Chat with the counselor in the terminal (type /help for commands, /quit to leave)."""
+        """Chat with the counselor in the terminal (type /help for commands, /quit to leave).
+
+        The safety guard runs in this process on every message, with --url too: a message
+        that shows risk gets the crisis message even when the server is down.
+        """
         from psyinsight.chat import ChatOptions, RemoteCounselor, run_chat
         from psyinsight.schema import parse_language
 
@@ -151,13 +93,16 @@ def register(app: typer.Typer) -> None:
             raise PsyInsightError(str(exc), where="--language") from None
         if max_tokens < 1:
             raise PsyInsightError("must be at least 1", where="--max-tokens")
+        from psyinsight.safety import SafetyConfig, SafetyGuard
+
+        guard = SafetyGuard(SafetyConfig(resources_path=str(crisis_resources) if crisis_resources else None, region=region,
+                                         second_opinion_url=second_opinion_url, second_opinion_model=second_opinion_model))  # fmt: skip
+        guard.warm_up()
         if url:
-            counselor = RemoteCounselor(url, model=server_model, api_key=api_key, max_tokens=max_tokens)
+            counselor = RemoteCounselor(url, model=server_model, api_key=api_key, max_tokens=max_tokens, guard=guard)
         else:
             from psyinsight.counselor import Counselor, GenParams
-            from psyinsight.safety import SafetyConfig, SafetyGuard
 
-            guard = SafetyGuard(SafetyConfig(resources_path=str(crisis_resources) if crisis_resources else None, region=region))
             counselor = Counselor(model, str(adapter) if adapter else None, lang, guard, task=task, region=region,
                                   params=GenParams(max_new_tokens=max_tokens))  # fmt: skip
             counselor.engine.load()

@@ -1,13 +1,13 @@
-"""Recall and false-positive rate of the guard on the bundled bilingual test set.
+"""Recall and false-positive rate of the guard on a labelled set, overall and by language, category and kind.
 
-The development test set (``data/testset.jsonl``) was written separately from the training examples
-(``data/train.jsonl``): different sentences, and hard negatives of the same kinds (idioms,
-the past, other people, fiction, everyday distress) but not the same idioms. A test
-checks that no test sentence appears in the training file and that no pair is a near
-duplicate (character 3-gram Jaccard similarity under ``MAX_OVERLAP``). Its score is a
-development score: patterns were revised after reading its misses. ``data/blindset3.jsonl``
-was written before the current decision rule and scored once: that first score is the honest
-estimate (data/README.md has every set's first and current scores).
+The honest numbers, and where each comes from (``safety/data/README.md`` has all of them):
+
+- the blind set (``eval/blindset4.jsonl``), written before the risk model and scored once:
+  its first score is kept in ``data/first_scores.json`` and printed by ``safety eval``;
+- the cross-validated figure on the training rows, recorded in the model's card when it
+  was fitted (``model.cross_validate``);
+- the external sets (text written outside the project) and the release's client turns.
+A set the model was fitted or tuned on gives a development score, and says so.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psyinsight.safety.classifier import NONE_LABEL, data_path, load_examples
+from psyinsight.safety.corpus import load_examples
 from psyinsight.safety.guard import SafetyGuard
+from psyinsight.safety.model import NONE_LABEL
 from psyinsight.safety.patterns import normalize
 
 MAX_OVERLAP = 0.6
@@ -31,6 +32,12 @@ class Counts:
     fp: int = 0
     tn: int = 0
 
+    def add(self, gold: bool, flagged: bool) -> None:
+        if gold:
+            self.tp, self.fn = self.tp + flagged, self.fn + (not flagged)
+        else:
+            self.fp, self.tn = self.fp + flagged, self.tn + (not flagged)
+
     @property
     def recall(self) -> float:
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else float("nan")
@@ -39,58 +46,51 @@ class Counts:
     def fpr(self) -> float:
         return self.fp / (self.fp + self.tn) if self.fp + self.tn else float("nan")
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"recall": self.recall, "fpr": self.fpr, "tp": self.tp, "fn": self.fn, "fp": self.fp, "tn": self.tn}
+
 
 @dataclass
 class SafetyReport:
-    """Recall / FPR overall and per language, plus the misclassified rows."""
+    """Recall / FPR overall, per language, per gold category and per kind, with the misclassified rows."""
 
     overall: Counts
     by_language: dict[str, Counts]
+    by_category: dict[str, Counts]
     by_kind: dict[str, Counts]
     errors: list[dict[str, Any]] = field(default_factory=list)
     signature: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        def d(c: Counts) -> dict[str, Any]:
-            return {"recall": c.recall, "fpr": c.fpr, "tp": c.tp, "fn": c.fn, "fp": c.fp, "tn": c.tn}
-
         return {
             "signature": self.signature,
-            "overall": d(self.overall),
-            "by_language": {k: d(v) for k, v in self.by_language.items()},
-            "by_kind": {k: d(v) for k, v in self.by_kind.items()},
+            "overall": self.overall.to_dict(),
+            "by_language": {k: v.to_dict() for k, v in self.by_language.items()},
+            "by_category": {k: v.to_dict() for k, v in self.by_category.items()},
+            "by_kind": {k: v.to_dict() for k, v in self.by_kind.items()},
             "errors": self.errors,
         }
 
 
-def evaluate_guard(guard: SafetyGuard, test_path: str | Path | None = None) -> SafetyReport:
-    """Run ``guard.check_text`` on every test row and count hits against the gold labels."""
-    path = Path(test_path) if test_path else data_path("testset.jsonl")
+def evaluate_guard(guard: SafetyGuard, test_path: str | Path) -> SafetyReport:
+    """Run ``guard.check_texts`` on every row of a labelled set and count hits against the gold labels."""
+    path = Path(test_path)
     rows = load_examples(path)
+    results = guard.check_texts([r["text"] for r in rows])
     overall = Counts()
     by_lang: dict[str, Counts] = defaultdict(Counts)
+    by_cat: dict[str, Counts] = defaultdict(Counts)
     by_kind: dict[str, Counts] = defaultdict(Counts)
     errors = []
-    for row in rows:
-        result = guard.check_text(row["text"])
+    for row, result in zip(rows, results):
         gold = row["label"] != NONE_LABEL
-        for counts in (overall, by_lang[row.get("lang", "?")], by_kind[row.get("kind", "?")]):
-            if gold and result.risk:
-                counts.tp += 1
-            elif gold:
-                counts.fn += 1
-            elif result.risk:
-                counts.fp += 1
-            else:
-                counts.tn += 1
+        for counts in (overall, by_lang[row.get("lang", "?")], by_cat[row["label"]], by_kind[str(row.get("kind", "?"))]):
+            counts.add(gold, result.risk)
         if gold != result.risk:
-            errors.append({"id": row.get("id"), "text": row["text"], "gold": row["label"], "source": result.source, "score": round(result.score, 3)})
-    cfg = guard.config
-    signature = (
-        f"safety|test:{path.name}|n:{len(rows)}|classifier:{'on' if cfg.use_classifier else 'off'}"
-        f"|t:{cfg.classifier_threshold}|t_disc:{cfg.discounted_threshold}"
-    )
-    return SafetyReport(overall, dict(by_lang), dict(by_kind), errors, signature)
+            errors.append({"id": row.get("id"), "text": row["text"], "gold": row["label"], "reason": result.reason})
+    card = guard.model.card
+    signature = f"safety|set:{path.name}|n:{len(rows)}|model:{card.get('digest', '?')}|t:{guard.threshold:.3f}"
+    return SafetyReport(overall, dict(by_lang), dict(by_cat), dict(by_kind), errors, signature)
 
 
 def char_ngrams(text: str, n: int = 3) -> set[str]:
@@ -109,43 +109,3 @@ def max_overlap(test_rows: list[dict[str, Any]], train_rows: list[dict[str, Any]
             if sim > best[0]:
                 best = (sim, row["text"], text)
     return best
-
-
-def cross_validate_thresholds(
-    rows: list[dict[str, Any]], thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9), *, folds: int = 5, seed: int = 13
-) -> dict[float, Counts]:
-    """Out-of-fold counts of the guard's decision rule at each classifier threshold.
-
-    Each row is scored by a classifier that did not see it; patterns and the risk-cue gate
-    apply as in ``SafetyGuard``. Why: the threshold is chosen on this table, never on a
-    test set. (The patterns were written with the training rows in view, so their share of
-    the recall is optimistic; the classifier's share is honest.)
-    """
-    import random
-
-    from psyinsight.safety.classifier import RiskClassifier
-    from psyinsight.safety.guard import SafetyConfig
-
-    order = list(rows)
-    random.Random(seed).shuffle(order)
-    out = {t: Counts() for t in thresholds}
-    for fold in range(folds):
-        train = [r for i, r in enumerate(order) if i % folds != fold]
-        held = [r for i, r in enumerate(order) if i % folds == fold]
-        clf = RiskClassifier.train(train)
-        scores = clf.scores([r["text"] for r in held])
-        for t in thresholds:
-            guard = SafetyGuard(SafetyConfig(classifier_threshold=t), classifier=clf)
-            for row, (score, category) in zip(held, scores):
-                risk = guard.decide(row["text"], score, category).risk
-                gold = row["label"] != NONE_LABEL
-                c = out[t]
-                if gold and risk:
-                    c.tp += 1
-                elif gold:
-                    c.fn += 1
-                elif risk:
-                    c.fp += 1
-                else:
-                    c.tn += 1
-    return out

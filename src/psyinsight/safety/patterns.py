@@ -13,18 +13,18 @@ happening now ("again", "tonight", "又", "今晚").
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
 
-CATEGORIES: tuple[str, ...] = ("suicide", "self_harm", "harm_others")
-"""Risk categories, in order of precedence when several match."""
+from psyinsight.safety.text import canonical, compact, has_cjk
+
+CATEGORIES: tuple[str, ...] = ("medical_emergency", "danger_from_others", "suicide", "self_harm", "harm_others")
+"""Risk categories, in order of precedence when several match: an overdose already taken
+needs an ambulance before a hotline, and a person threatened by someone needs the police."""
 
 
 def normalize(text: str) -> str:
-    """Lower-case, NFKC (full-width to half-width), straight quotes, single spaces."""
-    text = unicodedata.normalize("NFKC", text)
-    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
-    return re.sub(r"\s+", " ", text).strip().lower()
+    """The text as the guard reads it: ``text.canonical`` (dodges undone, lower case, single spaces)."""
+    return canonical(text)
 
 
 def _c(*parts: str) -> re.Pattern[str]:
@@ -43,6 +43,31 @@ _EN_OBJ = (
 )
 
 EN_RISK: dict[str, re.Pattern[str]] = {
+    "medical_emergency": _c(
+        r"\b(?:took|taken|swallowed|ate|downed|popped|drank|chugged|injected|had) (?:\w+ ){0,4}"
+        r"(?:pills|tablets|capsules|sleeping pills|painkillers|tylenol|paracetamol|acetaminophen|ibuprofen|aspirin|insulin|"
+        r"antidepressants|meds|medication|bottle|pack|packet|bleach|antifreeze|poison|rat poison|pesticide|weed ?killer|drain cleaner)\b"
+        r".{0,80}\b(?:ago|just now|earlier|dizzy|sick|throwing up|vomit\w*|numb|sleepy|drowsy|shaking|heart|scared|can't|cant|blurry|faint|weird|bad idea|regret)\b",
+        r"\b(?:i|we|he|she|my \w+) (?:just |already )?(?:overdosed|od'?d|o\.d\.'?d)\b|\bi (?:took|have taken|just took) an overdose\b",
+        r"\b(?:can't|cannot|can not) (?:stop the bleeding|breathe)\b|\bbleeding (?:won't|will not|doesn't|does not) stop\b|\b(?:so much|lots of|losing a lot of) blood\b",
+        r"\b(?:passed out|unconscious|unresponsive|not breathing|won't wake up|isn't breathing|turning blue|having a seizure|foaming at the mouth)\b",
+        r"\b(?:drank|swallowed|ate) (?:some |a cup of |the )?(?:bleach|antifreeze|pesticide|weed ?killer|drain cleaner|rat poison|lighter fluid|paint thinner)\b",
+    ),
+    "danger_from_others": _c(
+        r"\b(?:he|she|they|someone|somebody|a (?:man|guy|woman)|my (?:\w+ ){0,2}(?:dad|father|stepdad|stepfather|mom|mother|stepmom|husband|wife|"
+        r"partner|boyfriend|girlfriend|bf|gf|ex|ex-husband|ex-wife|brother|uncle|son|landlord|boss|pimp|family))"
+        r"(?: \w+){0,3} (?:says?|said|threaten\w*|swore|swears|promised|keeps saying|is going to|'s going to|is gonna|'s gonna|will|'ll|wants to|tried to|is trying to|came to)"
+        r"(?: (?:that )?(?:he|she|they|he's|she's|they're)(?:'d|'ll| will| would| is going to| is gonna| was going to| are going to| gonna)?)?"
+        r"(?: \w+){0,2}? (?:to )?(?:kill|murder|hurt|beat|shoot|stab|strangle|choke|rape|burn|bury|end) (?:me|us|my (?:\w+ ){0,2}(?:family|kids?|children|mom|mother|dad|sister|brother|baby|son|daughter))\b",
+        r"\b(?:threaten\w*|threats?) to (?:kill|murder|hurt|shoot|stab) (?:me|us|my)\b",
+        r"\b(?:going to|gonna|will|'ll) (?:be )?(?:killed|murdered|shot|stabbed|beaten to death)\b",
+        r"\b(?:is|are|keeps|kept|started|been|was|were) (?:\w+ )?(?:hitting|beating|choking|strangling|punching|kicking|raping|molesting|touching|hurting) (?:me|us|my (?:mom|mother|sister|brother|kids?))\b",
+        r"\b(?:fear|afraid|scared|terrified) (?:for my life|(?:that )?(?:he|she|they)(?:'ll| will| is going to| are going to) (?:kill|hurt|find) (?:me|us))\b",
+        r"\b(?:locked me in|won't let me (?:leave|go|out)|holding me|took my phone|tied me|trapped me)\b",
+        r"\b(?:pointed|pointing|held|holding) (?:a |his |her |the )?(?:gun|knife|weapon) (?:at|to) (?:me|my)\b",
+        r"\b(?:he|she|they)(?:'s| is| are|'re) (?:outside|at) my (?:door|house|window|work)\b.{0,60}\b(?:gun|knife|kill|hurt|threat\w*|scared|afraid)\b",
+        r"\b(?:help me|please help)\b.{0,40}\b(?:he|she|they)(?:'s| is| are) (?:coming|here|hitting|hurting)\b",
+    ),
     "suicide": _c(
         rf"\b(?:kill|killing|end|ending|take|taking|took) {_EN_ME}\b",
         r"\bkms\b",
@@ -123,6 +148,9 @@ EN_RISK: dict[str, re.Pattern[str]] = {
         r"\bwho (?:gets|will get|should get) my (?:things|stuff|belongings)\b|\b(?:affairs|everything) in order\b",
         r"\b(?:rather|prefer to|want to|hope i) not wake up\b|\bhope i (?:don't|never) wake up\b",
         r"\b(?:standing|sitting) on (?:the |a )?(?:balcony|bridge|roof) (?:railing|edge|ledge)\b",
+        r"\bvoices? (?:\w+ ){0,3}(?:tells?|telling|told|says?|saying|wants?) (?:me )?(?:to )?(?:die|kill myself|end it|jump|hurt myself)\b",
+        # pinyin
+        r"\bzi ?sha\b|\bbu ?xiang ?huo\b|\bwo (?:zhen de |hen |hao )?xiang ?si\b|\bqing ?sheng\b|\btiao ?lou\b|\bhuo bu xia ?qu\b",
     ),
     "self_harm": _c(
         r"\bself[- ]?(?:harm|harming|injury|injure|injuring|mutilat\w*)\b",
@@ -149,13 +177,20 @@ EN_RISK: dict[str, re.Pattern[str]] = {
     ),
 }
 
+COMPACT: dict[str, re.Pattern[str]] = {
+    "suicide": re.compile(r"kill(?:ing)?myself|end(?:ing)?mylife|wan(?:t|na)todie|hang(?:ing)?myself|wanttobedead"),
+    "self_harm": re.compile(r"(?:cut|cutting|hurt|hurting|burn|burning)myself"),
+}
+"""Phrases of several words still found when every space and symbol is removed
+("k i l l m y s e l f", "kill-my-self"); read only when no other pattern matched."""
+
 EN_IDIOMS = _c(
     r"\b(?:is|are|'s|'re|was|were) (?:\w+ )?killing (?:me|my \w+)\b",
     r"\bkilling (?:it|time)\b",
     r"\bkill(?:ed|s)? (?:it|time|two birds)\b",
     r"\b(?:could|would|'d) (?:kill|murder) (?:for|to have|a|an)\b",
     r"\b(?:could|would|'d) (?:strangle|throttle) (?:\w+ ){1,3}for\b",
-    r"\b(?:is|are|'s|'re|gonna|going to|will|would|'ll|'d) (?:\w+ )?kill (?:me|us)\b",
+    r"\b(?:is|are|'s|'re|gonna|going to|will|would|'ll|'d) (?:\w+ )?kill (?:me|us)\b(?=(?: \w+){0,4}? (?:if|when|for|because|lol|haha|lmao)\b)",
     r"\bdying (?:to|for|of|here)\b",
     r"\b(?:die|died|dying|dead) (?:of|from) (?:laughter|laughing|embarrassment|boredom|shame|cuteness)\b",
     r"\b(?:almost|nearly) died (?:laughing|when)\b",
@@ -206,6 +241,10 @@ EN_PRESENT = _c(
 )
 
 # --------------------------------------------------------------------------- Chinese
+_CN_FAMILY = (
+    r"我(?:的)?(?:爸|妈|爸爸|妈妈|父亲|母亲|继父|继母|后爸|后妈|老公|老婆|丈夫|妻子|男朋友|女朋友|男友|女友|前任|前夫|前妻|"
+    r"哥哥|哥|舅舅|叔叔|公公|婆婆|老板|房东)"
+)
 _CN_OTHER = (
     r"(?:他|她|他们|她们|你|那个人|那些人|这个人|所有人|大家|"
     r"我(?:的)?(?:爸|妈|爸爸|妈妈|父亲|母亲|继父|继母|老公|老婆|丈夫|妻子|男朋友|女朋友|前任|老板|上司|同事|室友|"
@@ -214,6 +253,19 @@ _CN_OTHER = (
 )
 
 CN_RISK: dict[str, re.Pattern[str]] = {
+    "medical_emergency": _c(
+        r"(?:吞|吃|喝)(?:了|下|掉)(?:一|半|大半|整|好几|十几|几十|\d+|很多|好多|一大把|一把)?(?:整)?(?:瓶|盒|板|片|粒|把|口|杯)?.{0,6}(?:药|安眠药|农药|百草枯|敌敌畏|老鼠药|鼠药|消毒水|84|洁厕|漂白|除草剂|降压药|胰岛素)"
+        r".{0,30}(?:了|现在|刚才|刚刚|小时|分钟|头晕|想吐|吐了|难受|害怕|后悔|没力气|心跳|看不清|发麻|怎么办)",
+        r"血(?:止不住|一直流|流了好多|流个不停)|止不住血|喘不上气|呼吸困难|昏迷|叫不醒|没有呼吸|不省人事|抽搐|口吐白沫|中毒了",
+        r"(?:喝|吃)了农药|喝了(?:敌敌畏|百草枯|消毒水|84|洁厕灵)|吃了老鼠药|药物过量|吃多了药|药吃多了",
+    ),
+    "danger_from_others": _c(
+        rf"(?:他|她|他们|有人|那个人|那个男的|{_CN_FAMILY})(?:一直|经常|又|天天)?(?:说|威胁|扬言|放话|发誓|要|会|想|准备|拿刀|拿着刀).{{0,8}}?(?:要|会)?(?:去)?"
+        r"(?:杀了|杀死|弄死|打死|砍死|捅死|掐死|烧死|杀|砍|捅)(?:我|我们|我全家|我妈|我爸|我孩子|孩子|我们全家|全家)",
+        rf"(?:{_CN_FAMILY}|他|她|有人)(?:又|一直|天天|经常|正在)?(?:在)?(?:打我|揍我|掐我|踢我|家暴|虐待我|性侵|强奸|侵犯我|猥亵)",
+        r"家暴|被(?:打|揍|掐|绑|关|锁|跟踪|威胁|强奸|性侵|侵犯|囚禁|控制)(?:了|着|起来)?|把我(?:锁|关|绑)(?:在|起来)|不让我(?:走|出门|离开)|跟踪我|拿(?:刀|枪)(?:对着|指着|抵着)我",
+        r"(?:怕|害怕|担心)(?:他|她|他们)(?:会)?(?:杀了|弄死|打死|杀)我|我会被(?:杀|打死|弄死)|今晚(?:会|就)?(?:被|要被)(?:杀|打死|弄死)",
+    ),
     "suicide": _c(
         r"自杀|轻生|寻死|自尽|了结(?:自己|生命|一切)|结束(?:自己的?)?生命|结束这一切",
         r"不想(?:再)?活|活不下去|不想活下去|活着(?:没有?|毫无|有什么)(?:任何)?(?:意思|意义)|活着对我来说.{0,6}没有意义|找不到活下去的理由|生不如死",
@@ -239,6 +291,8 @@ CN_RISK: dict[str, re.Pattern[str]] = {
         r"|(?:今晚|明天|打算|准备|决定|准备好了).{0,12}(?:安眠药|农药|刀片|绳子|木炭|楼顶|天台|江边|河边|桥上|铁轨)",
         r"(?:买|攒|存)了(?:很多|好多|一堆|一大堆)?(?:安眠药|药)|这周末就走|放弃生命|永远(?:地)?消失|让自己(?:永远)?消失",
         r"(?:结束|了结)(?:这种|这一切|所有的?)?(?:痛苦)?.{0,4}永远|想(?:彻底|早点)结束|活够了",
+        r"紫砂|想噶|去噶|不想醒来|(?:声音|幻听).{0,8}(?:让|叫|要)我(?:去)?(?:死|自杀|跳)|致死量|多少片.{0,4}(?:会|能)?死|吃多少.{0,6}(?:会|能|才能)死|怎么(?:才能)?死",
+        r"(?:大家|你们|家人|爸妈|所有人)(?:没有我|没了我).{0,6}(?:更好|轻松|解脱|开心)|(?:我|我这种人)(?:不在|消失|死)了.{0,8}(?:更好|轻松|省心|开心)",
     ),
     "self_harm": _c(
         r"自残|自伤|自虐",
@@ -280,42 +334,6 @@ CN_DISCOUNT = _c(
 CN_PRESENT = _c(r"我又|又开始|又想|又割|又划|我(?:想(?!知道|了解|问|请教|学)|要|打算|准备|决定)|最近|现在(?:又|还|就|很想|特别想|真的|想|要)|今晚|今天|明天|这几天|还是|仍然|一直|控制不住|忍不住|停不下来|刚刚|刚才|正在")
 
 
-# Risk cues: words that prove nothing on their own ("pills", "bridge", "死", "药") but that
-# risk talk nearly always has, direct or indirect (means, preparation, finality, burden,
-# farewell). The classifier may flag a message that no pattern matched only when it carries
-# one: the classifier alone, trained on a few hundred sentences, scores plain counseling talk
-# ("I think I understand", "我想是这样") as high as crisis talk.
-EN_CUE = re.compile(
-    r"\b(?:(?:die|dies|dying|died)(?! down)|dead|death|deadly|lethal|fatal|suicid\w*|kill\w*|murder\w*|"
-    r"end (?:it|this|things|everything|my life|myself)|ended it|ending (?:it|things)|over (?:for good|forever)|"
-    r"overdos\w*|pills?|tablets?|meds|medications?|painkillers?|paracetamol|tylenol|insulin|sleeping|"
-    r"blades?|razors?|rope|noose|(?:hang|hanging|hanged)(?! (?:around|out|on|up|in there|with))|jump\w*|bridge|roof|rooftop|ledge|railing|balcony|cliffs?|"
-    r"tracks|train|traffic|river|lake|sea|ocean|canal|antidepressants?|top floor|\d+ (?:floors|storeys)|stories high|drown\w*|gas|carbon monoxide|exhaust|"
-    r"alive|living(?! room)|exist|existing|forever|permanent\w*|for good|disappear\w*|vanish\w*|"
-    r"goodbyes?|farewell|gone(?! (?:nuts|crazy|ahead|by|through|out|back|over|on|to|up|down|well|better))|last (?:message|time|night|day|words)|final|never wake|wake up|another day|make it to|"
-    r"won't be (?:here|around|alive|coming back|a problem)|not be (?:here|around)|not around|without me|burden|better off|my will|letters?|notes?|affairs|"
-    r"hurt(?:s|ing|ful)?|harm(?:s|ed|ing|ful)?|cut|cuts|cutting|slic\w*|burn\w*|scald\w*|lighter|skin|wrists?|bleed\w*|bled|blood\w*|scars?|"
-    r"punish\w*|fists?|knuckles|on purpose|smother\w*|strangl\w*|chok\w*(?! on)|suffocat\w*|poison\w*|"
-    r"guns?|rifle|firearm|knife|knives|stab\w*|shoot\w*|weapons?|fire|revenge|pay for|regret it|suffer\w*|shake the baby)\b"
-)
-CN_CUE = re.compile(
-    r"(?<!伤)死|自杀|轻生|结束|了结|了断|跳|割|划|烫|烧|药|毒|绳|刀|血|伤(?!心|感)|杀|捅|砍|撞|活着|活下去|不想活|解脱|离开这个世界|"
-    r"消失|不在了|(?<![拿带偷跑取搬抢赶送])走了|告别|再见|永别|遗书|遗嘱|后事|最后(?:一次|一晚|一天|一面|的?(?:消息|话|告别|时刻))|永远|醒来|醒过来|睡过去|累赘|拖累|负担|撑不|熬不|"
-    r"楼顶|顶楼|天台|阳台|窗台|桥|江边|河边|海边|铁轨|煤气|木炭|炭|报复|折磨|惩罚|代价|掐|捂"
-)
-
-
-def mask_idioms(norm: str) -> str:
-    """``norm`` (already ``normalize``d) with the known idioms of both languages blanked."""
-    return CN_IDIOMS.sub(" ", EN_IDIOMS.sub(" ", norm))
-
-
-def has_risk_cue(text: str) -> bool:
-    """Whether ``text`` (idioms masked) has a word that risk talk nearly always has (see ``EN_CUE``)."""
-    masked = mask_idioms(normalize(text))
-    return bool(EN_CUE.search(masked) or CN_CUE.search(masked))
-
-
 @dataclass
 class PatternMatch:
     """What the patterns found in one message."""
@@ -332,16 +350,12 @@ class PatternMatch:
         return self.category is not None
 
 
-def _is_cjk(text: str) -> bool:
-    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
-
-
 def match_patterns(text: str) -> PatternMatch:
     """Match ``text`` against both languages' patterns (messages mix scripts) after masking idioms."""
     norm = normalize(text)
     result = PatternMatch()
     tables = [(EN_IDIOMS, EN_RISK, EN_DISCOUNT, EN_PRESENT)]
-    if _is_cjk(norm):
+    if has_cjk(norm):
         tables.insert(0, (CN_IDIOMS, CN_RISK, CN_DISCOUNT, CN_PRESENT))
     discount = present = False
     for idioms, risk, disc, pres in tables:
@@ -355,5 +369,12 @@ def match_patterns(text: str) -> PatternMatch:
         discount = discount or bool(disc.search(masked))
         # "I'm doing better now" is recovery, not a here-and-now cue: drop those spans first.
         present = present or bool(pres.search(disc.sub(" ", masked)))
+    if not result.hit:
+        squeezed = compact(text)
+        for category, pattern in COMPACT.items():
+            found = pattern.search(squeezed)
+            if found:
+                result.category, result.matches = category, [found.group(0)]
+                break
     result.discounted = result.hit and discount and not present
     return result

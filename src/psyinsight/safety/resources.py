@@ -9,7 +9,7 @@ deployment can put its own local services in it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,8 @@ class Region:
     name: str
     emergency: str
     lines: tuple[CrisisLine, ...]
+    category_lines: dict[str, tuple[CrisisLine, ...]] = field(default_factory=dict)
+    """Extra lines for one crisis category (a domestic-violence line, poison control)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class CrisisResources:
     line_format: dict[str, str]
     emergency_line: dict[str, str]
     regions: dict[str, Region]
+    category_notes: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per language, per crisis category: a first line that says what to do now ({emergency} filled in)."""
 
     def region(self, code: str | None, language: Language) -> Region:
         """The region for ``code`` (case-insensitive, GB=UK), or the language's default."""
@@ -71,16 +75,33 @@ class CrisisResources:
             )
         return self.regions[key]
 
-    def message(self, language: str = "en", region: str | None = None) -> str:
-        """The complete crisis message for ``language`` with ``region``'s lines filled in."""
+    def message(self, language: str = "en", region: str | None = None, *, category: str | None = None) -> str:
+        """The complete crisis message for ``language`` with ``region``'s lines filled in.
+
+        With a ``category`` (medical_emergency, danger_from_others, ...) the message opens with
+        that category's note and lists the region's lines for it first.
+        """
         lang = parse_language(language)
         reg = self.region(region, lang)
         lines = [self.resource_header[lang].format(region=reg.name)]
-        for line in reg.lines:
+        for line in (*reg.category_lines.get(category or "", ()), *reg.lines):
             suffix = f" ({line.hours})" if line.hours else ""
             lines.append(self.line_format[lang].format(name=line.name, contact=line.contact, hours_suffix=suffix))
         lines.append(self.emergency_line[lang].format(emergency=reg.emergency))
-        return self.messages[lang].replace("{resources}", "\n".join(lines))
+        text = self.messages[lang].replace("{resources}", "\n".join(lines))
+        note = self.category_notes.get(lang, {}).get(category or "")
+        return f"{note.format(emergency=reg.emergency)}\n\n{text}" if note else text
+
+
+def _lines(raw: Any, path: Path, where: str) -> tuple[CrisisLine, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise PsyInsightError("needs a non-empty list of lines", path=path, where=where)
+    lines = []
+    for i, line in enumerate(raw):
+        if not isinstance(line, dict) or not line.get("name") or not line.get("contact"):
+            raise PsyInsightError("each line needs a name and a contact", path=path, where=f"{where}[{i}]")
+        lines.append(CrisisLine(str(line["name"]), str(line["contact"]), str(line.get("hours") or "")))
+    return tuple(lines)
 
 
 def _need(data: dict[str, Any], key: str, path: Path, kind: type) -> Any:
@@ -120,12 +141,13 @@ def load_resources(path: str | Path | None = None) -> CrisisResources:
         where = f"regions.{code}"
         if not isinstance(raw, dict) or not isinstance(raw.get("lines"), list) or not raw["lines"]:
             raise PsyInsightError("each region needs name, emergency and a non-empty list of lines", path=path, where=where)
-        lines = []
-        for i, line in enumerate(raw["lines"]):
-            if not isinstance(line, dict) or not line.get("name") or not line.get("contact"):
-                raise PsyInsightError("each line needs a name and a contact", path=path, where=f"{where}.lines[{i}]")
-            lines.append(CrisisLine(str(line["name"]), str(line["contact"]), str(line.get("hours") or "")))
-        regions[str(code).upper()] = Region(str(code).upper(), str(raw.get("name", code)), str(raw.get("emergency", "")), tuple(lines))
+        category_lines = raw.get("category_lines") or {}
+        if not isinstance(category_lines, dict):
+            raise PsyInsightError("category_lines must map a category to a list of lines", path=path, where=f"{where}.category_lines")
+        regions[str(code).upper()] = Region(
+            str(code).upper(), str(raw.get("name", code)), str(raw.get("emergency", "")), _lines(raw["lines"], path, f"{where}.lines"),
+            {str(cat): _lines(v, path, f"{where}.category_lines.{cat}") for cat, v in category_lines.items()},
+        )
     default_region = _per_language(data, "default_region", path)
     for lang, code in default_region.items():
         if code.upper() not in regions:
@@ -138,4 +160,12 @@ def load_resources(path: str | Path | None = None) -> CrisisResources:
         line_format=_per_language(data, "line_format", path),
         emergency_line=_per_language(data, "emergency_line", path),
         regions=regions,
+        category_notes=_category_notes(data, path),
     )
+
+
+def _category_notes(data: dict[str, Any], path: Path) -> dict[str, dict[str, str]]:
+    notes = data.get("category_notes") or {}
+    if not isinstance(notes, dict) or not all(isinstance(v, dict) for v in notes.values()):
+        raise PsyInsightError("category_notes must map a language to {category: text}", path=path, where="category_notes")
+    return {str(lang): {str(k): str(v) for k, v in table.items()} for lang, table in notes.items()}

@@ -24,6 +24,7 @@ from psyinsight.serve.limits import TokenBucket
 from psyinsight.serve.replies import ReplySplitter, chunk_event, completion_body, extension_of, extract_json_object, thought_of, usage_of
 from psyinsight.serve.requests import ChatRequest, parse_request
 from psyinsight.serve.worker import ModelWorker
+from psyinsight.safety.reply_screen import StreamScreen
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
 
     engine = engine or LocalEngine(config.model, config.adapter, device=config.device, threads=config.threads)
     if counselor is None:
-        guard = SafetyGuard(SafetyConfig(resources_path=config.crisis_resources, region=config.region))
+        guard = SafetyGuard(SafetyConfig(resources_path=config.crisis_resources, region=config.region,
+                                         second_opinion_url=config.second_opinion_url, second_opinion_model=config.second_opinion_model))  # fmt: skip
         counselor = Counselor(config.model, config.adapter, config.language, guard, engine=engine, task=config.task, region=config.region)
     counselor.guard.warm_up()
     worker = ModelWorker(engine, batch_size=config.batch_size, batch_wait_ms=config.batch_wait_ms, max_queue=config.max_queue)
@@ -124,6 +126,11 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
                 raise ApiError(400, f"the request body is not valid JSON{where}: {getattr(exc, 'msg', exc)}", code="invalid_json") from None
+            guarded = modes.get(data.get("model")) if isinstance(data, dict) else None
+            if guarded == "counselor" or (guarded == "plain" and config.guard):
+                crisis = await crisis_first(data)  # before the request is checked: nothing can skip the guard
+                if crisis is not None:
+                    return crisis
             req = parse_request(data, config)
             mode = modes.get(req.model)
             if mode is None:
@@ -188,6 +195,49 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
     def sse(events: AsyncIterator[str]) -> Any:
         return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    def crisis_response(reply: Any, name: str, stream: bool) -> Any:
+        """The fixed crisis message as a completion or a stream (flagged in the ``psyinsight`` field)."""
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if not stream:
+            return completion_body(rid, name, created, {"role": "assistant", "content": reply.response}, "stop", usage_of(None), extension_of(reply))
+
+        async def crisis_events() -> AsyncIterator[str]:
+            yield chunk_event(rid, name, created, {"role": "assistant", "content": ""})
+            yield chunk_event(rid, name, created, {"content": reply.response})
+            yield chunk_event(rid, name, created, {}, "stop", psyinsight=extension_of(reply))
+            yield "data: [DONE]\n\n"
+
+        return sse(crisis_events())
+
+    async def crisis_first(data: dict[str, Any]) -> Any:
+        """The crisis response when the request's messages show risk, else None.
+
+        Reads the raw body, so a request that would fail its checks (an unknown language, an
+        empty turn, a bad parameter) still gets the hotlines when it shows risk.
+        """
+        messages = data.get("messages")
+        if not isinstance(messages, list):
+            return None
+        risk = await asyncio.to_thread(counselor.check, messages)
+        if not risk.risk:
+            return None
+        language = data.get("language") if isinstance(data.get("language"), str) else None
+        region = data.get("region") if isinstance(data.get("region"), str) else None
+        reply = counselor.crisis_reply(risk, counselor.crisis_language(messages, language), region)
+        return crisis_response(reply, str(data.get("model")), data.get("stream") is True)
+
+    async def screened_stream(pieces: AsyncIterator[str], screen: StreamScreen) -> AsyncIterator[str]:
+        """``pieces`` released sentence by sentence once screened; stops the model at the first unsafe one."""
+        async for piece in pieces:
+            released = screen.feed(piece)
+            if screen.verdict is not None:
+                break
+            if released:
+                yield released
+        else:
+            if rest := screen.close():
+                yield rest
+
     async def plain_mode(req: ChatRequest) -> Any:
         prompt, params = req.messages, req.params
         if req.json_mode:  # ask for JSON, and open the reply with "{" so a small model follows
@@ -198,22 +248,35 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             text = g.text
             if req.json_mode:
                 text = extract_json_object(text) or text
+            if config.guard and (withheld := counselor.screen(text, None)) is not None:
+                return crisis_response(counselor.crisis_reply(withheld, counselor.crisis_language(req.messages, req.language)), name, False)
             return completion_body(rid, name, created, {"role": "assistant", "content": text}, g.finish_reason, usage_of(g), None)
 
         async def events() -> AsyncIterator[str]:
             yield chunk_event(rid, name, created, {"role": "assistant", "content": ""})
             try:
+                screen = StreamScreen()
                 if req.json_mode:  # the object is only known once complete: send it whole
                     g = await generate(prompt, params)
-                    yield chunk_event(rid, name, created, {"content": extract_json_object(g.text) or g.text})
+                    text = extract_json_object(g.text) or g.text
+                    if not config.guard or screen.feed(text) + screen.close():
+                        yield chunk_event(rid, name, created, {"content": text})
                     finish = g.finish_reason
                 else:
                     pieces = []
-                    async for piece in stream_pieces(prompt, params):
+                    source = screened_stream(stream_pieces(prompt, params), screen) if config.guard else stream_pieces(prompt, params)
+                    async for piece in source:
                         pieces.append(piece)
                         yield chunk_event(rid, name, created, {"content": piece})
-                    g = stream_generation(prompt, "".join(pieces), params)
+                    g = stream_generation(prompt, screen.text or "".join(pieces), params)
                     finish = g.finish_reason
+                if screen.verdict is not None:  # the rest of the reply is withheld: the crisis message instead
+                    withheld = counselor.screen(screen.text, None)
+                    reply = counselor.crisis_reply(withheld, counselor.crisis_language(req.messages, req.language))  # type: ignore[arg-type]
+                    yield chunk_event(rid, name, created, {"content": reply.response})
+                    yield chunk_event(rid, name, created, {}, "stop", psyinsight=extension_of(reply))
+                    yield "data: [DONE]\n\n"
+                    return
                 yield chunk_event(rid, name, created, {}, finish, **({"usage": usage_of(g)} if req.include_usage else {}))
             except Exception as exc:  # headers are sent: report in-band
                 yield f"data: {json.dumps(ApiError(500, f'generation failed: {exc}', type='server_error').body())}\n\n"
@@ -224,34 +287,34 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
     async def counselor_mode(req: ChatRequest) -> Any:
         history = req.messages
         lang = counselor.resolve_language(history, req.language)
-        risk = counselor.check(history)  # before any model
-        rid, created, name = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), req.model
+        risk = counselor.check(history)  # crisis_first has already answered a risky conversation
+        name = req.model
         if risk.risk:
-            reply = counselor.crisis_reply(risk, lang, req.region)
-            if not req.stream:
-                return completion_body(rid, name, created, {"role": "assistant", "content": reply.response}, "stop", usage_of(None), extension_of(reply))
-
-            async def crisis_events() -> AsyncIterator[str]:
-                yield chunk_event(rid, name, created, {"role": "assistant", "content": ""})
-                yield chunk_event(rid, name, created, {"content": reply.response})
-                yield chunk_event(rid, name, created, {}, "stop", psyinsight=extension_of(reply))
-                yield "data: [DONE]\n\n"
-
-            return sse(crisis_events())
+            return crisis_response(counselor.crisis_reply(risk, lang, req.region), name, req.stream)
         prompt = counselor.prompt(history, lang, req.background)
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if not req.stream:
             g = await generate(prompt, req.params)
-            reply = counselor.finish(g, lang, risk)
+            reply = counselor.finish(g, lang, risk)  # screens the reply: unsafe text becomes the crisis message
+            if reply.flagged:
+                return crisis_response(reply, name, False)
             message = {"role": "assistant", "content": reply.response, "reasoning_content": thought_of(reply)}
             return completion_body(rid, name, created, message, g.finish_reason, usage_of(g), extension_of(reply))
 
         async def events() -> AsyncIterator[str]:
             yield chunk_event(rid, name, created, {"role": "assistant", "content": ""})
             splitter = ReplySplitter()
+            screen = StreamScreen(after_risk=counselor.guard.after_risk(risk))
             try:
-                async for piece in stream_pieces(prompt, req.params):
+                async for piece in screened_stream(stream_pieces(prompt, req.params), screen):
                     for kind, delta in splitter.feed(piece):
                         yield chunk_event(rid, name, created, {"reasoning_content" if kind == "reasoning" else "content": delta})
+                if screen.verdict is not None:  # the rest of the reply is withheld: the crisis message instead
+                    reply = counselor.crisis_reply(counselor.screen(screen.text, risk) or risk, lang, req.region)  # type: ignore[arg-type]
+                    yield chunk_event(rid, name, created, {"content": reply.response})
+                    yield chunk_event(rid, name, created, {}, "stop", psyinsight=extension_of(reply))
+                    yield "data: [DONE]\n\n"
+                    return
                 for kind, delta in splitter.close():
                     yield chunk_event(rid, name, created, {"reasoning_content" if kind == "reasoning" else "content": delta})
                 g = stream_generation(prompt, splitter.text, req.params)

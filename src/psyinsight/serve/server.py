@@ -92,6 +92,9 @@ def serve(config: ServeConfig, *, announce: Any = print) -> None:
                  ("" if (config.api_key or os.environ.get(API_KEY_ENV)) else " and has no API key (--api-key)"))  # fmt: skip
     names = ", ".join(app.state.models)
     announce(f"serving {names} at http://{config.host}:{config.port}/v1 (counselor-only: {config.counselor})")
+    if not config.counselor and not config.guard:
+        announce("warning: --no-guard: plain mode answers without the safety guard (counselor mode keeps it); "
+                 "do not put this server in front of people")  # fmt: skip
     settings = uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
                               timeout_graceful_shutdown=config.shutdown_timeout + CANCEL_AFTER_S)  # fmt: skip
     server = _BoundedShutdownServer(settings, grace=config.shutdown_timeout, stop_generating=app.state.stop_generating)

@@ -240,7 +240,7 @@ def take_turn(counselor: Replier, history: list[dict[str, Any]], language: str) 
 
 
 def _streams_locally(counselor: Any) -> bool:
-    needed = ("resolve_language", "check", "crisis_reply", "prompt", "finish", "params", "task")
+    needed = ("resolve_language", "crisis_language", "check", "screen", "crisis_reply", "prompt", "finish", "params", "task")
     return all(hasattr(counselor, n) for n in needed) and hasattr(getattr(counselor, "engine", None), "stream")
 
 
@@ -250,29 +250,42 @@ def _partial(content: str, observation: str | None, reasoning: str | None) -> di
 
 
 def _stream_local(counselor: Any, plain: list[dict[str, str]], language: str) -> Iterator[tuple[str, Any]]:
-    """("partial", turn) while the model writes, then ("final", CounselorReply)."""
-    from psyinsight.counselor import Generation, validate_history
-    from psyinsight.parse import expected_fields, parse_output
+    """("partial", turn) while the model writes, then ("final", CounselorReply).
 
+    The guard runs first, on the history as given; the model's text is shown sentence by
+    sentence once screened, and an unsafe sentence ends the turn with the crisis message.
+    """
+    from psyinsight.counselor import EmptyReply, Generation, validate_history
+    from psyinsight.parse import expected_fields, parse_output
+    from psyinsight.safety.reply_screen import StreamScreen
+
+    risk = counselor.check(plain)  # before anything else
+    if risk.risk:
+        yield "final", counselor.crisis_reply(risk, counselor.crisis_language(plain, language))
+        return
     history = validate_history(plain)
     lang = counselor.resolve_language(history, language)
-    risk = counselor.check(history)  # before any model runs
-    if risk.risk:
-        yield "final", counselor.crisis_reply(risk, lang)
-        return
     prompt = counselor.prompt(history, lang)
     engine, params, expect = counselor.engine, counselor.params, expected_fields(counselor.task)
+    screen = StreamScreen(after_risk=counselor.guard.after_risk(risk))
     text = ""
     with contextlib.closing(iter(engine.stream(prompt, params))) as pieces:  # closing cancels the generation
         for piece in pieces:
-            text += piece
+            text += screen.feed(piece)
+            if screen.verdict is not None:
+                yield "final", counselor.crisis_reply(counselor.screen(screen.text, risk), lang)
+                return
             parsed = parse_output(text, lang, expect=expect)
             yield "partial", _partial(parsed.response, parsed.observation, parsed.reasoning)
+    text += screen.close()
     count = getattr(engine, "count_tokens", None)
     completion = min(count(text), params.max_new_tokens) if count else 0
     prompt_tokens = engine.count_prompt_tokens(prompt) if hasattr(engine, "count_prompt_tokens") else 0
     finish = "length" if completion >= params.max_new_tokens else "stop"
-    yield "final", counselor.finish(Generation(text.strip(), prompt_tokens, completion, finish), lang, risk)
+    reply = counselor.finish(Generation(screen.text.strip(), prompt_tokens, completion, finish), lang, risk)
+    if not reply.flagged and not reply.response.strip():
+        raise EmptyReply("the model returned an empty reply", where="model")
+    yield "final", reply
 
 
 def _one_piece(counselor: Replier, plain: list[dict[str, str]], language: str) -> Iterator[tuple[str, Any]]:

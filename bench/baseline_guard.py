@@ -1,0 +1,30 @@
+"""The previous safety guard, for benchmarks that compare against it in the same run.
+
+The guard before the semantic risk model (hand-written patterns + a TF-IDF classifier that
+could flag only with a risk-cue word) is taken from git at ``BASELINE_COMMIT`` into a
+temporary folder, and run in a subprocess with that folder on ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+BASELINE_COMMIT = "202f604"
+"""The last commit with the previous guard (the blind set was added, nothing else changed)."""
+
+
+@contextlib.contextmanager
+def baseline_src(commit: str = BASELINE_COMMIT) -> Iterator[Path]:
+    """A temporary ``src`` folder holding the package as it was at ``commit``."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(root), "archive", commit, "src"], capture_output=True, check=True).stdout
+    with tempfile.TemporaryDirectory(prefix="psyinsight-baseline-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        yield Path(tmp) / "src"
