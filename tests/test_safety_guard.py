@@ -150,3 +150,17 @@ def test_the_second_opinion_fails_closed(fault):
 
 def test_no_second_opinion_is_asked_unless_configured(guard):
     assert guard._second is None
+
+
+def test_training_fits_calibrates_and_writes_a_model_that_loads(tmp_path):
+    from psyinsight.safety.corpus import load_examples, named_sets, training_rows
+    from psyinsight.safety.model import train
+
+    rows = training_rows()[::60]
+    valid = load_examples(named_sets()["valid"])[::5]
+    model = train(rows, valid, folds=3)
+    assert 0 < model.borderline <= model.threshold < 1
+    assert model.card["validation"]["fpr"] <= 0.04 and model.card["train_rows"] == len(rows)
+    model.save(tmp_path / "m.npz")
+    again = RiskModel.load(tmp_path / "m.npz")
+    assert again.score("I want to kill myself tonight").risk == pytest.approx(model.score("I want to kill myself tonight").risk)

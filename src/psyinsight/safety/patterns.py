@@ -1,13 +1,14 @@
 """Hand-written risk patterns for English and Chinese, with the idioms they must ignore.
 
-Why patterns as well as a classifier: an explicit statement ("I want to kill myself",
-"我不想活了") must be caught every time, whatever a statistical model thinks, and every
-pattern can be read and argued about. The hard part is what looks like risk but is not:
+Why patterns beside a learned model: an explicit statement ("I want to kill myself",
+"我不想活了", "he said he will kill me tonight") can be read and argued about, and every
+match is named in the guard's explanation. The patterns are one of the risk model's three
+readings (a flag for an explicit match here and now, one for a match in a discounted
+context); they decide nothing alone. The hard part is what looks like risk but is not:
 idioms ("this commute is killing me", "累死我了"), the past ("years ago I ..."), other
 people ("my friend's grandfather died by suicide"), fiction ("in my novel ..."). Idioms
-are masked out of the text before matching; past, third-party and fiction contexts
-*discount* a match (the classifier then decides) unless the text also says it is
-happening now ("again", "tonight", "又", "今晚").
+are masked out before matching; past, third-party and fiction contexts *discount* a match
+unless the text also says it is happening now ("again", "tonight", "又", "今晚").
 """
 
 from __future__ import annotations
