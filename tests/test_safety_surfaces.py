@@ -210,3 +210,16 @@ def test_web_app_turn_keeps_the_page_usable_and_the_crisis_path(guard, failure):
     assert error and back == "I feel a bit low." and history == []
     history, back, error = take_turn(counselor, [{"role": "user", "content": "我今晚就去跳楼"}], "cn")
     assert error is None and history[-1]["flagged"] and "12356" in history[-1]["content"]
+
+
+@pytest.mark.parametrize("failure", [RuntimeError, TimeoutError, ""])
+def test_server_with_a_failing_model_still_answers_crisis_and_reports_the_rest(guard, failure):
+    engine = ScriptedEngine(failure)
+    app = create_app(ServeConfig(counselor=True), engine=engine, counselor=Counselor(engine=engine, guard=guard))
+    with BackgroundServer(app) as server:
+        crisis = post(server.url, {"model": "counselor", "messages": [{"role": "user", "content": "我今晚就去跳楼"}]})
+        assert crisis.status_code == 200 and "12356" in crisis.json()["choices"][0]["message"]["content"]
+        remote = RemoteCounselor(server.url, guard=guard, timeout=30)
+        text, log = chat(remote, "I feel a bit low today.\nI want to kill myself\n/quit\n")
+    assert [e["flagged"] for e in log] == [True]  # the failed turn was not stored; the crisis turn was answered
+    assert ("error:" in text) if failure else ("no reply" in text)
