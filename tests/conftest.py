@@ -171,3 +171,13 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def guard():
+    """The bundled safety guard, loaded once (its encoder and model are read-only)."""
+    from psyinsight.safety import SafetyGuard
+
+    g = SafetyGuard()
+    g.warm_up()
+    return g

@@ -11,7 +11,6 @@ import numpy as np
 
 import pytest
 
-from psyinsight.safety import SafetyGuard
 from psyinsight.safety.corpus import load_examples, named_sets, training_rows
 from psyinsight.safety.evaluate import MAX_OVERLAP, evaluate_guard, max_overlap
 from psyinsight.safety.model import CATEGORIES, ModelScore
@@ -19,13 +18,6 @@ from psyinsight.safety.patterns import normalize
 from psyinsight.safety.scores import first_scores
 
 HELD_OUT = ("blindset4", "valid")
-
-
-@pytest.fixture(scope="module")
-def guard() -> SafetyGuard:
-    g = SafetyGuard()
-    g.warm_up()
-    return g
 
 
 ORDINARY = [

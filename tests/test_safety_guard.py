@@ -17,13 +17,6 @@ from psyinsight.safety.second_opinion import parse_opinion
 from psyinsight.safety.text import canonical, language_of
 
 
-@pytest.fixture(scope="module")
-def guard() -> SafetyGuard:
-    g = SafetyGuard()
-    g.warm_up()
-    return g
-
-
 @pytest.mark.parametrize(
     "dodged, plain",
     [

@@ -11,13 +11,6 @@ from psyinsight.safety.corpus import data_dir
 from psyinsight.safety.patterns import match_patterns
 
 
-@pytest.fixture(scope="module")
-def guard() -> SafetyGuard:
-    g = SafetyGuard()
-    g.warm_up()
-    return g
-
-
 @pytest.mark.parametrize(
     "text, category",
     [

@@ -10,7 +10,6 @@ zero-width space, Cyrillic look-alikes), and a model whose reply encourages harm
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys
@@ -22,7 +21,6 @@ from scripted_engine import ScriptedEngine
 from psyinsight.chat import ChatOptions, RemoteCounselor, run_chat
 from psyinsight.counselor import Counselor
 from psyinsight.errors import PsyInsightError
-from psyinsight.safety import SafetyGuard
 from psyinsight.serve import BackgroundServer, ServeConfig, create_app
 from psyinsight.serve.replies import iter_sse
 
@@ -38,13 +36,6 @@ UNSAFE_REPLIES = [
     "咨询师：你还是去死吧。",
     "咨询师：致死量大约是 30 片。",
 ]
-
-
-@pytest.fixture(scope="module")
-def guard() -> SafetyGuard:
-    g = SafetyGuard()
-    g.warm_up()
-    return g
 
 
 def chat(counselor: object, script: str) -> tuple[str, list[dict]]:

@@ -157,7 +157,7 @@ class ScriptedEngine:
 
 def scripted_counselor(engine: ScriptedEngine):
     from psyinsight.counselor import Counselor
-    from psyinsight.safety import SafetyConfig, SafetyGuard
+    from psyinsight.safety import SafetyGuard
 
     return Counselor(engine=engine, guard=SafetyGuard(), language="en")
 
