@@ -189,7 +189,8 @@ _TYPES = {"int_type": "an integer", "float_type": "a number", "bool_type": "true
 def _field_error(exc: ValidationError) -> ApiError:
     """The first pydantic error as a 400 naming the parameter."""
     err = exc.errors(include_url=False)[0]
-    loc = [str(p) for p in err["loc"] if not str(p).startswith(("str", "list[", "function-"))]
+    tags = {"str", "int", "float", "bool", "none", "StreamOptions", "ResponseFormat"}  # pydantic's names for union members
+    loc = [str(p) for p in err["loc"] if not (str(p) in tags or str(p).startswith(("list[", "function-", "union[", "nullable[")))]
     name = str(err["loc"][0])
     param = ".".join(loc) or name
     kind, value = err["type"], err.get("input")
