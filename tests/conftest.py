@@ -162,6 +162,29 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizers: di
     return folder
 
 
+ENDLESS_MAX_TOKENS = 60_000
+"""max_tokens the endless tiny Llama is made for: minutes of generation on a CPU."""
+
+
+@pytest.fixture(scope="session")
+def endless_model_dir(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random Llama with no end-of-sequence token: it writes until max_tokens."""
+    import json
+    import shutil
+
+    folder = tmp_path_factory.mktemp("endless") / "endless"
+    shutil.copytree(tiny_llama_dir, folder)
+    for name in ("config.json", "generation_config.json"):
+        path = folder / name
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["eos_token_id"] = None
+            if name == "config.json":  # positions past the limit would only add warnings
+                data["max_position_embeddings"] = 2 * ENDLESS_MAX_TOKENS
+            path.write_text(json.dumps(data), encoding="utf-8")
+    return folder
+
+
 @pytest.fixture
 def torch_one_thread():
     """Run a test's torch work on one thread (small tensors: threads only add contention)."""

@@ -196,3 +196,24 @@ def test_an_api_key_is_required_when_set(engine):
         assert http.get("/models").status_code == 401
         assert http.get("/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert http.post("/chat/completions", json={}).json()["error"]["type"] == "authentication_error"
+
+
+SPLITS = (5, 6, 8)
+"""max_tokens at which SmolLM2's greedy reply to SPLIT_PROMPT stops inside a character."""
+SPLIT_PROMPT = [{"role": "user", "content": "我最近压力很大，总是睡不好。"}]
+
+
+def test_a_reply_cut_at_max_tokens_never_ends_in_half_a_character(engine, server):
+    from psyinsight.counselor import GenParams
+
+    decoded = [engine.generate([SPLIT_PROMPT], GenParams(max_new_tokens=n))[0].text for n in SPLITS]
+    assert any(text.endswith("\ufffd") for text in decoded), decoded  # decoding these tokens does split a character
+    with httpx.Client(base_url=server.url, timeout=300) as http:
+        for n in SPLITS:
+            body = {"model": "default", "messages": SPLIT_PROMPT, "max_tokens": n}
+            choice = http.post("/chat/completions", json=body).json()["choices"][0]
+            assert not choice["message"]["content"].endswith("\ufffd") and choice["finish_reason"] == "length", (n, choice)
+            events = [json.loads(line[5:]) for line in http.post("/chat/completions", json={**body, "stream": True}).text.splitlines()
+                      if line.startswith("data:") and "[DONE]" not in line]  # fmt: skip
+            streamed = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+            assert "\ufffd" not in streamed and streamed.strip() == choice["message"]["content"], (n, streamed, choice)

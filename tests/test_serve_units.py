@@ -132,3 +132,95 @@ def test_config_checks_and_served_names():
 def test_sse_parsing():
     lines = ['data: {"a": 1}', "", ": comment", 'data: {"b": 2}', "data: [DONE]", 'data: {"c": 3}']
     assert list(iter_sse(iter(lines))) == [{"a": 1}, {"b": 2}]
+
+
+@pytest.mark.parametrize(
+    "extra, param, words",
+    [
+        ({"seed": 2**70}, "seed", "between"),
+        ({"seed": -(2**63) - 1}, "seed", "between"),
+        ({"temperature": 1e-300}, "temperature", "0 (greedy) or between 0.01 and 2"),
+        ({"temperature": float("nan")}, "temperature", "finite"),
+        ({"top_p": float("nan")}, "top_p", "finite"),
+        ({"temperature": float("inf")}, "temperature", "finite"),
+        ({"top_p": 0}, "top_p", "in (0, 1]"),
+        ({"top_p": 1.01}, "top_p", "in (0, 1]"),
+        ({"max_tokens": 2**70}, "max_tokens", "between 1 and 64"),
+        ({"stop": "x" * 65}, "stop", "at most 64"),
+        ({"region": "x" * 17}, "region", "at most 16"),
+        ({"stream_options": {"include_usage": "yes"}}, "stream_options.include_usage", "true or false"),
+        ({"messages": [{"role": "user", "content": "x \ud800"}]}, "messages[0].content", "Unicode"),
+    ],
+)
+def test_every_field_has_a_finite_declared_range(extra, param, words):
+    with pytest.raises(ApiError) as info:
+        parse_request({"model": "m", "messages": USER, **extra}, CONFIG)
+    assert info.value.status == 400 and info.value.param == param and words in info.value.message, info.value.message
+
+
+def test_the_edges_of_each_range_are_accepted():
+    edges = {"seed": 2**64 - 1, "temperature": 0.01, "top_p": 1e-9, "max_tokens": 64}
+    p = parse_request({"model": "m", "messages": USER, **edges}, CONFIG).params
+    assert (p.seed, p.temperature, p.top_p, p.max_new_tokens) == (2**64 - 1, 0.01, 1e-9, 64)
+    assert parse_request({"model": "m", "messages": USER, "temperature": 0, "seed": -(2**63)}, CONFIG).params.do_sample is False
+
+
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "deeper than 32"),
+        (b'{"t": NaN}', "NaN"),
+        (b'{"t": -Infinity}', "Infinity"),
+        (b'{"t": 1e999}', "finite"),
+        (b'{"n": ' + b"9" * 5000 + b"}", "digits"),
+        (b'{"s": "\\udc00"}', "Unicode"),
+        (b'{"\\ud800": 1}', "Unicode"),
+        (b"\xff\xfe{}", "not UTF-8"),
+    ],
+)
+def test_bodies_json_cannot_limit_are_refused_before_parsing(raw, words):
+    from psyinsight.serve.requests import decode_body
+
+    with pytest.raises(ApiError) as info:
+        decode_body(raw)
+    assert info.value.status == 400 and words in info.value.message
+    assert decode_body(b'{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "b": [[1]]}') == {"a": "[" * 42, "b": [[1]]}  # brackets in strings
+
+
+def test_unused_parameters_are_named_per_mode():
+    req = parse_request({"model": "m", "messages": USER, "response_format": {"type": "json_object"}, "top_p": 0.5, "background": "b",
+                         "region": "UK", "stream_options": {"include_usage": True}, "user": "u"}, CONFIG)  # fmt: skip
+    assert req.ignored_in("counselor") == ["response_format", "stream_options", "top_p", "user"]
+    assert req.ignored_in("plain") == ["background", "stream_options", "top_p", "user"]  # region: the guard's crisis message
+    sampled = parse_request({"model": "m", "messages": USER, "temperature": 0.5, "top_p": 0.5, "seed": 1, "stream": True, "stream_options": {}}, CONFIG)
+    assert sampled.ignored_in("plain") == []
+
+
+def test_ignored_names_fit_in_a_header():
+    from psyinsight.serve.requests import header_value
+
+    assert header_value(["a", "b"]) == "a,b"
+    value = header_value(["x,y", "来", "\x7f\n"] + [f"p{i}" for i in range(30)])
+    assert value.isascii() and value.startswith("x\\u002cy,\\u6765,\\u007f\\n,") and value.endswith(",...")
+    value.encode("latin-1")
+
+
+SPLIT_PARTS = ["Observation: ", "Reasoning: ", "Therapist: ", "Client: ", "来访者：", "咨询师：", "观察：", "推理：", "\n", " ", "**Therapist:**",
+               "Counselor: ", "\r\n", "**", ":", "hello", "I hear you.", "That sounds really hard to carry alone. ", "我明白你的感受，这确实不容易。"]  # fmt: skip
+
+
+def test_the_streamed_reply_is_the_parsed_reply_at_any_chunking():
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    from psyinsight.parse import parse_output
+
+    @hypothesis.settings(max_examples=400, deadline=None, database=None)
+    @hypothesis.given(st.lists(st.sampled_from(SPLIT_PARTS), min_size=1, max_size=25), st.integers(1, 9))
+    def same(parts: list[str], size: int) -> None:
+        raw = "".join(parts)
+        _, streamed = _split([raw[i : i + size] for i in range(0, len(raw), size)])
+        assert streamed.strip() == parse_output(raw).response, raw
+
+    same()
+    assert _split(["来访者：", "我今天很难过。"]) == ("", "")  # a speaker label at the start: no reply, streamed or not

@@ -80,3 +80,32 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     assert isinstance(result.exception, PsyInsightError) and "no ratings" in str(result.exception)
     result = run("ui", "rate", str(tmp_path / "nope.jsonl"), "--db", str(tmp_path / "r.sqlite"))
     assert isinstance(result.exception, PsyInsightError) and "nope.jsonl: no such file" in str(result.exception)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_export_never_writes_to_its_input(tmp_path: Path, db: Path) -> None:
+    import sqlite3
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "empty.sqlite").write_bytes(b"")
+    other = inputs / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (x TEXT)")
+    conn.close()
+    before = _snapshot(inputs)
+    for name, words in (("empty.sqlite", "not an SQLite file"), ("other.sqlite", "has no ratings table")):
+        for command in (("export-ratings", str(inputs / name), "-o", str(tmp_path / "x.csv")), ("agreement", str(inputs / name))):
+            result = run("ui", *command)
+            assert result.exit_code != 0 and isinstance(result.exception, PsyInsightError), (command, result.output)
+            if command[0] == "export-ratings" or name == "other.sqlite":  # agreement reads a non-SQLite file as a CSV
+                assert f"{name}: not a ratings database" in str(result.exception) and words in str(result.exception)
+    assert _snapshot(inputs) == before  # no table added, no WAL switch, no file created
+    assert not (tmp_path / "x.csv").exists()
+    # a real ratings database is read, and left as it was (SQLite may add its -wal/-shm reader files beside it)
+    good = db.read_bytes()
+    assert run("ui", "export-ratings", str(db), "-o", str(tmp_path / "r.csv")).exit_code == 0
+    assert db.read_bytes() == good

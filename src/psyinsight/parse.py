@@ -95,7 +95,7 @@ def parse_output(text: str, language: str = "en", *, expect: Iterable[Field] = (
     """
     del language  # markers of both languages are accepted; kept for a stable signature
     expect = tuple(expect)
-    cleaned = text.replace("\r\n", "\n").strip()
+    cleaned = clean_text(text)
     parts: dict[Field, str] = {}
     matches = [m for m in _MARKER_RE.finditer(cleaned) if _accept(cleaned, m)]
     preamble = cleaned[: matches[0].start()].strip() if matches else cleaned
@@ -133,6 +133,22 @@ def parse_output(text: str, language: str = "en", *, expect: Iterable[Field] = (
         error=error,
         strategy=parts.get("strategy"),
     )
+
+
+def first_marker(text: str, field: Field | None = None) -> re.Match[str] | None:
+    """The first marker ``parse_output`` accepts in ``text`` (of ``field``, when given), else None.
+
+    ``text`` is taken as ``parse_output`` cleans it: CRLF as LF, stripped.
+    """
+    for match in _MARKER_RE.finditer(text):
+        if _accept(text, match) and (field is None or _WORD_FIELD[match.group("word").casefold()] == field):
+            return match
+    return None
+
+
+def clean_text(text: str) -> str:
+    """``text`` as ``parse_output`` reads it."""
+    return text.replace("\r\n", "\n").strip()
 
 
 def expected_fields(task: str) -> tuple[Field, ...]:

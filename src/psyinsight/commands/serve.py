@@ -32,7 +32,9 @@ def register(app: typer.Typer) -> None:
         burst: int = typer.Option(40, "--burst", help="Requests a client may send at once before the rate applies."),
         max_queue: int = typer.Option(256, "--max-queue", help="Requests waiting for the model before the server answers 503."),
         batch_size: int = typer.Option(8, "--batch-size", help="Concurrent requests generated together as one batch."),
-        api_key: str = typer.Option(None, "--api-key", help="Require 'Authorization: Bearer KEY' ($PSYINSIGHT_SERVE_KEY also works)."),
+        api_key_env: str = typer.Option(None, "--api-key-env", help="Require 'Authorization: Bearer KEY', KEY read from this environment variable (recommended; $PSYINSIGHT_SERVE_KEY is read when no key is given)."),
+        api_key: str = typer.Option(None, "--api-key", help="Require 'Authorization: Bearer KEY'. Visible to every user in `ps`: prefer --api-key-env."),
+        allowed_host: list[str] = typer.Option(None, "--allowed-host", help="A Host name to answer besides 127.0.0.1, localhost, ::1 and --host (repeatable; '*' answers any; against DNS rebinding)."),
         device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1... (default: cuda when available)."),
         threads: int = typer.Option(None, "--threads", help="torch CPU threads (1 is fastest on a CPU shared with other work; default: torch's)."),
         shutdown_timeout: float = typer.Option(10.0, "--shutdown-timeout", help="Seconds open requests get to finish on SIGTERM or Ctrl-C; then those still generating end with a 503."),
@@ -43,6 +45,8 @@ def register(app: typer.Typer) -> None:
         to the model; JSON mode supported); '<name>-counselor' / 'counselor' = the counselor
         behind the safety layer, with observation and reasoning in a separate field.
         """
+        import os
+
         from psyinsight.counselor import COUNSELOR_TASKS
         from psyinsight.schema import parse_language
         from psyinsight.serve import ServeConfig, serve
@@ -53,13 +57,19 @@ def register(app: typer.Typer) -> None:
             lang = parse_language(language)
         except ValueError as exc:
             raise PsyInsightError(str(exc), where="--language") from None
+        if api_key_env is not None:
+            if api_key:
+                raise PsyInsightError("give --api-key or --api-key-env, not both", where="--api-key-env")
+            api_key = os.environ.get(api_key_env) or None
+            if api_key is None:
+                raise PsyInsightError(f"the environment variable {api_key_env!r} is not set or empty", where="--api-key-env")
         config = ServeConfig(
             model=model, adapter=str(adapter) if adapter else None, name=name, counselor=counselor, guard=guard,
             second_opinion_url=second_opinion_url, second_opinion_model=second_opinion_model, host=host, port=port,
             language=lang, task=task, region=region, crisis_resources=str(crisis_resources) if crisis_resources else None,
             max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit, default_max_tokens=default_max_tokens,
             rate=rate, burst=burst, max_queue=max_queue, batch_size=batch_size, api_key=api_key, device=device,
-            threads=threads, shutdown_timeout=shutdown_timeout,
+            threads=threads, shutdown_timeout=shutdown_timeout, allowed_hosts=tuple(allowed_host or ()),
         )  # fmt: skip
         serve(config, announce=typer.echo)
 

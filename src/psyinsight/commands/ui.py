@@ -141,9 +141,7 @@ def register(app: typer.Typer) -> None:
         """Export ratings to CSV (atomic write)."""
         from psyinsight.ui.ratings import RatingStore, export_csv
 
-        if not db.is_file():
-            raise PsyInsightError("no such ratings database; `psyinsight ui rate --db` writes it", path=db)
-        n = export_csv(RatingStore(db), out, study=study)
+        n = export_csv(RatingStore.open_readonly(db), out, study=study)
         typer.echo(f"wrote {n} rows to {out}")
 
     @ui.command("agreement")

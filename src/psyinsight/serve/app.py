@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -21,8 +20,10 @@ from psyinsight.counselor import Counselor, Generation, GenParams, LocalEngine
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve.config import API_KEY_ENV, ApiError, ServeConfig
 from psyinsight.serve.limits import TokenBucket
-from psyinsight.serve.replies import ReplySplitter, chunk_event, completion_body, extension_of, extract_json_object, thought_of, usage_of
-from psyinsight.serve.requests import ChatRequest, parse_request
+from psyinsight.serve.disconnect import client_left, watching
+from psyinsight.serve.replies import ReplySplitter, chunk_event, completion_body, error_event, extension_of, extract_json_object, thought_of, usage_of
+from psyinsight.serve.requests import ChatRequest, decode_body, header_value, parse_request
+from psyinsight.serve.security import RequestGuard, allowed_hosts
 from psyinsight.serve.worker import ModelWorker
 from psyinsight.safety.reply_screen import StreamScreen
 
@@ -59,6 +60,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
         worker.close()
 
     app = FastAPI(title="psyinsight serve", version="1", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.add_middleware(RequestGuard, hosts=allowed_hosts(config.host, config.allowed_hosts))
     app.state.worker = worker
     app.state.config = config
     app.state.models = listed
@@ -101,7 +103,11 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
         return b"".join(chunks)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
+        try:
+            authorize(request)
+        except ApiError:
+            return {"status": "ok"}  # liveness only, without the key
         return {"status": "ok", "queue": worker.pending, "models": listed, "counselor_only": config.counselor}
 
     @app.get("/v1/models")
@@ -120,12 +126,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             if wait > 0:
                 raise ApiError(429, f"rate limit: at most {config.rate:g} requests/second (burst {config.burst}) per client; retry in {wait:.2f}s",
                                type="rate_limit_error", code="rate_limit_exceeded", headers={"Retry-After": str(max(1, round(wait + 0.5)))})  # fmt: skip
-            body = await read_body(request)
-            try:
-                data = json.loads(body.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
-                raise ApiError(400, f"the request body is not valid JSON{where}: {getattr(exc, 'msg', exc)}", code="invalid_json") from None
+            data = decode_body(await read_body(request))
             guarded = modes.get(data.get("model")) if isinstance(data, dict) else None
             if guarded == "counselor" or (guarded == "plain" and config.guard):
                 crisis = await crisis_first(data)  # before the request is checked: nothing can skip the guard
@@ -136,11 +137,15 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             if mode is None:
                 raise ApiError(404, f"the model {req.model!r} does not exist here; this server serves {', '.join(listed)} (GET /v1/models)",
                                param="model", code="model_not_found")  # fmt: skip
-            if req.ignored:  # accepted for compatibility, but say so: never ignore silently
-                log.warning("ignored request parameters: %s", ", ".join(req.ignored))
-            response = await (counselor_mode(req) if mode == "counselor" else plain_mode(req))
-            if req.ignored:
-                response.headers["X-Psyinsight-Ignored"] = ",".join(req.ignored)
+            ignored = req.ignored_in(mode)
+            if mode == "plain" and not config.guard:  # no guard, no crisis message: nothing reads them
+                ignored = sorted({*ignored, *(k for k in ("language", "region") if k in req.given)})
+            if ignored:  # accepted for compatibility, but say so: never ignore silently
+                log.warning("ignored request parameters: %s", header_value(ignored))
+            with contextlib.nullcontext() if req.stream else watching(request.receive):
+                response = await (counselor_mode(req) if mode == "counselor" else plain_mode(req))
+            if ignored:
+                response.headers["X-Psyinsight-Ignored"] = header_value(ignored)
             return response
         except ApiError as exc:
             return error(exc)
@@ -148,24 +153,33 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             return error(ApiError(400, str(exc), code="invalid_request"))
 
     async def unless_stopping(waiting: Awaitable[Any]) -> Any:
-        """``waiting``'s result, or a 503 once the server stops generating (``waiting`` is then cancelled).
+        """``waiting``'s result, or a 503 once the server stops generating (``waiting`` is then
+        cancelled), or a 499 once the client of a non-streaming request has left.
 
         Without this, a shutdown waits for every generation in progress, however long.
         """
         task = asyncio.ensure_future(waiting)
         stop = asyncio.ensure_future(stopping.wait())
+        gone = asyncio.ensure_future(client_left())
         try:
-            done, _ = await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait((task, stop, gone), return_when=asyncio.FIRST_COMPLETED)
         finally:
             task.cancel()  # no-op when done; a queued job whose future is cancelled never runs
             stop.cancel()
+            gone.cancel()
         if task in done:
             return task.result()
+        if gone in done and stop not in done:
+            raise ApiError(499, "the client closed the request", code="client_closed")
         raise ApiError(503, "the server is shutting down; retry shortly", type="server_error", code="shutting_down",
                        headers={"Retry-After": "1"})  # fmt: skip
 
     async def generate(prompt: list[dict[str, str]], params: GenParams) -> Generation:
-        return await unless_stopping(asyncio.wrap_future(worker.submit(prompt, params)))
+        job = worker.submit_job(prompt, params)
+        try:
+            return await unless_stopping(asyncio.wrap_future(job.future))
+        finally:
+            job.cancelled.set()  # no-op once done; else it leaves the queue or stops at its next token
 
     def stream_generation(prompt: list[dict[str, str]], text: str, params: GenParams) -> Generation:
         """Token accounting for a streamed reply (counted after the fact, capped at the limit)."""
@@ -279,7 +293,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
                     return
                 yield chunk_event(rid, name, created, {}, finish, **({"usage": usage_of(g)} if req.include_usage else {}))
             except Exception as exc:  # headers are sent: report in-band
-                yield f"data: {json.dumps(ApiError(500, f'generation failed: {exc}', type='server_error').body())}\n\n"
+                yield error_event(exc)
             yield "data: [DONE]\n\n"
 
         return sse(events())
@@ -322,7 +336,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
                 usage = {"usage": usage_of(g)} if req.include_usage else {}
                 yield chunk_event(rid, name, created, {}, g.finish_reason, psyinsight=extension_of(reply), **usage)
             except Exception as exc:
-                yield f"data: {json.dumps(ApiError(500, f'generation failed: {exc}', type='server_error').body())}\n\n"
+                yield error_event(exc)
             yield "data: [DONE]\n\n"
 
         return sse(events())

@@ -39,6 +39,7 @@ class ServeConfig:
     batch_size: int = field(default=8, metadata={"help": "Most concurrent requests generated as one batch."})
     batch_wait_ms: float = field(default=25.0, metadata={"help": "How long the worker waits to fill a batch (clients whose replies just came back send again within ms)."})
     api_key: str | None = field(default=None, metadata={"help": f"Require 'Authorization: Bearer KEY' (or set ${API_KEY_ENV})."})
+    allowed_hosts: tuple[str, ...] = field(default=(), metadata={"help": "Host names answered besides 127.0.0.1, localhost, ::1 and --host ('*': any)."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1...; default: cuda when available."})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads; 1 is fastest on a CPU shared with other work."})
     shutdown_timeout: float = field(default=10.0, metadata={"help": "Seconds open requests get to finish on SIGTERM or Ctrl-C; then those still generating end with a 503."})

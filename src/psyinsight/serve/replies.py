@@ -13,6 +13,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from psyinsight.counselor import CounselorReply, Generation
+from psyinsight.serve.config import ApiError
 
 
 # --------------------------------------------------------------------------- JSON mode
@@ -32,70 +33,47 @@ def extract_json_object(text: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- counselor streaming
-_THOUGHT_WORDS = ("observation", "reasoning", "strategy", "观察", "推理", "策略")
-_RESPONSE_MARK = re.compile(r"(?:^|\n)[ \t]*(?:\*\*)?(?:therapist|counsel+or|response|咨询师|心理咨询师|治疗师)(?:\*\*)?[ \t]*[:：][ \t]*", re.I)
-_CLIENT_MARK = re.compile(r"\n[ \t]*(?:\*\*)?(?:client|seeker|patient|来访者|求助者)(?:\*\*)?[ \t]*[:：]", re.I)
 _HOLD = 24
+"""Characters held back while streaming: enough for any marker or speaker label to complete."""
 
 
 class ReplySplitter:
     """Splits a counselor's streamed output into reasoning and reply deltas as it arrives.
 
-    Follows ``psyinsight.parse``: text opening with Observation / Reasoning goes to
-    ``reasoning_content`` up to the "Therapist:" marker; text after that marker goes to
-    ``content``, up to a line where the model starts writing the client's turn. Other text
-    before a "Therapist:" marker is a preamble the parser drops (it stays in ``raw``);
-    output with no marker at all is the reply, sent when the stream ends. A short tail is
-    held back until it cannot be the start of a marker.
+    The reply is what ``psyinsight.parse.parse_output`` makes of the text so far, so a
+    streamed reply is the non-streamed one, speaker labels and all: text after the
+    "Therapist:" marker, up to a line where the model starts writing the client's turn
+    ("Client:", "来访者：", also at the very start). Until a response marker appears the
+    text may be a preamble the parser drops, so nothing is sent; output with no marker at
+    all is the reply, sent when the stream ends. Text opening with an Observation /
+    Reasoning marker goes to ``reasoning_content`` up to the response marker. A short tail
+    is held back until it cannot be the start of a marker or label.
     """
 
     def __init__(self) -> None:
         self.text = ""
-        self.mode: str | None = None  # None (undecided), "reasoning", "preamble", "content", "done"
-        self.sent = {"reasoning": 0, "content": 0}
-        self.content_start = 0
-
-    def _decide(self) -> None:
-        head = self.text.lstrip().lstrip("*").lower()
-        mark = _RESPONSE_MARK.match(self.text)
-        if mark:
-            self.mode, self.content_start = "content", mark.end()
-        elif any(head.startswith(w) for w in _THOUGHT_WORDS):
-            self.mode = "reasoning"
-        elif len(head) >= 16 or not any(w.startswith(head[: len(w)]) for w in _THOUGHT_WORDS + ("therapist", "counselor", "咨询师")):
-            self.mode = "preamble"
-
-    def _to_content(self, mark: re.Match[str]) -> None:
-        self.mode, self.content_start = "content", mark.end()
-        self.sent["content"] = mark.end()
+        self.sent = {"reasoning": "", "content": ""}
 
     def _emit(self, final: bool) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        if self.mode is None:
-            self._decide()
-        if self.mode == "preamble" or (self.mode is None and final):
-            mark = _RESPONSE_MARK.search(self.text)
-            if mark:
-                self._to_content(mark)
-            elif final:  # no marker at all: the whole text is the reply
-                self.mode, self.content_start = "content", 0
-        if self.mode == "reasoning":
-            mark = _RESPONSE_MARK.search(self.text)
-            end = mark.start() if mark else (len(self.text) if final else len(self.text) - _HOLD)
-            if end > self.sent["reasoning"]:
-                out.append(("reasoning", self.text[self.sent["reasoning"] : end]))
-                self.sent["reasoning"] = end
-            if mark:
-                self._to_content(mark)
-        if self.mode == "content":
-            start = max(self.sent["content"], self.content_start)
-            stop = _CLIENT_MARK.search(self.text, self.content_start)
-            end = stop.start() if stop else (len(self.text) if final else len(self.text) - _HOLD)
-            if end > start:
-                out.append(("content", self.text[start:end]))
-                self.sent["content"] = end
-            if stop:
-                self.mode = "done"
+        from psyinsight.parse import clean_text, first_marker, parse_output
+
+        cleaned = clean_text(self.text)
+        hold = 0 if final else _HOLD
+        response = first_marker(cleaned, "response")
+        first = first_marker(cleaned)
+        wanted: dict[str, str] = {"reasoning": "", "content": ""}
+        if first is not None and first.start() == 0 and first is not response:  # opens with Observation / Reasoning
+            end = response.start() if response is not None else len(cleaned) - hold
+            wanted["reasoning"] = cleaned[: max(0, end)].rstrip() if response is not None or final else cleaned[: max(0, end)]
+        if response is not None or final:
+            reply = parse_output(self.text).response
+            wanted["content"] = reply[: max(0, len(reply) - hold)]
+        out = []
+        for kind in ("reasoning", "content"):
+            new, sent = wanted[kind], self.sent[kind]
+            if len(new) > len(sent) and new.startswith(sent):  # what was sent is never taken back
+                out.append((kind, new[len(sent) :]))
+                self.sent[kind] = new
         return out
 
     def feed(self, piece: str) -> list[tuple[str, str]]:
@@ -103,7 +81,7 @@ class ReplySplitter:
         return self._emit(final=False)
 
     def close(self) -> list[tuple[str, str]]:
-        return self._emit(final=True) if self.mode != "done" else []
+        return self._emit(final=True)
 
 
 # --------------------------------------------------------------------------- response bodies
@@ -125,6 +103,12 @@ def chunk_event(rid: str, model: str, created: int, delta: dict[str, Any], finis
     body = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}  # fmt: skip
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+def error_event(exc: BaseException) -> str:
+    """An error in a stream whose headers are sent: an OpenAI-style error event (``[DONE]`` follows)."""
+    error = exc if isinstance(exc, ApiError) else ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error")
+    return f"data: {json.dumps(error.body(), ensure_ascii=False)}\n\n"
 
 
 def usage_of(g: Generation | None) -> dict[str, int]:

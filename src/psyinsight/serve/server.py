@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -63,12 +65,24 @@ class _BoundedShutdownServer(uvicorn.Server):
     requests: without a timeout for as long as a generation runs; with one it cancels
     them, and a streaming client sees its connection cut mid-reply. Here open requests get
     ``grace`` seconds; then those still waiting for the model end with a 503 (in a stream:
-    an error event, then ``[DONE]``), and uvicorn's timeout cancels whatever is left.
+    an error event, then ``[DONE]``), and uvicorn's timeout cancels whatever is left. The
+    app's shutdown then stops the model thread (see ``ModelWorker.close``).
+
+    SIGINT and SIGTERM are handled alike: a clean stop that exits 0. (uvicorn re-raises the
+    signal once it has stopped, which kills the process by SIGTERM, or raises
+    KeyboardInterrupt at an arbitrary point of the interpreter's exit.) A second Ctrl-C
+    stops at once.
     """
 
     def __init__(self, config: uvicorn.Config, *, grace: float, stop_generating: Callable[[], None]):
         super().__init__(config)
         self.grace, self.stop_generating = grace, stop_generating
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         timer = asyncio.get_running_loop().call_later(self.grace, self.stop_generating)
@@ -89,7 +103,9 @@ def serve(config: ServeConfig, *, announce: Any = print) -> None:
     app = create_app(config, engine=engine)
     if not is_loopback(config.host):
         announce(f"warning: binding {config.host}: the server is reachable from other machines" +
-                 ("" if (config.api_key or os.environ.get(API_KEY_ENV)) else " and has no API key (--api-key)"))  # fmt: skip
+                 ("" if (config.api_key or os.environ.get(API_KEY_ENV)) else " and has no API key (--api-key-env)"))  # fmt: skip
+        if config.host in ("0.0.0.0", "::") and not config.allowed_hosts:
+            announce("warning: only requests for 127.0.0.1, localhost or ::1 are answered; add the names clients use with --allowed-host")
     names = ", ".join(app.state.models)
     announce(f"serving {names} at http://{config.host}:{config.port}/v1 (counselor-only: {config.counselor})")
     if not config.counselor and not config.guard:
@@ -100,7 +116,7 @@ def serve(config: ServeConfig, *, announce: Any = print) -> None:
     server = _BoundedShutdownServer(settings, grace=config.shutdown_timeout, stop_generating=app.state.stop_generating)
     try:
         server.run()
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down; uvicorn.run() swallows it too
+    except KeyboardInterrupt:  # a Ctrl-C outside uvicorn's handler (before it started)
         pass
     if not server.started:  # it could not bind (uvicorn has logged why): fail as uvicorn.run() does
         sys.exit(STARTUP_FAILURE)

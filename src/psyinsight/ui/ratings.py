@@ -3,7 +3,8 @@
 One row per (study, rater, item): the scores of side A (and B), which system sat on each
 side, the seed that drew it, and when the rating was first made and last changed. Saving
 again updates the row (a rater may revise), keeping ``created_at``. The database runs in
-WAL mode so the export and the statistics can read while raters keep writing.
+WAL mode so the export and the statistics can read while raters keep writing; they open it
+read-only (``RatingStore.open_readonly``) and refuse a file that is not a ratings database.
 
 The export is "long": one CSV row per rated response (rater, item, system, side, the four
 criteria, the preference), unblinded, ready for a spreadsheet or pandas.
@@ -93,10 +94,14 @@ class Rating:
 class RatingStore:
     """Ratings in one SQLite file. Each call opens its own connection: safe from app threads."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
         if self.path.is_dir():
             raise PsyInsightError("is a folder; give a file name for the ratings database", path=self.path)
+        if readonly:
+            self._check_readable()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -115,10 +120,37 @@ class RatingStore:
             )
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> RatingStore:
+        """A store over an existing ratings database that never writes to it (export, statistics).
+
+        A file that is not a ratings database is refused, not turned into one.
+        """
+        return cls(path, readonly=True)
+
+    def _check_readable(self) -> None:
+        if not self.path.is_file():
+            raise PsyInsightError("no such ratings database; `psyinsight ui rate --db` writes it", path=self.path)
+        with open(self.path, "rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise PsyInsightError("not a ratings database (not an SQLite file)", path=self.path)
+        with self._connect() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise PsyInsightError(f"written by a newer psyinsight (schema {version} > {SCHEMA_VERSION}); upgrade psyinsight", path=self.path)
+            found = {row[1] for row in conn.execute("PRAGMA table_info(ratings)")}
+        missing = [c for c in _COLUMNS if c not in found]
+        if missing:
+            what = "has no ratings table" if not found else f"its ratings table lacks {', '.join(missing)}"
+            raise PsyInsightError(f"not a ratings database ({what})", path=self.path)
+
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            conn = sqlite3.connect(self.path, timeout=30)
+            if self.readonly:  # SQLite itself refuses every write, journal-mode switches included
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            else:
+                conn = sqlite3.connect(self.path, timeout=30)
         except sqlite3.Error as exc:
             raise PsyInsightError(f"cannot open the ratings database: {exc}", path=self.path) from None
         try:
@@ -255,7 +287,7 @@ def load_rows(source: str | Path, *, study: str | None = None) -> list[dict[str,
     with open(path, "rb") as handle:
         is_sqlite = handle.read(16) == b"SQLite format 3\x00"
     if is_sqlite:
-        return long_rows(RatingStore(path).ratings(study=study))
+        return long_rows(RatingStore.open_readonly(path).ratings(study=study))
     rows = read_export(path)
     return [r for r in rows if study is None or r["study"] == study]
 
