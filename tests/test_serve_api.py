@@ -114,7 +114,7 @@ BAD = [
     ("unknown model", b'{"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}', 404, "does not exist"),
     ("empty message", b'{"model": "default", "messages": [{"role": "user", "content": "  "}]}', 400, "empty message"),
     ("no messages", b'{"model": "default", "messages": []}', 400, "non-empty list"),
-    ("wrong role order", b'{"model": "counselor", "messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}', 400, "in a row"),
+    ("wrong role order", b'{"model": "counselor", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}]}', 400, "in a row"),
     ("ends with the assistant", b'{"model": "default", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}', 400, "last message"),
     ("system after the start", b'{"model": "default", "messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}, {"role": "user", "content": "c"}]}', 400, "system message"),
 ]
