@@ -53,13 +53,23 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+def _fail(message: str) -> None:
+    """The one error line every command prints, then exit 2."""
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning project errors into one line and exit 2."""
     try:
         result = app(args=argv, standalone_mode=False)
     except PsyInsightError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc))
+    except OSError as exc:
+        # Writing an output failed (permission, not a folder, disk full): the user can fix it.
+        from psyinsight.fileio import os_error_message
+
+        _fail(os_error_message(exc))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -71,8 +81,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         # Usage errors (unknown command, bad option) come from the click that typer bundles:
         # they know how to show themselves and carry their exit code (2).
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
+        if callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int):
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                typer.echo(ctx.get_usage(), err=True)
+                typer.echo(f"Try '{ctx.command_path} --help' for help.", err=True)
+            typer.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
         raise
     # Without standalone mode, click returns typer.Exit's code instead of raising it.

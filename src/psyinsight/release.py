@@ -154,14 +154,19 @@ def release_files(data_dir: str | Path | None = None, languages: Iterable[str] =
     folder = Path(data_dir) if data_dir else release_dir()
     if folder is None:
         raise PsyInsightError(
-            "the Psy-Insight release was not found: run `psyinsight data fetch`, "
-            "or set PSYINSIGHT_DATA_DIR to the folder holding en_data_version7.json and cn_data_version7.json"
+            "the Psy-Insight release was not found: add --sample to use the bundled synthetic sessions, "
+            "set PSYINSIGHT_DATA_DIR (or --data-dir) to the folder holding en_data_version7.json and cn_data_version7.json, "
+            "or download them with `psyinsight data fetch` (needs the network)"
         )
     files: dict[Language, Path] = {}
     for lang in (parse_language(x) for x in languages):
         path = folder / RELEASE_FILES[lang]
         if not path.is_file():
-            raise PsyInsightError(f"missing {RELEASE_FILES[lang]} (run `psyinsight data fetch`)", path=folder)
+            raise PsyInsightError(
+                f"missing {RELEASE_FILES[lang]}: add --sample for the bundled sessions, point PSYINSIGHT_DATA_DIR "
+                "(or --data-dir) at the release folder, or run `psyinsight data fetch`",
+                path=folder,
+            )
         files[lang] = path
     return files
 
