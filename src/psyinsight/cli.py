@@ -15,24 +15,48 @@ import typer
 from psyinsight import __version__
 from psyinsight.errors import PsyInsightError
 
+START_HERE = (
+    "Start here (offline; data commands take --sample when the release is absent):\n\n"
+    "1. psyinsight data stats --sample              the data, in numbers\n"
+    "2. psyinsight train cpu-default --set training.max_steps=20\n"
+    "3. psyinsight evaluate PRED.jsonl --bertscore-model-en minilm\n\n"
+    "Explainable bilingual counseling dialogue: the Psy-Insight data, models and evaluation. "
+    "The release is read from $PSYINSIGHT_DATA_DIR (or --data-dir); see README.md."
+)
+
+COMMAND_ORDER = (
+    "data", "tasks", "train", "generate", "evaluate", "report", "merge", "judge", "agreement",
+    "classify", "chat", "serve", "safety", "ui", "build",
+)  # fmt: skip
+"""The order of `psyinsight --help`: a newcomer's path first (typer would list groups last)."""
+
+
+class _Ordered(typer.core.TyperGroup):
+    def list_commands(self, ctx):  # type: ignore[no-untyped-def]
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: (COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER), n))
+
+
 app = typer.Typer(
     name="psyinsight",
-    help="Explainable bilingual counseling dialogue: the Psy-Insight data, models and evaluation.",
+    cls=_Ordered,
+    help=START_HERE,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 # Each module defines ``register(app)``, adding its commands or sub-apps.
+# The order is the order of `psyinsight --help`: a newcomer's path first.
 COMMAND_MODULES = [
     "psyinsight.commands.data",
-    "psyinsight.commands.build",
-    "psyinsight.commands.ui",
     "psyinsight.commands.tasks",
     "psyinsight.commands.train",
     "psyinsight.commands.evaluate",
-    "psyinsight.commands.serve",
     "psyinsight.commands.classify",
+    "psyinsight.commands.serve",
+    "psyinsight.commands.ui",
+    "psyinsight.commands.build",
 ]
 
 
@@ -46,7 +70,7 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    """Explainable bilingual counseling dialogue: the Psy-Insight data, models and evaluation."""
+    """The commands' shared entry: only ``--version`` lives here."""
 
 
 for _name in COMMAND_MODULES:

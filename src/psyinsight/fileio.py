@@ -94,6 +94,13 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         raise
 
 
+def default_modes(folder: str | Path) -> None:
+    """Give files a library wrote privately (safetensors: 0600) the mode a plain ``open`` would."""
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and path.stat().st_mode & 0o777 != _FILE_MODE:
+            os.chmod(path, _FILE_MODE)
+
+
 def write_text(path: str | Path, text: str) -> Path:
     with atomic_open(path) as handle:
         handle.write(text)

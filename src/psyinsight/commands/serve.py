@@ -16,12 +16,21 @@ ResourcesOpt = typer.Option(None, "--crisis-resources", help="Crisis message + h
 
 
 def _fmt(x: float) -> str:
-    return "n/a" if x != x else f"{x:.3f}"
+    return "n/a" if x != x else f"{x:.4g}"
+
+
+def _bundled_sets() -> dict[str, Path]:
+    """The labelled sets shipped with the package (test set and blind sets), by name."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("psyinsight").joinpath("safety", "data")))
+    return {p.stem: p for p in sorted(folder.glob("*.jsonl")) if p.stem != "train"}
 
 
 @safety_app.command("eval")
 def safety_eval(
     test_file: Path = typer.Option(None, "--test-file", help="Labelled JSONL (text, lang, label, kind); default: the bundled bilingual test set."),
+    set_name: str = typer.Option(None, "--set", help="A bundled set by name, from any folder: testset, blindset, blindset2, blindset3, blindset4."),
     patterns_only: bool = typer.Option(False, "--patterns-only", help="Turn the classifier off (patterns alone)."),
     threshold: float = typer.Option(None, "--threshold", help="Classifier threshold for messages no pattern matched (default: SafetyConfig.classifier_threshold, 0.7)."),
     json_out: Path = typer.Option(None, "--json", help="Write the full report (counts, per language and kind, errors) here."),
@@ -32,10 +41,21 @@ def safety_eval(
     from psyinsight.safety import SafetyConfig, SafetyGuard
     from psyinsight.safety.evaluate import evaluate_guard
 
+    if set_name is not None:
+        if test_file is not None:
+            raise PsyInsightError("give --set or --test-file, not both", where="--set")
+        sets = _bundled_sets()
+        if set_name not in sets:
+            raise PsyInsightError(f"no bundled set {set_name!r}; choose from {', '.join(sets)}", where="--set")
+        test_file = sets[set_name]
+    if threshold is not None and not 0 < threshold < 1:
+        raise PsyInsightError(f"must be between 0 and 1, got {threshold}", where="--threshold")
+    if json_out is not None:
+        from psyinsight.fileio import check_writable
+
+        check_writable(json_out, option="--json")
     cfg = SafetyConfig(use_classifier=not patterns_only)
     if threshold is not None:
-        if not 0 < threshold < 1:
-            raise PsyInsightError("must be between 0 and 1", where="--threshold")
         cfg.classifier_threshold = threshold
     report = evaluate_guard(SafetyGuard(cfg), test_file)
     typer.echo(report.signature)
@@ -63,7 +83,13 @@ def safety_check(
     """Judge a message as the chat would; on risk print the crisis message it would send."""
     from psyinsight.counselor import detect_language
     from psyinsight.safety import SafetyConfig, SafetyGuard
+    from psyinsight.schema import parse_language
 
+    if language is not None:
+        try:
+            language = parse_language(language)
+        except ValueError as exc:
+            raise PsyInsightError(str(exc), where="--language") from None
     guard = SafetyGuard(SafetyConfig(resources_path=str(crisis_resources) if crisis_resources else None, region=region))
     history = []
     for text in messages:

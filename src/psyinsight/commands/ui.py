@@ -115,7 +115,10 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(7861, "--port", help="Port to serve on."),
     ) -> None:
         """Serve the human-rating app: four criteria (1-5), rater id, random order, blind A/B."""
+        from psyinsight.fileio import check_writable
         from psyinsight.ui.serving import launch, quiet_gradio
+
+        check_writable(db, option="--db")
 
         quiet_gradio()
         from psyinsight.ui.items import load_items
@@ -139,8 +142,10 @@ def register(app: typer.Typer) -> None:
         study: str | None = typer.Option(None, "--study", help="Export only this study."),
     ) -> None:
         """Export ratings to CSV (atomic write)."""
+        from psyinsight.fileio import check_writable
         from psyinsight.ui.ratings import RatingStore, export_csv
 
+        check_writable(out, option="--out")
         if not db.is_file():
             raise PsyInsightError("no such ratings database; `psyinsight ui rate --db` writes it", path=db)
         n = export_csv(RatingStore(db), out, study=study)
@@ -153,9 +158,11 @@ def register(app: typer.Typer) -> None:
         json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
     ) -> None:
         """Inter-rater agreement per criterion (Krippendorff's alpha, Cronbach's alpha) and mean ratings per system."""
-        from psyinsight.fileio import write_json
+        from psyinsight.fileio import check_writable, write_json
         from psyinsight.ui.ratings import agreement_report, load_rows
 
+        if json_out is not None:
+            check_writable(json_out, option="--json")
         rows = load_rows(source, study=study)
         if not rows:
             raise PsyInsightError("no ratings" + (f" for study {study!r}" if study else ""), path=source)
