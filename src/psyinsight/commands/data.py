@@ -45,6 +45,9 @@ def fetch(
     """Download the v7 release files, verify their SHA-256, and cache them."""
     from psyinsight.fetch import DEFAULT_BASE_URL, fetch_release
 
+    if timeout <= 0:
+        raise PsyInsightError(f"must be above 0 seconds, got {timeout}", where="--timeout")
+    checks.output_folder(dest, "--dest")
     for path in fetch_release(dest, source=source, base_url=base_url or DEFAULT_BASE_URL, timeout=timeout):
         typer.echo(f"ok  {path}")
 

@@ -52,8 +52,8 @@ def merge(
     from psyinsight.train import merge_adapter
 
     checks.choice(dtype, ("float32", "bfloat16", "float16"), "--dtype")
-    check_adapter_dir(adapter)
     checks.output_folder(out, "--out")
+    check_adapter_dir(adapter)
 
     typer.echo(f"merged -> {merge_adapter(adapter, out, base=base, dtype=dtype)}")
 

@@ -67,13 +67,11 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(7860, "--port", help="Port to serve on."),
     ) -> None:
         """Chat with the counselor in the browser, with a "show reasoning" toggle and the safety notice."""
-        from psyinsight.schema import parse_language
+        from psyinsight.commands import checks
+
+        lang = checks.language(language)
         from psyinsight.ui.serving import launch, quiet_gradio
 
-        try:
-            lang = parse_language(language)
-        except ValueError as exc:
-            raise PsyInsightError(str(exc), where="--language") from None
         quiet_gradio()
         from psyinsight.ui.chat_app import CSS, ChatConfig, build_chat_app
 
