@@ -85,6 +85,9 @@ def _fail(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning project errors into one line and exit 2."""
+    from psyinsight.quiet import quiet_libraries
+
+    quiet_libraries()
     try:
         result = app(args=argv, standalone_mode=False)
     except PsyInsightError as exc:

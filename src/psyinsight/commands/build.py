@@ -76,7 +76,8 @@ def _summary(report: dict, out: Path) -> None:
     typer.echo(f"sessions: {counts['sessions']}  turns: {counts['turns']}  units: {counts['units']}  "
                f"unsure pieces: {counts['unsure_pieces']} (resolved by LLM: {counts['resolved_by_llm']})")  # fmt: skip
     failures = report["failures"]
-    typer.echo(f"failures: {failures['total']} {failures['by_task'] or ''}")
+    by_task = ", ".join(f"{task} {n}" for task, n in sorted((failures["by_task"] or {}).items()))
+    typer.echo(f"failures: {failures['total']}" + (f" ({by_task})" if by_task else ""))
     if "llm_usage" in report:
         usage = report["llm_usage"]
         typer.echo(f"llm: {usage['requests_made']} requests, {usage['cache_hits']} cache hits, "
