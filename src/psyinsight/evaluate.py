@@ -126,8 +126,7 @@ def check_references(predictions: list[Prediction], path: Path, *, allow_missing
             "or pass --allow-missing-references to score the others and report how many were left out",
             path=path,
         )
-    skipped = set(missing)
-    return [p for p in predictions if p.id not in skipped]
+    return [p for p in predictions if (p.reference or "").strip()]
 
 
 def evaluate_file(

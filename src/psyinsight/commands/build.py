@@ -71,8 +71,15 @@ def build(
     _summary(report, out)
 
 
+def _plain(value: object) -> str:
+    """A count, or counts per key (``en 1, cn 2``): never a Python dict repr on screen."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "0"
+    return str(value)
+
+
 def _summary(report: dict, out: Path) -> None:
-    counts = report["counts"]
+    counts = {k: _plain(v) for k, v in report["counts"].items()}
     typer.echo(f"sessions: {counts['sessions']}  turns: {counts['turns']}  units: {counts['units']}  "
                f"unsure pieces: {counts['unsure_pieces']} (resolved by LLM: {counts['resolved_by_llm']})")  # fmt: skip
     failures = report["failures"]
