@@ -294,7 +294,7 @@ def test_every_readme_command_has_a_rule(tmp_path):
     s = Session(work=tmp_path, env={}, model=tmp_path / "model", judge_url="http://127.0.0.1:9/v1")
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "predictions.jsonl").write_text(json.dumps({"id": "a"}) + "\n", encoding="utf-8")
-    (tmp_path / "judged.jsonl").write_text(json.dumps({"id": "a"}) + "\n", encoding="utf-8")
+    (tmp_path / "judged.jsonl").write_text(json.dumps({"id": "a", "model": "m"}) + "\n", encoding="utf-8")
     count = 0
     for block in readme_blocks():
         for argv in block:
