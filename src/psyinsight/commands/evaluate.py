@@ -46,8 +46,9 @@ def _metric_config(metrics, bs_en, bs_en_layer, bs_zh, bs_zh_layer, bs_batch, re
     from psyinsight.metrics import FAMILIES, MetricConfig
 
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else FAMILIES
-    for name in chosen:
-        checks.choice(name, FAMILIES, "--metrics")
+    unknown = [name for name in chosen if name not in FAMILIES]
+    if unknown:
+        raise PsyInsightError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(FAMILIES)}", where="--metrics")
     checks.choice(zh_unit, ("word", "char"), "--zh-rouge-unit")
     checks.at_least(bs_batch, 1, "--bertscore-batch-size")
     checks.at_least(bs_en_layer, 1, "--bertscore-layer-en")
