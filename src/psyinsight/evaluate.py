@@ -109,9 +109,29 @@ def default_output(predictions_path: Path) -> Path:
     return predictions_path.with_name(f"{stem}.eval.json")
 
 
+def missing_references(predictions: list[Prediction]) -> list[str]:
+    """Ids of predictions with no reference text: scored against "" they would halve BLEU silently."""
+    return [p.id for p in predictions if not (p.reference or "").strip()]
+
+
+def check_references(predictions: list[Prediction], path: Path, *, allow_missing: bool) -> list[Prediction]:
+    """Refuse predictions without a reference, or (``allow_missing``) leave them out and say so."""
+    missing = missing_references(predictions)
+    if not missing:
+        return predictions
+    shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+    if not allow_missing:
+        raise PsyInsightError(
+            f"{len(missing)} of {len(predictions)} predictions have no reference ({shown}); fix the file, "
+            "or pass --allow-missing-references to score the others and report how many were left out",
+            path=path,
+        )
+    return [p for p in predictions if (p.reference or "").strip()]
+
+
 def evaluate_file(
     path: str | Path, out: str | Path | None = None, config: MetricConfig | None = None, *, force: bool = False,
-    metrics: list[Metric] | None = None,
+    metrics: list[Metric] | None = None, allow_missing_references: bool = False,
 ) -> tuple[Path, dict[str, Any], bool]:
     """Evaluate a predictions file into ``out``; returns (path, document, reused).
 
@@ -133,11 +153,16 @@ def evaluate_file(
             and (previous.get("predictions") or {}).get("sha256") == sha256_file(path)
             and previous.get("config") == _jsonable(config.as_dict())
             and _same_recipes(previous, metrics)
+            and (allow_missing_references or not previous.get("missing_references"))
         ):
             return out, previous, True
-    predictions = load_predictions(path)
+    loaded = load_predictions(path)
+    predictions = check_references(loaded, path, allow_missing=allow_missing_references)
+    if not predictions:
+        raise PsyInsightError("no prediction has a reference to score against", path=path)
     groups = evaluate_predictions(predictions, config, default_model=model_name_for(path), metrics=metrics)
     document = evaluation_document(groups, config, path)
+    document["missing_references"] = len(loaded) - len(predictions)
     write_json(out, document)
     return out, document, False
 

@@ -86,17 +86,31 @@ def chat_record(session: Session) -> dict[str, Any]:
     return {"id": session.uid, "language": session.language, "messages": messages}
 
 
-def _write_hf(rows: list[dict[str, Any]], out: Path, fmt: str) -> Path:
+def _datasets():
     try:
         import datasets
     except ImportError:  # pragma: no cover - the data extra is part of the default install
         raise PsyInsightError("the Hugging Face export needs the `datasets` package: pip install 'psyinsight[data]'") from None
+    datasets.disable_progress_bars()
+    return datasets
+
+
+def _write_hf(rows: list[dict[str, Any]], out: Path, fmt: str) -> Path:
+    datasets = _datasets()
     dataset = datasets.Dataset.from_list(rows)
     if fmt == "parquet":
         tmp = out.with_name(f".{out.name}.tmp")
-        dataset.to_parquet(str(tmp))
-        tmp.replace(out)
+        try:
+            dataset.to_parquet(str(tmp))
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
         return out
+    return _save_to_disk(dataset, out)
+
+
+def _save_to_disk(dataset: Any, out: Path) -> Path:
+    """``save_to_disk`` into a hidden sibling, then rename: a failed export leaves nothing."""
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         dataset.save_to_disk(str(staging / "data"))
@@ -106,6 +120,17 @@ def _write_hf(rows: list[dict[str, Any]], out: Path, fmt: str) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def export_hf_splits(parts: dict[str, Sequence[Session]], out: str | Path) -> Path:
+    """One ``DatasetDict`` (train/validation/test) in one folder: ``load_from_disk`` returns it whole."""
+    datasets = _datasets()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = {name: [flat_record(s) for s in chosen] for name, chosen in parts.items()}
+    features = next((datasets.Dataset.from_list(r).features for r in rows.values() if r), None)
+    splits = {name: datasets.Dataset.from_list(r, features=features) for name, r in rows.items()}
+    return _save_to_disk(datasets.DatasetDict(splits), out)
 
 
 def export_sessions(sessions: Sequence[Session], out: str | Path, fmt: str) -> Path:

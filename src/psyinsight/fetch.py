@@ -57,7 +57,11 @@ def _download(url: str, target: Path, expected: str, timeout: float) -> None:
         raise PsyInsightError(f"download failed: HTTP {exc.code} {exc.reason}", path=url) from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise PsyInsightError(f"download failed: {reason}", path=url) from None
+        raise PsyInsightError(
+            f"download failed: {reason}. Offline? Copy the files with `psyinsight data fetch --source DIR`, "
+            "point PSYINSIGHT_DATA_DIR at them, or add --sample to any data command",
+            path=url,
+        ) from None
 
 
 def _copy(source: Path, target: Path, expected: str) -> None:

@@ -30,6 +30,50 @@ def _default_file_mode() -> int:
 _FILE_MODE = _default_file_mode()
 
 
+def check_writable(path: str | Path, *, folder: bool = False, option: str | None = None) -> Path:
+    """Fail before any work when ``path`` cannot be written, creating nothing.
+
+    Walks up to the nearest existing ancestor: it must be a folder this process may write
+    into. An existing ``path`` must be a file (or, with ``folder``, a folder). Commands call
+    this on their outputs first, so a typo in ``--out`` costs nothing.
+    """
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise PsyInsightError("is a file, expected a folder", path=path, where=option)
+        if not folder and path.is_dir():
+            raise PsyInsightError("is a folder, expected a file", path=path, where=option)
+        target = path if folder else path.parent  # an atomic write replaces the file from its folder
+        if not os.access(target, os.W_OK | os.X_OK) or _read_only_mount(target):
+            raise PsyInsightError("permission denied", path=path, where=option)
+        return path
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise PsyInsightError(f"cannot create it: {ancestor} is a file, not a folder", path=path, where=option)
+    if not os.access(ancestor, os.W_OK | os.X_OK) or _read_only_mount(ancestor):
+        raise PsyInsightError(f"cannot create it: no permission to write in {ancestor}", path=path, where=option)
+    return path
+
+
+def _read_only_mount(folder: Path) -> bool:
+    """``os.access`` says yes to root everywhere; a read-only mount still refuses it."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def os_error_message(exc: OSError) -> str:
+    """``error: <file>: <what>`` text for an OSError from writing or reading a file."""
+    name = exc.filename
+    if isinstance(name, str) and Path(name).name.startswith(".") and name.endswith(".tmp"):
+        name = str(Path(name).parent)  # an atomic write's temporary sibling: name the folder
+    what = exc.strerror or str(exc)
+    return f"{name}: {what[0].lower() + what[1:]}" if name else what[0].lower() + what[1:]
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
@@ -48,6 +92,13 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def default_modes(folder: str | Path) -> None:
+    """Give files a library wrote privately (safetensors: 0600) the mode a plain ``open`` would."""
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and path.stat().st_mode & 0o777 != _FILE_MODE:
+            os.chmod(path, _FILE_MODE)
 
 
 def write_text(path: str | Path, text: str) -> Path:

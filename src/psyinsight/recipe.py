@@ -253,11 +253,16 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
 
     path = find_recipe(name_or_path)
     try:
-        data = yaml.safe_load(read_text(path)) or {}
+        data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
         raise PsyInsightError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path, where=where) from None
+    if data is None or data == {}:
+        # An empty file would run as the defaults under another name: almost surely a mistake.
+        raise PsyInsightError("the recipe is empty; start from a shipped one (`psyinsight train cpu-default --show`)", path=path)
+    if not isinstance(data, dict):
+        raise PsyInsightError(f"expected a mapping of sections (model, data, training...), found {type(data).__name__}", path=path)
     for item in overrides or []:
         if "=" not in item:
             raise PsyInsightError(f"override {item!r} must look like section.key=value", where="--set")

@@ -46,7 +46,10 @@ def read_release_file(path: str | Path) -> Any:
             path=path,
         )
     if path.suffix == ".jsonl":
-        return read_jsonl(path)
+        rows = read_jsonl(path)
+        if not rows:  # the same error as an empty .json: a file with no sessions is a mistake
+            raise PsyInsightError("the file is empty", path=path)
+        return rows
     return read_json(path)
 
 
@@ -117,6 +120,38 @@ def _where(finding: Finding) -> str | None:
     return ", ".join(parts) or None
 
 
+def schema_findings(raw: list[dict[str, Any]], language: Language, path: str | Path) -> list[Finding]:
+    """Every field loading requires, checked as loading checks it (repair, then the schema):
+    one finding per problem, so ``validate`` passes exactly what ``to_sessions`` accepts."""
+    file = str(path)
+    names = participant_variants(raw)
+    found: list[Finding] = []
+    for index, item in enumerate(raw):
+        data, _ = repair_session(item, names)
+        own_language = data.get("language")
+        try:
+            lang = parse_language(own_language) if isinstance(own_language, str) else language
+        except ValueError as exc:
+            found.append(Finding("structure", "error", file, str(exc), str(item.get("dialog_id", f"#{index}")), field="language"))
+            continue
+        try:
+            Session.model_validate({**data, "language": lang, "repairs": []})
+        except ValidationError as exc:
+            dialog_id = item.get("dialog_id")
+            dialog_id = f"#{index}" if dialog_id is None else str(dialog_id)
+            for error in exc.errors():
+                loc = error["loc"]
+                turn = field_name = None
+                if len(loc) >= 3 and loc[0] == "dialog" and isinstance(loc[1], int):
+                    raw_turn = item["dialog"][loc[1]] if loc[1] < len(item["dialog"]) else {}
+                    turn = str(raw_turn.get("id") or f"#{loc[1]}") if isinstance(raw_turn, dict) else f"#{loc[1]}"
+                    field_name = str(loc[2])
+                elif loc:
+                    field_name = str(loc[0])
+                found.append(Finding("structure", "error", file, error["msg"], dialog_id, turn, field_name))
+    return found
+
+
 def to_sessions(raw: list[dict[str, Any]], language: Language, path: str | Path, *, repair: bool = True) -> list[Session]:
     """Typed sessions from raw dicts, repaired (with their repair log) unless ``repair=False``."""
     names = participant_variants(raw) if repair else {}
@@ -154,14 +189,19 @@ def release_files(data_dir: str | Path | None = None, languages: Iterable[str] =
     folder = Path(data_dir) if data_dir else release_dir()
     if folder is None:
         raise PsyInsightError(
-            "the Psy-Insight release was not found: run `psyinsight data fetch`, "
-            "or set PSYINSIGHT_DATA_DIR to the folder holding en_data_version7.json and cn_data_version7.json"
+            "the Psy-Insight release was not found: add --sample to use the bundled synthetic sessions, "
+            "set PSYINSIGHT_DATA_DIR (or --data-dir) to the folder holding en_data_version7.json and cn_data_version7.json, "
+            "or download them with `psyinsight data fetch` (needs the network)"
         )
     files: dict[Language, Path] = {}
     for lang in (parse_language(x) for x in languages):
         path = folder / RELEASE_FILES[lang]
         if not path.is_file():
-            raise PsyInsightError(f"missing {RELEASE_FILES[lang]} (run `psyinsight data fetch`)", path=folder)
+            raise PsyInsightError(
+                f"missing {RELEASE_FILES[lang]}: add --sample for the bundled sessions, point PSYINSIGHT_DATA_DIR "
+                "(or --data-dir) at the release folder, or run `psyinsight data fetch`",
+                path=folder,
+            )
         files[lang] = path
     return files
 

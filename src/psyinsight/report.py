@@ -6,8 +6,10 @@
 per language. One row per (model, task); the columns are the paper's (BERTScore-P/R/F,
 BLEU-1, BLEU-3, METEOR, ROUGE-L, Distinct-2), then more metrics in a second table, and
 every column's metric signature. The published rows come from
-``resources/paper_results.json`` and were computed with the release's (buggy) scripts, so
-they are context, not a like-for-like comparison: the notes say why.
+``resources/paper_results.json``, which also records the recipe behind each published
+column. A published number is shown only where our recipe for that column and language
+is the same (BERTScore model and layer, Distinct convention, speaker marker...); any
+other cell names what differs, and the chart draws no bar for it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Row:
     published: bool = False
     n: int | None = None
     source: str = ""
+    absent: dict[str, str] = field(default_factory=dict)
+    """Published rows: column -> why the published number is not shown (recipes differ)."""
 
 
 @dataclass
@@ -52,6 +56,8 @@ class Report:
     """language -> column -> the distinct signatures seen for it."""
     notes: list[str] = field(default_factory=list)
     paper_source: str = ""
+    speaker: dict[str, set[bool]] = field(default_factory=dict)
+    """language -> the strip_speaker settings of our runs."""
 
     def languages(self) -> list[str]:
         order = {"en": 0, "cn": 1}
@@ -62,7 +68,7 @@ class Report:
 
 
 def paper_results() -> dict[str, Any]:
-    """The release's published numbers (spec.md section 4), shipped as package data."""
+    """The release's published numbers and their recipes, shipped as package data."""
     text = resources.files("psyinsight").joinpath("resources/paper_results.json").read_text(encoding="utf-8")
     return json.loads(text)
 
@@ -101,6 +107,7 @@ def build_report(documents: list[tuple[Path, dict[str, Any]]], *, include_paper:
         for group in document.get("groups", []):
             language = group["language"]
             report.rows.append(Row(group["model"], str(group["task"]), language, dict(group["scores"]), n=group.get("n"), source=str(path)))
+            report.speaker.setdefault(language, set()).add(bool((document.get("config") or {}).get("strip_speaker", True)))
             for column, signature in group.get("signatures", {}).items():
                 seen = report.signatures.setdefault(language, {}).setdefault(column, [])
                 if signature not in seen:
@@ -111,9 +118,65 @@ def build_report(documents: list[tuple[Path, dict[str, Any]]], *, include_paper:
         report.paper_source = paper.get("source", "")
         languages = set(report.languages()) or {"en", "cn"}
         for row in paper["rows"]:
-            if row["language"] in languages:
-                report.rows.append(Row(row["model"], row["task"], row["language"], dict(row["scores"]), published=True))
+            if row["language"] not in languages:
+                continue
+            published = Row(row["model"], row["task"], row["language"], {}, published=True)
+            for column, value in row["scores"].items():
+                why = incomparable(paper.get("recipes", {}), column, row["language"], report)
+                if why is None:
+                    published.scores[column] = value
+                else:
+                    published.absent[column] = why
+            report.rows.append(published)
+    report.rows = _ordered(report.rows)
     return report
+
+
+def _family(column: str) -> str:
+    return column.split("-")[0].split("(")[0]
+
+
+def _parse_signature(signature: str) -> dict[str, str]:
+    """``name|key:value|...`` -> {key: value} (the name under ``_``)."""
+    name, *parts = signature.split("|")
+    pairs = dict(part.split(":", 1) for part in parts if ":" in part)
+    return {"_": name, **pairs}
+
+
+def incomparable(recipes: dict[str, Any], column: str, language: str, report: Report) -> str | None:
+    """Why the published ``column`` cannot stand beside ours in ``language``; None when it can.
+
+    Comparable means every run of ours in that language computed the column with the
+    published recipe: the keys the recipe names match our signature, and the speaker
+    marker was treated the same way.
+    """
+    recipe = recipes.get(_family(column))
+    if recipe is None:
+        return "no published recipe"
+    if recipe.get("never"):
+        return recipe["never"]
+    if language in recipe.get("never_for", {}):
+        return recipe["never_for"][language]
+    signatures = report.signatures.get(language, {}).get(column, [])
+    if not signatures:
+        return "not computed in our runs"
+    for signature in signatures:
+        ours = _parse_signature(signature)
+        differing = [f"{key} {ours.get(key, '?')} vs {want}" for key, want in recipe.get("match", {}).items() if ours.get(key) != want]
+        if differing:
+            return "recipe differs (ours vs paper): " + ", ".join(differing)
+    if recipe.get("speaker") == "kept" and True in report.speaker.get(language, {True}):
+        return "the paper kept the 'Therapist:' marker (ours strips it; --keep-speaker keeps it)"
+    return None
+
+
+def _ordered(rows: list[Row]) -> list[Row]:
+    """Ours first, each base model's row right before the tuned rows of its task; then published."""
+    def key(row: Row) -> tuple:
+        base = "(base)" in row.model or row.model.lower().endswith("base")
+        return (row.published, row.language, row.task, not base, row.model)
+
+    return sorted(rows, key=key)
 
 
 def fmt(value: float | None, column: str) -> str:
@@ -124,13 +187,27 @@ def fmt(value: float | None, column: str) -> str:
     return f"{value:.3f}"
 
 
-def _table(rows: list[Row], columns: list[str]) -> tuple[list[str], list[list[str]]]:
+def _cell(row: Row, column: str, reasons: dict[str, int] | None) -> str:
+    if row.published and column in row.absent:
+        if reasons is None:
+            return "n/c"
+        number = reasons.setdefault(row.absent[column], len(reasons) + 1)
+        return f"n/c [{number}]"
+    return fmt(row.scores.get(column), column)
+
+
+def _table(rows: list[Row], columns: list[str], reasons: dict[str, int] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Cells of published numbers that are not comparable read ``n/c [k]``; ``reasons`` collects k -> why."""
     header = ["model", "task", "n"] + columns
     body = []
     for row in rows:
         name = f"{row.model} (published)" if row.published else row.model
-        body.append([name, row.task, "" if row.n is None else str(row.n)] + [fmt(row.scores.get(c), c) for c in columns])
+        body.append([name, row.task, "" if row.n is None else str(row.n)] + [_cell(row, c, reasons) for c in columns])
     return header, body
+
+
+def _reason_lines(reasons: dict[str, int]) -> list[str]:
+    return [f"[{k}] {why}" for why, k in sorted(reasons.items(), key=lambda item: item[1])]
 
 
 def _markdown_table(header: list[str], body: list[list[str]]) -> str:
@@ -144,8 +221,11 @@ def render_markdown(report: Report, charts: dict[str, Path] | None = None) -> st
     out = ["# Psy-Insight evaluation report", ""]
     for language in report.languages():
         rows = report.rows_for(language)
-        out += [f"## {LANGUAGE_NAMES.get(language, language)}", "", "The paper's table (BLEU-n is the paper's convention, 0-1):", ""]
-        out += [_markdown_table(*_table(rows, PAPER_COLUMNS)), ""]
+        out += [f"## {LANGUAGE_NAMES.get(language, language)}", "", "The paper's table (BLEU-n is the paper's convention, 0-1). "
+                "A published number is shown only where it was computed the way ours was; n/c (not comparable) says why not:", ""]
+        reasons: dict[str, int] = {}
+        out += [_markdown_table(*_table(rows, PAPER_COLUMNS, reasons)), ""]
+        out += [f"- {line}" for line in _reason_lines(reasons)] + ([""] if reasons else [])
         ours = [r for r in rows if not r.published]
         out += ["More metrics (sacreBLEU on 0-100):", "", _markdown_table(*_table(ours, MORE_COLUMNS)), ""]
         if language in charts:
@@ -182,8 +262,12 @@ def render_html(report: Report, charts: dict[str, Path] | None = None) -> str:
     ]
     for language in report.languages():
         rows = report.rows_for(language)
-        parts.append(f"<h2>{html.escape(LANGUAGE_NAMES.get(language, language))}</h2><p>The paper's table (BLEU-n is the paper's convention, 0-1); published rows in grey italics.</p>")
-        parts.append(_html_table(*_table(rows, PAPER_COLUMNS), [r.published for r in rows]))
+        parts.append(f"<h2>{html.escape(LANGUAGE_NAMES.get(language, language))}</h2><p>The paper's table (BLEU-n is the paper's convention, 0-1); "
+                     "published rows in grey italics, shown only where computed the way ours was (n/c: not comparable).</p>")
+        reasons: dict[str, int] = {}
+        parts.append(_html_table(*_table(rows, PAPER_COLUMNS, reasons), [r.published for r in rows]))
+        if reasons:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in _reason_lines(reasons)) + "</ul>")
         ours = [r for r in rows if not r.published]
         parts.append("<p>More metrics (sacreBLEU on 0-100):</p>" + _html_table(*_table(ours, MORE_COLUMNS), [False] * len(ours)))
         if language in charts and charts[language].is_file():
@@ -204,28 +288,32 @@ def render_html(report: Report, charts: dict[str, Path] | None = None) -> str:
 
 
 def render_chart(report: Report, language: str, path: Path) -> Path:
-    """Grouped bars: one group per paper column, one bar per row (published ones hatched)."""
+    """Grouped bars: one group per paper column, one bar per row (published ones hatched).
+
+    Only comparable numbers are drawn: a published row shows bars only for columns whose
+    recipe matches ours, and a row with no such column is left out of the chart.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    rows = report.rows_for(language)
-    columns = [c for c in PAPER_COLUMNS if any(r.scores.get(c) is not None for r in rows)]
+    rows = [r for r in report.rows_for(language) if not r.published or any(_drawable(r.scores.get(c)) for c in PAPER_COLUMNS)]
+    columns = [c for c in PAPER_COLUMNS if any(_drawable(r.scores.get(c)) for r in rows)]
     width = 0.8 / max(1, len(rows))
     fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(columns)), 4.5 + 0.2 * len(rows)))
     x = np.arange(len(columns))
     cmap = plt.get_cmap("tab20")
     for i, row in enumerate(rows):
-        values = [row.scores.get(c) for c in columns]
-        values = [0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in values]
+        offset = (i - (len(rows) - 1) / 2) * width
+        drawn = [(j, float(row.scores[c])) for j, c in enumerate(columns) if _drawable(row.scores.get(c))]
         label = f"{row.model} [{row.task}]" + (" (published)" if row.published else "")
-        ax.bar(x + (i - (len(rows) - 1) / 2) * width, values, width, label=label, color=cmap(i % 20),
+        ax.bar([x[j] + offset for j, _ in drawn], [v for _, v in drawn], width, label=label, color=cmap(i % 20),
                hatch="//" if row.published else None, edgecolor="black" if row.published else None, linewidth=0.3)
     ax.set_xticks(x, columns, rotation=20)
     ax.set_ylim(0, 1)
-    ax.set_title(f"{LANGUAGE_NAMES.get(language, language)}: ours vs published (hatched)")
+    ax.set_title(f"{LANGUAGE_NAMES.get(language, language)}: ours, and published numbers where comparable (hatched)")
     ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -235,6 +323,10 @@ def render_chart(report: Report, language: str, path: Path) -> Path:
         fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+def _drawable(value: float | None) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def write_report(runs: list[str | Path], out_dir: str | Path, *, config: Any = None, include_paper: bool = True, force: bool = False) -> dict[str, Path]:
@@ -250,6 +342,7 @@ def write_report(runs: list[str | Path], out_dir: str | Path, *, config: Any = N
         "html": write_text(out_dir / "report.html", render_html(report, charts)),
         "json": write_json(out_dir / "report.json", {
             "rows": [r.__dict__ for r in report.rows], "signatures": report.signatures, "notes": report.notes,
+            "published_as_released": paper_results()["rows"] if include_paper else [],
         }),
     }
     paths.update({f"chart_{language}": p for language, p in charts.items()})

@@ -337,6 +337,8 @@ class LoRARecipeRunner:
         )
 
     def _trainer(self) -> Any:
+        from psyinsight.progress import TrainingProgress
+
         trainer_cls = weighted_trainer_class()
         trainer = trainer_cls(
             model=self.model,
@@ -344,6 +346,7 @@ class LoRARecipeRunner:
             train_dataset=self.train_set.features,
             data_collator=self.collator,
             processing_class=self.tokenizer,
+            callbacks=[TrainingProgress()],
         )
         trainer.fused_loss = self.recipe.training.fused_loss
         trainer.prompt_loss_sample = self.recipe.training.prompt_loss_sample
@@ -441,7 +444,7 @@ def run_recipe(recipe: Recipe, *, resume: str | bool = "auto", recipe_path: str 
 
 def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = None, dtype: str | None = None) -> Path:
     """Fold a LoRA adapter into its base model and save a plain model folder (+ tokenizer)."""
-    from psyinsight.fileio import write_json
+    from psyinsight.fileio import default_modes, write_json
     from psyinsight.models import load_model_and_tokenizer, read_adapter_meta
 
     model, tokenizer = load_model_and_tokenizer(base, adapter, dtype=dtype, device="cpu")
@@ -452,4 +455,5 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
     tokenizer.save_pretrained(str(out))
     meta = read_adapter_meta(adapter)
     write_json(out / "psyinsight_merged.json", {"adapter": str(adapter), "psyinsight": __version__, "adapter_meta": meta, "base_model": base or meta.get("base_model")})
+    default_modes(out)
     return out

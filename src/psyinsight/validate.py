@@ -16,7 +16,7 @@ from typing import Any
 
 from psyinsight import taxonomy
 from psyinsight.findings import Finding
-from psyinsight.release import read_release_file, structure_findings
+from psyinsight.release import guess_language, read_release_file, schema_findings, structure_findings
 from psyinsight.repair import RULE_DESCRIPTIONS, participant_variants, repair_session
 from psyinsight.splits import MIN_SHARED_CHARS, utterance_key
 
@@ -103,18 +103,24 @@ def validate_data(data: Any, path: str | Path) -> list[Finding]:
     """Findings for parsed data from ``path`` (the path only names the place)."""
     file = str(path)
     structure = structure_findings(data, path)
-    if structure:
+    if not isinstance(data, list):
         return structure
-    found: list[Finding] = []
-    names = participant_variants(data)
-    for session in data:
+    # Report every broken session, and keep checking the others: one bad session must not
+    # hide the rest of the file.
+    usable = [s for s in data if not structure_findings([s], path)]
+    structure += schema_findings(usable, guess_language(path, usable), path)
+    broken = {f.dialog_id for f in structure}
+    usable = [s for i, s in enumerate(usable) if str(s.get("dialog_id", f"#{i}")) not in broken]
+    found: list[Finding] = list(structure)
+    names = participant_variants(usable)
+    for session in usable:
         dialog_id = str(session.get("dialog_id"))
         found += _label_findings(file, session)
         _, log = repair_session(session, names)
         for repair in log:
             message = describe(repair.rule) + (f" ({repair.detail})" if repair.detail else "")
             found.append(Finding(repair.rule, "defect", file, message, dialog_id, repair.turn, repair.field))
-    found += _note_findings(file, data)
+    found += _note_findings(file, usable)
     return found
 
 

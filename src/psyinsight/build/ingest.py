@@ -27,10 +27,14 @@ _LATIN = re.compile(r"[A-Za-z]")
 
 
 def discover(raw_dir: str | Path) -> list[Path]:
-    """The raw files under ``raw_dir`` (recursively), sorted; an error if there are none."""
+    """The raw files under ``raw_dir`` (recursively), sorted; ``raw_dir`` may be one raw file."""
     root = Path(raw_dir)
+    if root.is_file():
+        if root.suffix.lower() not in SUFFIXES:
+            raise PsyInsightError(f"not a raw file: expected {', '.join(SUFFIXES)}", path=root)
+        return [root]
     if not root.is_dir():
-        raise PsyInsightError("no such folder; pass the folder holding your .txt/.md/.jsonl files", path=root)
+        raise PsyInsightError("no such file or folder; pass a .txt/.md/.jsonl file or the folder holding them", path=root)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith("."))
     if not files:
         raise PsyInsightError(f"no {', '.join(SUFFIXES)} files found", path=root)
@@ -107,7 +111,7 @@ def ingest_file(path: str | Path, root: str | Path) -> Document:
     path = Path(path)
     data = path.read_bytes()
     text = decode(data, path)
-    doc_id = path.relative_to(root).as_posix()
+    doc_id = path.name if Path(root).is_file() else path.relative_to(root).as_posix()
     digest = hashlib.sha256(data).hexdigest()
     if path.suffix.lower() == ".jsonl":
         laid_out, pieces = _transcript(text, path)

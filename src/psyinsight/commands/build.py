@@ -8,7 +8,7 @@ import typer
 
 
 def build(
-    raw_dir: Path = typer.Argument(None, help="Folder of raw .txt/.md/.jsonl files (default: the bundled raw excerpts)."),
+    raw_dir: Path = typer.Argument(None, help="A raw .txt/.md/.jsonl file, or a folder of them (default: the bundled raw excerpts)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: en_data.json / cn_data.json, failures.jsonl, report.json, cache/."),
     base_url: str = typer.Option("http://127.0.0.1:8000/v1", "--base-url", help="OpenAI-compatible endpoint (e.g. `psyinsight serve`, vLLM, OpenAI)."),
     model: str = typer.Option("default", "--model", help="Model name sent to the endpoint."),
@@ -36,8 +36,22 @@ def build(
     from psyinsight.errors import PsyInsightError
     from psyinsight.build.ingest import sample_raw_dir
     from psyinsight.build.pipeline import BuildConfig, run_build
+    from psyinsight.commands import checks
     from psyinsight.llm import LLMConfig
 
+    for value, low, option in ((concurrency, 1, "--concurrency"), (max_retries, 0, "--max-retries"), (window, 1, "--window"),
+                               (max_context_chars, 1, "--max-context-chars"), (batch_size, 1, "--batch-size"),
+                               (prompt_price, 0, "--prompt-price"), (completion_price, 0, "--completion-price")):  # fmt: skip
+        checks.at_least(value, low, option)
+    if timeout <= 0:
+        raise PsyInsightError(f"must be above 0 seconds, got {timeout}", where="--timeout")
+    if max_tokens_scale <= 0:
+        raise PsyInsightError(f"must be above 0, got {max_tokens_scale}", where="--max-tokens-scale")
+    if max_tokens is not None and max_tokens_scale != 1.0:
+        raise PsyInsightError("give --max-tokens or --max-tokens-scale, not both", where="--max-tokens-scale")
+    checks.output_folder(out, "--out")
+    if llm_cache is not None:
+        checks.output_file(llm_cache, "--llm-cache")
     annotate = AnnotateConfig(window=window, max_context_chars=max_context_chars)
     if max_tokens is not None:
         if max_tokens < 1:
@@ -57,12 +71,20 @@ def build(
     _summary(report, out)
 
 
+def _plain(value: object) -> str:
+    """A count, or counts per key (``en 1, cn 2``): never a Python dict repr on screen."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "0"
+    return str(value)
+
+
 def _summary(report: dict, out: Path) -> None:
-    counts = report["counts"]
+    counts = {k: _plain(v) for k, v in report["counts"].items()}
     typer.echo(f"sessions: {counts['sessions']}  turns: {counts['turns']}  units: {counts['units']}  "
                f"unsure pieces: {counts['unsure_pieces']} (resolved by LLM: {counts['resolved_by_llm']})")  # fmt: skip
     failures = report["failures"]
-    typer.echo(f"failures: {failures['total']} {failures['by_task'] or ''}")
+    by_task = ", ".join(f"{task} {n}" for task, n in sorted((failures["by_task"] or {}).items()))
+    typer.echo(f"failures: {failures['total']}" + (f" ({by_task})" if by_task else ""))
     if "llm_usage" in report:
         usage = report["llm_usage"]
         typer.echo(f"llm: {usage['requests_made']} requests, {usage['cache_hits']} cache hits, "

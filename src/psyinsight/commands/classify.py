@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from psyinsight.commands import checks
+
 classify_app = typer.Typer(
     help="Label recognition: client emotion, counselor strategy, session psychotherapy and topic (en and cn).",
     no_args_is_help=True,
@@ -22,21 +24,14 @@ def _sessions(data_dir, sample, files, language, split, split_file, seed):
     from psyinsight.errors import PsyInsightError
     from psyinsight.tasks import select_split
 
-    if split not in ("train", "validation", "test", "all"):
-        raise PsyInsightError(f"unknown split {split!r}; choose train, validation, test or all", where="--split")
+    checks.split_name(split)
     everything = load_input(data_dir, sample, files, None)
     chosen, _, assignment = select_split(everything, split, split_file=split_file, seed=seed)
     return [s for s in chosen if s.language == language], assignment
 
 
-def _language(value: str) -> str:
-    from psyinsight.errors import PsyInsightError
-    from psyinsight.schema import parse_language
-
-    try:
-        return parse_language(value)
-    except ValueError as exc:
-        raise PsyInsightError(str(exc), where="--language") from None
+def _language(value: str, option: str = "--language") -> str:
+    return checks.language(value, option)
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -77,12 +72,23 @@ def train(
     from psyinsight.classify.tasks import get_task
     from psyinsight.errors import PsyInsightError
 
-    spec = get_task(task)
     lang = _language(language)
+    spec = get_task(task)
     if model not in MODEL_TYPES:
         raise PsyInsightError(f"unknown model {model!r}; choose from {', '.join(MODEL_TYPES)}", where="--model")
     if estimator not in ("svm", "logreg"):
         raise PsyInsightError(f"unknown estimator {estimator!r}; choose svm or logreg", where="--estimator")
+    checks.choice(label_mode, ("first", "multi"), "--label-mode")
+    checks.split_name(split)
+    checks.one_source(sample, files, data_dir)
+    for value, low, option in ((context_turns, 0, "--context-turns"), (next_turns, 0, "--next-turns"), (epochs, 1, "--epochs"),
+                               (batch_size, 1, "--batch-size"), (max_length, 1, "--max-length")):  # fmt: skip
+        checks.at_least(value, low, option)
+    if c is not None and c <= 0:
+        raise PsyInsightError(f"must be above 0, got {c}", where="--C")
+    if learning_rate <= 0:
+        raise PsyInsightError(f"must be above 0, got {learning_rate}", where="--learning-rate")
+    checks.output_folder(out, "--out")
     extract = default_extract(spec.name, lang, label_mode=label_mode, context_turns=context_turns,
                               next_turns=next_turns, turn_fields=_csv(turn_fields), session_fields=_csv(session_fields))  # fmt: skip
     config = None
@@ -121,6 +127,9 @@ def evaluate(
     from psyinsight.classify.persistence import load_classifier
     from psyinsight.classify.runner import evaluate_saved
 
+    checks.split_name(split)
+    checks.one_source(sample, files, data_dir)
+    checks.output_folder(out, "--out")
     saved = load_classifier(model_dir, task=task, allow_version_mismatch=allow_version_mismatch)
     sessions, _ = _sessions(data_dir, sample, files, saved.language, split, split_file, seed)
     result, _ = evaluate_saved(saved, sessions, out)
@@ -136,7 +145,7 @@ def predict(
     input_path: Path = typer.Option(..., "--input", "-i", help="A .txt file (one text per line), a .jsonl file (text, optional context and id), or a release-format session file."),
     out: Path = typer.Option(..., "--out", "-o", help="Output JSONL: id, text, label, probabilities."),
     task: str = typer.Option(None, "--task", "-t", help="Refuse a model trained for another task."),
-    strict_language: bool = typer.Option(False, "--strict-language", help="Stop with an error (instead of a warning) when the text's language is not the model's."),
+    strict_language: bool = typer.Option(False, "--strict-language", help="Stop with an error (instead of a warning) when the input, or any row of it, is not in the model's language."),
     threshold: float = typer.Option(0.5, "--threshold", help="Multi-label models: keep labels with at least this probability."),
     top: int = typer.Option(3, "--top", help="How many label probabilities to write per row."),
     allow_version_mismatch: bool = typer.Option(False, "--allow-version-mismatch", help="Load a model saved by another psyinsight/scikit-learn version (warns)."),
@@ -148,7 +157,11 @@ def predict(
     from psyinsight.classify.predict_io import read_inputs
     from psyinsight.fileio import write_jsonl
 
+    checks.at_least(top, 1, "--top")
+    checks.between(threshold, 0.0, 1.0, "--threshold")
+    checks.output_file(out, "--out")
     saved = load_classifier(model_dir, task=task, allow_version_mismatch=allow_version_mismatch)
+    top = min(top, len(saved.labels))
     rows = read_inputs(input_path, saved)
     texts, contexts = [r["text"] for r in rows], [r.get("context", "") for r in rows]
     with warnings.catch_warnings(record=True) as caught:
@@ -156,6 +169,8 @@ def predict(
         saved.check_language(texts, strict=strict_language)
     for warning in caught:
         typer.echo(f"warning: {warning.message}", err=True)
+    if not caught:
+        _check_rows_language(rows, saved.language, input_path, strict=strict_language)
     proba = saved.model.predict_proba(texts, contexts) if texts else None
     sets = saved.model.predict_sets(texts, contexts, threshold) if texts else []
     labels = saved.labels
@@ -166,6 +181,23 @@ def predict(
                        "proba": {labels[int(j)]: round(float(proba[i][j]), 4) for j in order}})  # fmt: skip
     write_jsonl(out, output)
     typer.echo(f"labelled {len(output)} rows with {saved.task} ({saved.language}) -> {out}")
+
+
+def _check_rows_language(rows: list[dict], language: str, path: Path, *, strict: bool) -> int:
+    """Rows whose own text is in another language than the model's: counted and warned about
+    (an error under ``--strict-language``); a whole-file check misses one Chinese row among English ones."""
+    from psyinsight.classify.features import detect_language
+    from psyinsight.errors import PsyInsightError
+
+    odd = [str(r.get("id", i + 1)) for i, r in enumerate(rows) if detect_language([r["text"]]) not in (None, language)]
+    if not odd:
+        return 0
+    shown = ", ".join(odd[:5]) + (" ..." if len(odd) > 5 else "")
+    message = f"{len(odd)} of {len(rows)} rows are not in the model's language ({language}): {shown}; their labels are meaningless"
+    if strict:
+        raise PsyInsightError(message, path=path)
+    typer.echo(f"warning: {path}: {message}", err=True)
+    return len(odd)
 
 
 @classify_app.command("benchmark")
@@ -190,7 +222,13 @@ def benchmark(
 
     if scheme not in ("shuffle", "kfold"):
         raise PsyInsightError(f"unknown scheme {scheme!r}; choose shuffle or kfold", where="--scheme")
-    langs = [_language(x) for x in _csv(languages) or []]
+    langs = [_language(x, "--languages") for x in _csv(languages) or []]
+    if not langs:
+        raise PsyInsightError("give at least one language (en, cn)", where="--languages")
+    checks.at_least(n_splits, 2, "--n-splits")
+    checks.at_least(epochs, 1, "--epochs")
+    checks.one_source(sample, None, data_dir)
+    checks.output_folder(out, "--out")
     sessions = load_input(data_dir, sample, None, langs)
     config = BenchmarkConfig(
         tasks=tuple(_csv(tasks) or ()), languages=tuple(langs), models=tuple(_csv(models) or ()),

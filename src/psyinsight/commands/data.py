@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from psyinsight.commands import checks
 from psyinsight.errors import PsyInsightError
 
 data_app = typer.Typer(help="Get, check, describe, split and export the Psy-Insight data.", no_args_is_help=True)
@@ -18,12 +19,13 @@ RawOpt = typer.Option(False, "--raw", help="Keep the data untouched: no repair r
 
 
 def load_input(data_dir: Path | None, sample: bool, files: list[Path] | None, languages: list[str] | None, *, repair: bool = True):
-    """The sessions a data command works on: files, the sample, or the release."""
+    """The sessions a data command works on: files, the sample, or the release (one of them)."""
     from psyinsight.release import load_release, load_sessions
     from psyinsight.sample import sample_sessions
-    from psyinsight.schema import LANGUAGES, parse_language
+    from psyinsight.schema import LANGUAGES
 
-    wanted = [parse_language(x) for x in languages] if languages else list(LANGUAGES)
+    checks.one_source(sample, files, data_dir)
+    wanted = checks.languages(languages) or list(LANGUAGES)
     if files:
         sessions = [s for f in files for s in load_sessions(f, repair=repair)]
     elif sample:
@@ -43,6 +45,9 @@ def fetch(
     """Download the v7 release files, verify their SHA-256, and cache them."""
     from psyinsight.fetch import DEFAULT_BASE_URL, fetch_release
 
+    if timeout <= 0:
+        raise PsyInsightError(f"must be above 0 seconds, got {timeout}", where="--timeout")
+    checks.output_folder(dest, "--dest")
     for path in fetch_release(dest, source=source, base_url=base_url or DEFAULT_BASE_URL, timeout=timeout):
         typer.echo(f"ok  {path}")
 
@@ -51,6 +56,7 @@ def fetch(
 def validate(
     files: list[Path] = typer.Argument(None, help="Files to check (default: the release files)."),
     data_dir: Path = DataDirOpt,
+    sample: bool = typer.Option(False, "--sample", help="Check the bundled synthetic sample files instead of the release."),
     show: int = typer.Option(20, "--show", help="How many findings to list in full (0: only the summary; -1: all)."),
     notes: bool = typer.Option(False, "--notes", help="List notes (not wrong, worth knowing) as well as problems."),
     json_out: Path = typer.Option(None, "--json", help="Write every finding to this JSON file."),
@@ -58,9 +64,17 @@ def validate(
     """Check files strictly: exit 0 when clean, 1 with problems, 2 when unusable."""
     from psyinsight.fileio import write_json
     from psyinsight.release import release_files
+    from psyinsight.sample import SAMPLE_FILES, sample_path
     from psyinsight.validate import describe, validate_files
 
-    paths = files or list(release_files(data_dir).values())
+    checks.one_source(sample, files, data_dir)
+    if show < -1:
+        raise PsyInsightError(f"must be -1 (all), 0 (summary only) or a positive count, got {show}", where="--show")
+    checks.output_file(json_out, "--json")
+    if sample:
+        paths = [sample_path(lang) for lang in SAMPLE_FILES]
+    else:
+        paths = files or list(release_files(data_dir).values())
     report = validate_files(paths)
     typer.echo(f"{'severity':8}  {'rule':26} {'count':>6}  file / meaning")
     for path in report.files:
@@ -97,6 +111,8 @@ def stats(
     from psyinsight.fileio import write_text
     from psyinsight.stats import compute_stats, write_stats
 
+    checks.languages(languages)
+    checks.output_folder(out, "--out")
     released = compute_stats(load_input(data_dir, sample, files, languages, repair=False))
     repaired = compute_stats(load_input(data_dir, sample, files, languages, repair=True))
     write_stats(repaired, out, figures=figures)
@@ -123,21 +139,37 @@ def split(
     languages: list[str] = LangOpt,
     out: Path = typer.Option(Path("runs/splits.json"), "--out", help="Where to write the assignment (JSON)."),
     seed: int = typer.Option(13, help="Random seed: the same seed and data give the same split."),
-    ratios: str = typer.Option("0.8,0.1,0.1", help="train,validation,test shares (sum to 1)."),
+    ratios: str = typer.Option(
+        "0.8,0.1,0.1", "--ratios",
+        help="train,validation,test shares (sum to 1). Each share is met both in sessions (within 2 points) "
+             "and in utterances (within 3 points), per language; cases and shared utterances stay on one side.",
+    ),  # fmt: skip
 ) -> None:
-    """Leak-free train/validation/test split, grouped by case and shared utterances."""
-    from psyinsight.splits import assign_splits, leaks
+    """Leak-free train/validation/test split, grouped by case and shared utterances.
+
+    Shares count sessions and utterances alike; splits.json also records the mean session
+    length of each split and the KS statistic between train and test session lengths.
+    """
+    from psyinsight.splits import assign_splits, check_ratios, leaks, split_balance
 
     try:
         shares = [float(x) for x in ratios.split(",")]
     except ValueError:
         raise PsyInsightError(f"expected three numbers like 0.8,0.1,0.1, got {ratios!r}", where="--ratios") from None
+    check_ratios(shares, option="--ratios")
+    checks.languages(languages)
+    checks.output_file(out, "--out")
     sessions = load_input(data_dir, sample, files, languages)
     assignment = assign_splits(sessions, seed=seed, ratios=shares)
-    assignment.save(out)
-    for name, count in assignment.counts().items():
-        utterances = sum(len(s.dialog) for s in assignment.select(sessions, name))  # type: ignore[arg-type]
-        typer.echo(f"{name:10} {count:5d} sessions {utterances:7,d} utterances")
+    balance = split_balance(sessions, assignment)
+    assignment.save(out, balance=balance)
+    for name, row in balance["splits"].items():
+        typer.echo(
+            f"{name:10} {row['sessions']:5d} sessions ({row['session_share']:.1%}) {row['utterances']:7,d} utterances "
+            f"({row['utterance_share']:.1%}), {row['mean_session_length']:.3g} per session"
+        )
+    ks = balance["train_test_ks"]
+    typer.echo(f"session length train vs test: KS statistic {ks['statistic']:.3g} (p {ks['pvalue']:.3g})")
     typer.echo(f"groups: {len(set(assignment.groups.values()))}; shared utterances train/test: {len(leaks(sessions, assignment))}")
     typer.echo(f"wrote {out} (checksum {assignment.checksum()[:12]})")
 
@@ -145,25 +177,37 @@ def split(
 @data_app.command("export")
 def export(
     out: Path = typer.Argument(..., help="Output file (or folder for --format hf)."),
-    fmt: str = typer.Option("jsonl", "--format", help="json | jsonl | hf (save_to_disk) | parquet | chat (messages)."),
+    fmt: str = typer.Option("jsonl", "--format", help="json | jsonl | hf (save_to_disk) | parquet | chat (messages). hf and parquet rename a few fields: see the README's table."),
     data_dir: Path = DataDirOpt,
     sample: bool = SampleOpt,
     files: list[Path] = FilesOpt,
     languages: list[str] = LangOpt,
     raw: bool = RawOpt,
-    splits: Path = typer.Option(None, "--splits", help="A split file: write one output per split (OUT_train, OUT_validation, OUT_test)."),
+    splits: Path = typer.Option(None, "--splits", help="A split file: write one output per split (OUT_train, OUT_validation, OUT_test); with --format hf, one DatasetDict folder."),
 ) -> None:
     """Export sessions (repaired, with their repair log) as JSON, JSONL, HF datasets, Parquet or chat messages."""
-    from psyinsight.export import EXPORT_FORMATS, export_sessions
+    from psyinsight.export import EXPORT_FORMATS, export_hf_splits, export_sessions
     from psyinsight.splits import SPLITS, SplitAssignment
 
-    if fmt not in EXPORT_FORMATS:
-        raise PsyInsightError(f"unknown format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}", where="--format")
+    checks.choice(fmt, EXPORT_FORMATS, "--format")
+    checks.languages(languages)
+    if fmt == "hf":
+        checks.output_folder(out, "OUT")
+    elif splits is None:
+        checks.output_file(out, "OUT")
+    else:
+        for name in SPLITS:
+            checks.output_file(out.with_name(f"{out.stem}_{name}{out.suffix}"), "OUT")
+    assignment = SplitAssignment.load(splits) if splits is not None else None
     sessions = load_input(data_dir, sample, files, languages, repair=not raw)
-    if splits is None:
+    if assignment is None:
         typer.echo(f"wrote {export_sessions(sessions, out, fmt)} ({len(sessions)} sessions)")
         return
-    assignment = SplitAssignment.load(splits)
+    if fmt == "hf":
+        parts = {name: assignment.select(sessions, name) for name in SPLITS}
+        counts = ", ".join(f"{name} {len(chosen)}" for name, chosen in parts.items())
+        typer.echo(f"wrote {export_hf_splits(parts, out)} (one DatasetDict: {counts} sessions)")
+        return
     for name in SPLITS:
         chosen = assignment.select(sessions, name)
         target = out.with_name(f"{out.stem}_{name}{out.suffix}")

@@ -42,9 +42,17 @@ ForceOpt = typer.Option(False, "--force", help="recompute even when an up-to-dat
 
 
 def _metric_config(metrics, bs_en, bs_en_layer, bs_zh, bs_zh_layer, bs_batch, rescale, device, zh_unit, wordnet_dir, keep_speaker):
+    from psyinsight.commands import checks
     from psyinsight.metrics import FAMILIES, MetricConfig
 
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else FAMILIES
+    unknown = [name for name in chosen if name not in FAMILIES]
+    if unknown:
+        raise PsyInsightError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(FAMILIES)}", where="--metrics")
+    checks.choice(zh_unit, ("word", "char"), "--zh-rouge-unit")
+    checks.at_least(bs_batch, 1, "--bertscore-batch-size")
+    checks.at_least(bs_en_layer, 1, "--bertscore-layer-en")
+    checks.at_least(bs_zh_layer, 1, "--bertscore-layer-zh")
     return MetricConfig(
         metrics=chosen, bertscore_model_en=bs_en, bertscore_layer_en=bs_en_layer, bertscore_model_zh=bs_zh,
         bertscore_layer_zh=bs_zh_layer, bertscore_batch_size=bs_batch, bertscore_rescale=rescale, device=device,
@@ -67,6 +75,22 @@ def _no_nan(obj):
     return obj
 
 
+def _check_encoders(config, languages: set[str]) -> None:
+    """Each BERTScore encoder the predictions need is loadable (offline: the fix names ``minilm``)."""
+    from psyinsight.metrics.base import language_code
+    from psyinsight.metrics.bertscore import check_available
+
+    for raw in sorted(languages):
+        try:
+            language = language_code(raw)
+        except (PsyInsightError, ValueError):
+            continue  # evaluate_file names the prediction with a bad language
+        if language == "en":
+            check_available("en", config.bertscore_model_en, config.bertscore_layer_en)
+        else:
+            check_available("cn", config.bertscore_model_zh, config.bertscore_layer_zh)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
@@ -77,19 +101,33 @@ def register(app: typer.Typer) -> None:
         bertscore_rescale: bool = RescaleOpt, device: str = DeviceOpt, zh_rouge_unit: str = ZhUnitOpt,
         wordnet_dir: str = WordnetOpt, keep_speaker: bool = KeepSpeakerOpt, force: bool = ForceOpt,
         signatures: bool = typer.Option(False, "--signatures", help="Also print each metric's signature."),
+        allow_missing_references: bool = typer.Option(False, "--allow-missing-references", help="Score the predictions that have a reference and report how many had none (default: refuse)."),
     ) -> None:
         """Score predictions per model, task and language; write the scores with their signatures."""
-        from psyinsight.evaluate import evaluate_file
+        from psyinsight.commands import checks
+        from psyinsight.evaluate import check_references, default_output, evaluate_file, load_predictions
         from psyinsight.metrics import build_metrics
 
         if out is not None and len(predictions) > 1:
-            raise PsyInsightError("--out needs exactly one predictions file", where="evaluate --out")
+            raise PsyInsightError("needs exactly one predictions file", where="--out")
         config = _metric_config(metrics, bertscore_model_en, bertscore_layer_en, bertscore_model_zh, bertscore_layer_zh,
                                 bertscore_batch_size, bertscore_rescale, device, zh_rouge_unit, wordnet_dir, keep_speaker)
+        for path in predictions:
+            checks.output_file(out or default_output(path), "--out")
+        # Everything that can fail does so before the first metric runs: references, encoders.
+        languages: set[str] = set()
+        for path in predictions:
+            loaded = check_references(load_predictions(path), path, allow_missing=allow_missing_references)
+            languages |= {str((p.meta or {}).get("language") or "") for p in loaded}
+        if "bertscore" in config.metrics:
+            _check_encoders(config, languages)
         built = build_metrics(config)
         for path in predictions:
-            written, document, reused = evaluate_file(path, out, config, force=force, metrics=built)
+            written, document, reused = evaluate_file(path, out, config, force=force, metrics=built,
+                                                      allow_missing_references=allow_missing_references)  # fmt: skip
             typer.echo(f"{'up to date' if reused else 'wrote'}  {written}")
+            if document.get("missing_references"):
+                typer.echo(f"  warning: {document['missing_references']} prediction(s) without a reference were left out", err=True)
             for group in document["groups"]:
                 typer.echo(f"  {group['model']} | task {group['task']} | {group['language']} | n={group['n']}")
                 for name, value in group["scores"].items():
@@ -110,10 +148,12 @@ def register(app: typer.Typer) -> None:
         show: bool = typer.Option(True, "--show/--no-show", help="Print the Markdown report when done."),
     ) -> None:
         """The paper's table (per language, one row per model and task) in Markdown and HTML, with a bar chart."""
+        from psyinsight.commands import checks
         from psyinsight.report import write_report
 
         config = _metric_config(metrics, bertscore_model_en, bertscore_layer_en, bertscore_model_zh, bertscore_layer_zh,
                                 bertscore_batch_size, bertscore_rescale, device, zh_rouge_unit, wordnet_dir, keep_speaker)
+        checks.output_folder(out, "--out")
         paths = write_report(list(runs), out, config=config, include_paper=not no_paper, force=force)
         if show:
             typer.echo(paths["markdown"].read_text(encoding="utf-8"))
@@ -126,8 +166,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Ratings JSONL to write; a summary goes to <out>.summary.json."),
         pairwise: Path = typer.Option(None, "--pairwise", help="A second predictions file (system B): compare A and B in both orders instead of rating."),
         examples: Path = typer.Option(None, "--examples", help="Examples JSONL giving each prediction's dialogue context (joined by id)."),
-        base_url: str = typer.Option(None, "--base-url", help=_help(J, "base_url")),
-        model: str = typer.Option(None, "--model", help=_help(J, "model")),
+        base_url: str = typer.Option(None, "--base-url", help=_help(J, "base_url") + "; default http://127.0.0.1:8000/v1 (`psyinsight serve`)"),
+        model: str = typer.Option(None, "--model", help=_help(J, "model") + "; default gpt-4o-mini"),
         api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=_help(J, "api_key_env")),
         api_key: str = typer.Option(None, "--api-key", envvar=KEY_ENV_NAME, show_envvar=False, help="The API key itself (prefer an environment variable; never logged or written)."),
         concurrency: int = typer.Option(8, "--concurrency", help=_help(J, "max_concurrency")),
@@ -145,6 +185,15 @@ def register(app: typer.Typer) -> None:
         from psyinsight.judge import KEY_ENV, JudgeConfig, items_from_predictions, judge_pairwise, judge_single
         from psyinsight.records import load_examples
 
+        from psyinsight.commands import checks
+
+        checks.at_least(limit, 1, "--limit")
+        checks.at_least(concurrency, 1, "--concurrency")
+        checks.at_least(retries, 0, "--retries")
+        if timeout <= 0:
+            raise PsyInsightError(f"must be above 0 seconds, got {timeout}", where="--timeout")
+        checks.output_file(out, "--out")
+        checks.output_file(out.with_name(out.name + ".summary.json"), "--out")
         if api_key:
             os.environ[KEY_ENV] = api_key  # in this process only, so the key is never a config value
             api_key_env = KEY_ENV
@@ -153,6 +202,7 @@ def register(app: typer.Typer) -> None:
             config.base_url = base_url
         if model:
             config.model = model
+        typer.echo(f"judge: {config.model} at {config.base_url} (key from ${config.api_key_env})", err=True)
         context = load_examples(examples) if examples else None
         preds = load_predictions(predictions)[:limit] if limit else load_predictions(predictions)
         items = items_from_predictions(preds, context, default_model=model_name_for(predictions), max_context_chars=config.max_context_chars)
@@ -162,11 +212,19 @@ def register(app: typer.Typer) -> None:
             rows, summary = judge_pairwise(items, items_b, config, rubric_path=rubric)
         else:
             rows, summary = judge_single(items, config, rubric_path=rubric)
+        usable = sum(1 for r in rows if r["ok"])
+        llm = summary["llm"]
+        typer.echo(f"judged {len(rows)} ({usable} ok); requests {llm['requests_made']}, cache hits {llm['cache_hits']}, retries {llm['retries']}")
+        if rows and not usable:
+            reasons = sorted({str(r.get("error") or "no parsable rating")[:160] for r in rows})[:3]
+            raise PsyInsightError(
+                f"no usable answer from {config.model} at {config.base_url} ({'; '.join(reasons)}); "
+                "check --base-url, --model and the API key; nothing was written",
+                where="judge",
+            )
         write_jsonl(out, rows)
         summary_path = out.with_name(out.name + ".summary.json")
         write_json(summary_path, _no_nan(summary))
-        llm = summary["llm"]
-        typer.echo(f"judged {len(rows)} ({sum(1 for r in rows if r['ok'])} ok); requests {llm['requests_made']}, cache hits {llm['cache_hits']}, retries {llm['retries']}")
         if summary["mode"] == "single":
             for group in summary["groups"]:
                 means = ", ".join(f"{k} {_show(v)}" for k, v in group["means"].items())
@@ -185,7 +243,9 @@ def register(app: typer.Typer) -> None:
         """Spearman and Krippendorff's alpha between two raters (judge vs judge, or judge vs humans)."""
         from psyinsight.fileio import write_json
         from psyinsight.agreement import agreement_between, agreement_within
+        from psyinsight.commands import checks
 
+        checks.output_file(out, "--out")
         result = agreement_between(first, second) if second else agreement_within(first)
         for key, stats in result["criteria"].items():
             typer.echo(f"{key:<15} " + "  ".join(f"{name} {_show(value)}" for name, value in stats.items()))

@@ -20,7 +20,7 @@ SecondOpinionModelOpt = typer.Option("default", "--second-opinion-model", help="
 
 
 def _fmt(x: float) -> str:
-    return "n/a" if x != x else f"{x:.3f}"
+    return "n/a" if x != x else f"{x:.4g}"
 
 
 def _guard(model: Path | None, threshold: float | None = None) -> object:
@@ -50,6 +50,10 @@ def safety_eval(
     from psyinsight.safety.evaluate import evaluate_guard
     from psyinsight.safety.scores import first_scores
 
+    if json_out is not None:
+        from psyinsight.fileio import check_writable
+
+        check_writable(json_out, option="--json")
     guard = _guard(model, threshold)
     if set_name and test_file:
         raise PsyInsightError("give either --set or --test-file, not both", where="--set")
@@ -82,7 +86,7 @@ def safety_eval(
 @safety_app.command("check")
 def safety_check(
     messages: list[str] = typer.Argument(..., help="User messages, oldest first (the last one is judged, with the earlier ones as context)."),
-    language: str = typer.Option(None, "--language", "-l", help="Language of the crisis message: en or cn (default: detected; other codes get English)."),
+    language: str = typer.Option(None, "--language", "-l", help="Language of the crisis message: en or cn (default: detected)."),
     region: str = RegionOpt,
     crisis_resources: Path = ResourcesOpt,
     model: Path = ModelOpt,
@@ -93,7 +97,13 @@ def safety_check(
     """Judge a message as the chat would: one line saying why; on risk, the crisis message it would send."""
     from psyinsight.counselor import detect_language
     from psyinsight.safety import SafetyConfig, SafetyGuard
+    from psyinsight.schema import parse_language
 
+    if language is not None:
+        try:
+            language = parse_language(language)
+        except ValueError as exc:
+            raise PsyInsightError(str(exc), where="--language") from None
     guard = SafetyGuard(SafetyConfig(resources_path=str(crisis_resources) if crisis_resources else None, region=region,
                                      model_path=str(model) if model else None, second_opinion_url=second_opinion_url,
                                      second_opinion_model=second_opinion_model))  # fmt: skip

@@ -42,19 +42,25 @@ def build(
     from psyinsight.commands.data import load_input
     from psyinsight.errors import PsyInsightError
     from psyinsight.fileio import sha256_file, write_json, write_jsonl
-    from psyinsight.schema import parse_language
     from psyinsight.tasks import TaskConfig, build_examples, select_split, tokenizer_counter
 
-    if split not in ("train", "validation", "test", "all"):
-        raise PsyInsightError(f"unknown split {split!r}; choose train, validation, test or all", where="--split")
+    from psyinsight.commands import checks
+
+    checks.split_name(split)
+    wanted = set(checks.languages(languages) or [])
+    checks.at_least(max_tokens, 1, "--max-tokens", zero_means="no limit")
+    checks.at_least(limit, 1, "--limit", zero_means="all")
+    checks.at_least(rag_k, 1, "--rag-k")
+    checks.choice(rag_method, ("bm25", "tfidf"), "--rag-method")
+    checks.choice(mix_schedule, ("sequential", "interleaved"), "--mix-schedule")
+    checks.output_file(out, "--out")
     config = TaskConfig(
         task=task, max_tokens=max_tokens or None, rag_k=rag_k, rag_method=rag_method,
         mix_schedule=mix_schedule, prompts_dir=str(prompts_dir) if prompts_dir else None, seed=seed,
     )  # fmt: skip
     everything = load_input(data_dir, sample, files, None)
     chosen, train, assignment = select_split(everything, split, split_file=split_file, seed=seed)
-    if languages:
-        wanted = {parse_language(x) for x in languages}
+    if wanted:
         chosen = [s for s in chosen if s.language in wanted]
         train = [s for s in train if s.language in wanted]
     counter = None

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from psyinsight.errors import PsyInsightError
+
 
 def train(
     recipe: str = typer.Argument(..., help="A recipe YAML, or a shipped recipe name: cpu-default, mistral-7b-en, glm4-9b-zh."),
@@ -26,6 +28,11 @@ def train(
     if show:
         typer.echo(json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False))
         return
+    from psyinsight.commands import checks
+
+    if resume not in ("auto", "none") and not Path(resume).is_dir():
+        raise PsyInsightError("expected auto, none or a checkpoint folder", path=resume, where="--resume")
+    checks.output_folder(Path(cfg.training.output_dir), "--output-dir" if output_dir is not None else "training.output_dir")
     from psyinsight.train import run_recipe
 
     adapter, metrics = run_recipe(cfg, resume=resume, recipe_path=str(find_recipe(recipe)))
@@ -40,7 +47,13 @@ def merge(
     dtype: str = typer.Option(None, "--dtype", help="float32, bfloat16 or float16 (default: float32 on CPU)."),
 ) -> None:
     """Fold a LoRA adapter into its base model and save a plain transformers folder."""
+    from psyinsight.commands import checks
+    from psyinsight.models import check_adapter_dir
     from psyinsight.train import merge_adapter
+
+    checks.choice(dtype, ("float32", "bfloat16", "float16"), "--dtype")
+    checks.output_folder(out, "--out")
+    check_adapter_dir(adapter)
 
     typer.echo(f"merged -> {merge_adapter(adapter, out, base=base, dtype=dtype)}")
 
@@ -74,24 +87,39 @@ def generate(
     from psyinsight.generate import GenerationConfig, generate_predictions
     from psyinsight.models import check_adapter_dir, read_adapter_meta, resolve_model_path
     from psyinsight.recipe import Recipe, build_section
-    from psyinsight.schema import parse_language
     from psyinsight.tasks import load_examples
 
+    from psyinsight.commands import checks
+
+    checks.split_name(split)
+    wanted = checks.languages(languages)
+    checks.at_least(limit, 1, "--limit", zero_means="all")
+    checks.at_least(max_new_tokens, 1, "--max-new-tokens")
+    checks.at_least(batch_size, 1, "--batch-size")
+    checks.at_least(threads, 1, "--threads", zero_means="torch's default")
+    checks.choice(backend, ("transformers", "vllm"), "--backend")
+    if do_sample:
+        if temperature <= 0:
+            raise PsyInsightError(f"must be above 0 when sampling, got {temperature}", where="--temperature")
+        checks.between(top_p, 0.0, 1.0, "--top-p", open_low=True)
+    if sample and source:
+        raise PsyInsightError(f"choose one source of sessions, got --sample and --source {source}", where="--source")
+    if examples is not None and (sample or source):
+        raise PsyInsightError("--examples already gives the examples; leave out --sample/--source", where="--examples")
+    checks.output_file(out, "--out")
     meta = read_adapter_meta(check_adapter_dir(adapter)) if adapter else {}
     recipe = build_section(Recipe, meta["recipe"], path=adapter, section="") if meta.get("recipe") else Recipe()
     base = model or meta.get("base_model") or recipe.model.name
     if examples is not None:
         rows = load_examples(examples)
     else:
-        if split not in ("train", "validation", "test", "all"):
-            raise PsyInsightError(f"unknown split {split!r}; choose train, validation, test or all", where="--split")
         data = recipe.data
         if sample:
             data = dataclasses.replace(data, source="sample", split_file=None)
         elif source:
             data = dataclasses.replace(data, source=source, split_file=None)
-        if languages:
-            data = dataclasses.replace(data, languages=[parse_language(x) for x in languages])
+        if wanted:
+            data = dataclasses.replace(data, languages=wanted)
         tasks = dataclasses.replace(recipe.tasks, task=task) if task else recipe.tasks
         recipe = dataclasses.replace(recipe, data=data, tasks=tasks)
         from psyinsight.models import load_tokenizer

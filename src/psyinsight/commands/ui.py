@@ -67,13 +67,11 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(7860, "--port", help="Port to serve on."),
     ) -> None:
         """Chat with the counselor in the browser, with a "show reasoning" toggle and the safety notice."""
-        from psyinsight.schema import parse_language
+        from psyinsight.commands import checks
+
+        lang = checks.language(language)
         from psyinsight.ui.serving import launch, quiet_gradio
 
-        try:
-            lang = parse_language(language)
-        except ValueError as exc:
-            raise PsyInsightError(str(exc), where="--language") from None
         quiet_gradio()
         from psyinsight.ui.chat_app import CSS, ChatConfig, build_chat_app
 
@@ -115,7 +113,10 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(7861, "--port", help="Port to serve on."),
     ) -> None:
         """Serve the human-rating app: four criteria (1-5), rater id, random order, blind A/B."""
+        from psyinsight.fileio import check_writable
         from psyinsight.ui.serving import launch, quiet_gradio
+
+        check_writable(db, option="--db")
 
         quiet_gradio()
         from psyinsight.ui.items import load_items
@@ -139,8 +140,12 @@ def register(app: typer.Typer) -> None:
         study: str | None = typer.Option(None, "--study", help="Export only this study."),
     ) -> None:
         """Export ratings to CSV (atomic write)."""
+        from psyinsight.fileio import check_writable
         from psyinsight.ui.ratings import RatingStore, export_csv
 
+        check_writable(out, option="--out")
+        if not db.is_file():
+            raise PsyInsightError("no such ratings database; `psyinsight ui rate --db` writes it", path=db)
         n = export_csv(RatingStore.open_readonly(db), out, study=study)
         typer.echo(f"wrote {n} rows to {out}")
 
@@ -151,9 +156,11 @@ def register(app: typer.Typer) -> None:
         json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
     ) -> None:
         """Inter-rater agreement per criterion (Krippendorff's alpha, Cronbach's alpha) and mean ratings per system."""
-        from psyinsight.fileio import write_json
+        from psyinsight.fileio import check_writable, write_json
         from psyinsight.ui.ratings import agreement_report, load_rows
 
+        if json_out is not None:
+            check_writable(json_out, option="--json")
         rows = load_rows(source, study=study)
         if not rows:
             raise PsyInsightError("no ratings" + (f" for study {study!r}" if study else ""), path=source)

@@ -125,12 +125,29 @@ def _cached_on_disk(name: str) -> bool:
 
 
 def _unavailable(model: BertScoreModel, language: Language, why: str) -> PsyInsightError:
+    offline = (
+        f"use the embedded encoder with {FLAG[language]} minilm"
+        + ("" if language == "en" else " (English-only: a stand-in for offline demos)")
+        + ", or download "
+    )
     return PsyInsightError(
-        f"BERTScore model {model.name!r} is not available ({why}). Download it where the hub is reachable "
+        f"BERTScore model {model.name!r} is not available ({why}): {offline}it where the hub is reachable "
         f"and pass its local folder with {FLAG[language]} PATH (and the layer with --bertscore-layer-"
         f"{'en' if language == 'en' else 'zh'}), or set {MODEL_ENV[language]}",
         where=f"BERTScore ({language})",
     )
+
+
+def check_available(language: Language, model: str | None = None, layer: int | None = None) -> BertScoreModel:
+    """Resolve the encoder and make sure it can be loaded, before any metric is computed.
+
+    A hub model that is neither in the local cache nor reachable fails here, with the
+    offline fix (``minilm``) in the message, instead of after every other metric ran.
+    """
+    resolved = resolve_model(language, model, layer)
+    if not resolved.local and not _cached_on_disk(resolved.name) and not _hub_reachable():
+        raise _unavailable(resolved, language, "not in the local Hugging Face cache and the hub cannot be reached")
+    return resolved
 
 
 def has_baseline(model: BertScoreModel, language: Language) -> bool:
