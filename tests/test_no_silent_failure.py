@@ -127,11 +127,11 @@ def test_one_chinese_row_among_english_rows_is_counted(tmp_path, capsys):
 
 def test_safety_eval_finds_bundled_sets_from_any_folder(tmp_path, capsys):
     code, _, err = run(["safety", "eval", "--set", "nope"], capsys, cwd=tmp_path)
-    assert code == 2 and "blindset3" in err
-    from psyinsight.commands.serve import _bundled_sets
+    assert code == 2 and "blindset4" in err
+    from psyinsight.safety.corpus import named_sets
 
-    sets = _bundled_sets()
-    assert {"testset", "blindset", "blindset2", "blindset3", "blindset4"} <= set(sets) and "train" not in sets
+    sets = named_sets()
+    assert {"blindset4", "valid", "xstest_safe", "openai_moderation", "legacy_blindset3"} <= set(sets)
     assert all(path.is_file() for path in sets.values())
 
 

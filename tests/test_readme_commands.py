@@ -283,7 +283,7 @@ def test_every_readme_command_runs(tmp_path, tiny_chat_model_dir, monkeypatch):
         finally:
             s.stop_background()
     # The commands the README promises, all of them run.
-    for expected in ("psyinsight data validate", "psyinsight evaluate", "psyinsight report", "psyinsight safety eval --set blindset3",
+    for expected in ("psyinsight data validate", "psyinsight evaluate", "psyinsight report", "psyinsight safety eval --set xstest_safe",
                      "psyinsight ui agreement ratings.csv", "psyinsight classify benchmark"):  # fmt: skip
         assert any(label.startswith(expected) for label in s.ran), expected
     assert (work / "runs" / "report" / "report.md").is_file() and (work / "runs" / "merged").is_dir()

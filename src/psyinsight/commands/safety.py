@@ -129,9 +129,11 @@ def safety_train(
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds for the development estimate in the card."),
 ) -> None:
     """Fit the risk model on the bundled training rows, calibrate it on the validation set, write it and its card."""
+    from psyinsight.fileio import check_writable
     from psyinsight.safety.corpus import load_examples, named_sets, training_rows
     from psyinsight.safety.model import train
 
+    check_writable(out, option="--out")
     if not 0 < max_fpr < 1:
         raise PsyInsightError("must be between 0 and 1", where="--max-fpr")
     if folds < 2:
