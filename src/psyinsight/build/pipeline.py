@@ -327,6 +327,7 @@ class Build:
                 "by_task": dict(Counter(f["task"] for f in failures)),
                 "by_kind": dict(Counter(f["kind"] for f in failures)),
             },
+            "unsure_pieces": unsure_report(states),
             "validation": validation,
             "leaks": {"count": len(leaks), "items": leaks},
             "seconds": round(seconds, 3),
@@ -339,6 +340,20 @@ class Build:
         if gold:
             report["gold"] = gold
         return report
+
+
+def unsure_report(states: list[_DocState]) -> list[dict[str, Any]]:
+    """Every piece the rules were unsure of, with its file, line and offsets and how it ended."""
+    rows = []
+    for state in states:
+        for piece in state.pieces:
+            if piece.unsure:
+                rows.append({
+                    "file": state.doc.doc_id, "line": state.doc.text.count("\n", 0, piece.start) + 1,
+                    "start": piece.start, "end": piece.end, "reason": piece.unsure,
+                    "resolved": piece.how == "llm", "kind": piece.kind, "role": piece.role,
+                })  # fmt: skip
+    return rows
 
 
 def _apply_resolution(piece: Piece, answer: dict[str, str], language: str) -> None:
@@ -364,6 +379,7 @@ def score_against_gold(raw_dir: Path, states: list[_DocState]) -> dict[str, Any]
     """Rule-based turn boundaries and roles scored against ``*.gold.json`` files, when present."""
     total = Score()
     heldout = Score()
+    blind = Score()
     per_language: dict[str, Score] = {}
     files: dict[str, Any] = {}
     entity_leaks: list[dict[str, str]] = []
@@ -373,11 +389,14 @@ def score_against_gold(raw_dir: Path, states: list[_DocState]) -> dict[str, Any]
             continue
         gold_turns, entities = load_gold(source, state.doc.text)
         predicted = [t for u in state.units for t in u.turns]
-        score = score_turns(predicted, gold_turns)
+        unsure = [(p.start, p.end) for p in state.pieces if p.unsure and p.how != "llm"]
+        score = score_turns(predicted, gold_turns, unsure)
         total.add(score)
         per_language.setdefault(state.doc.language, Score()).add(score)
         if read_json(gold_path(source)).get("heldout"):
             heldout.add(score)
+        if read_json(gold_path(source)).get("blind"):
+            blind.add(score)
         files[state.doc.doc_id] = score.as_dict()
         texts = [x for u in state.anonymised for x in [u.before, u.after] + [t.content for t in u.turns] + [t.participant for t in u.turns]]
         for entity in anon.find_leaks(texts, {e["text"] for e in entities}, state.doc.language):
@@ -388,9 +407,11 @@ def score_against_gold(raw_dir: Path, states: list[_DocState]) -> dict[str, Any]
         "all": total.as_dict(),
         "by_language": {k: v.as_dict() for k, v in per_language.items()},
         "heldout": heldout.as_dict(),
+        "blind": blind.as_dict(),
         "files": files,
         "gold_entity_leaks": entity_leaks,
-        "note": "segmentation and roles as used by the build (rules, plus the LLM where the rules were unsure)",
+        "note": "segmentation and roles as used by the build (rules, plus the LLM where the rules were unsure); "
+        "pieces still unsure are excluded from the scores and listed under unsure_pieces",
     }
 
 

@@ -104,6 +104,8 @@ def speaker_prefix(line: str, language: Language) -> tuple[str, int] | None:
     name = m.group("name").strip()
     if name.casefold() in NOT_SPEAKERS[language] or name.startswith("第") or name.endswith(_CN_SPEECH_END):
         return None
+    if len(name) > 1 and re.search(r"[我他她说问答道笑想]", name):
+        return None  # 我问他：“……” / 他笑了：「……」 introduce a quote; they are not speaker labels
     if language == "en" and len(name.split()) > 2 and not re.match(r"^(Dr|Mr|Mrs|Ms|Miss|Prof)\b", name):
         return None  # "Case Study Two: ..." headings have several capitalised words; speaker labels rarely do
     return name, m.start("rest")
@@ -180,12 +182,25 @@ def _role_words(language: Language) -> set[str]:
     return {w for w in SUPPORTER_LABELS["cn"] | SEEKER_LABELS["cn"] if len(w) >= 2}
 
 
+def _is_title(doc: Document, block: list[tuple[int, int]]) -> bool:
+    """A document's opening line standing alone with no sentence punctuation ("Case notes: the car", 咨询手记：孤独的周末)."""
+    line = doc.text[block[0][0] : block[0][1]].strip()
+    found = speaker_prefix(line, doc.language)
+    return (
+        len(block) == 1 and len(line) <= 60 and not re.search(r"[.!?。！？\"“”「」『』]", line)
+        and (found is None or label_role(found[0], doc.language) is None)
+    )  # fmt: skip
+
+
 def split_pieces(doc: Document, people: set[str]) -> list[Piece]:
     """Narrative and utterance pieces, in source order, speakers named but roles not yet set."""
     if doc.kind == "transcript":
         return [p.model_copy(deep=True) for p in doc.pieces]
     pieces: list[Piece] = []
     for block in _blocks(doc.text):
+        if not pieces and _is_title(doc, block):
+            pieces.append(Piece(kind="narrative", start=block[0][0], end=block[-1][1]))
+            continue
         prefixed = _prefixed(doc, block)
         if prefixed is not None:
             pieces += prefixed
@@ -327,7 +342,7 @@ def _main_client(pieces: list[Piece], people: set[str], known: dict[str, Role]) 
     counts = Counter(
         p.participant for p in pieces
         if p.how == "quote" and p.kind == "utterance" and known.get(p.participant, SEEKER) == SEEKER
-        and p.participant not in ("I", "pronoun") and label_role(p.participant, "en") is None and label_role(p.participant, "cn") is None
+        and _is_name(p.participant, "en") and _is_name(p.participant, "cn")
     )  # fmt: skip
     if counts:
         return counts.most_common(1)[0][0]

@@ -61,6 +61,9 @@ def _summary(report: dict, out: Path) -> None:
     counts = report["counts"]
     typer.echo(f"sessions: {counts['sessions']}  turns: {counts['turns']}  units: {counts['units']}  "
                f"unsure pieces: {counts['unsure_pieces']} (resolved by LLM: {counts['resolved_by_llm']})")  # fmt: skip
+    for piece in report.get("unsure_pieces", []):
+        if not piece["resolved"]:
+            typer.echo(f"unsure: {piece['file']}:{piece['line']} [{piece['start']}:{piece['end']}] {piece['reason']} (kept as {piece['kind']})")
     failures = report["failures"]
     typer.echo(f"failures: {failures['total']} {failures['by_task'] or ''}")
     if "llm_usage" in report:
