@@ -23,6 +23,7 @@ from psyinsight.serve.config import API_KEY_ENV, ApiError, ServeConfig
 from psyinsight.serve.limits import TokenBucket
 from psyinsight.serve.replies import ReplySplitter, chunk_event, completion_body, extension_of, extract_json_object, thought_of, usage_of
 from psyinsight.serve.requests import ChatRequest, parse_request
+from psyinsight.serve.structured import StructuredEngine, constrained
 from psyinsight.serve.worker import ModelWorker
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
     """The FastAPI app. ``engine`` defaults to a ``LocalEngine`` for ``config.model``/``adapter``."""
     from psyinsight.safety import SafetyConfig, SafetyGuard
 
-    engine = engine or LocalEngine(config.model, config.adapter, device=config.device, threads=config.threads)
+    engine = StructuredEngine(engine or LocalEngine(config.model, config.adapter, device=config.device, threads=config.threads))
     if counselor is None:
         guard = SafetyGuard(SafetyConfig(resources_path=config.crisis_resources, region=config.region))
         counselor = Counselor(config.model, config.adapter, config.language, guard, engine=engine, task=config.task, region=config.region)
@@ -192,18 +193,22 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
         prompt, params = req.messages, req.params
         if req.json_mode:  # ask for JSON, and open the reply with "{" so a small model follows
             prompt, params = _with_json_instruction(prompt), dataclasses.replace(params, prefix="{")
+        enforced = req.response_format is not None and (engine.supports() or req.response_format.kind == "json_schema")
+        if enforced:  # constrained decoding: every token keeps the answer inside the schema (serve/structured.py)
+            engine.check(req.response_format)
+            params = constrained(params, req.response_format)  # type: ignore[arg-type]
         rid, created, name = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), req.model
         if not req.stream:
             g = await generate(prompt, params)
             text = g.text
-            if req.json_mode:
+            if req.json_mode and not enforced:
                 text = extract_json_object(text) or text
             return completion_body(rid, name, created, {"role": "assistant", "content": text}, g.finish_reason, usage_of(g), None)
 
         async def events() -> AsyncIterator[str]:
             yield chunk_event(rid, name, created, {"role": "assistant", "content": ""})
             try:
-                if req.json_mode:  # the object is only known once complete: send it whole
+                if req.json_mode and not enforced:  # the object is only known once complete: send it whole
                     g = await generate(prompt, params)
                     yield chunk_event(rid, name, created, {"content": extract_json_object(g.text) or g.text})
                     finish = g.finish_reason

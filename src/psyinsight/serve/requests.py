@@ -8,6 +8,7 @@ from typing import Any
 from psyinsight.counselor import GenParams, validate_history
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve.config import ApiError, ServeConfig
+from psyinsight.serve.structured import ResponseFormat, parse_response_format
 
 
 def _message_text(content: Any, where: str) -> str:
@@ -34,6 +35,8 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     json_mode: bool = False
+    response_format: ResponseFormat | None = None
+    """json_object / json_schema: enforced by constrained decoding where the engine allows it."""
     language: str | None = None
     region: str | None = None
     background: str | None = None
@@ -97,13 +100,8 @@ def parse_request(data: Any, config: ServeConfig) -> ChatRequest:
         stop = [stop]
     if stop is not None and (not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop)):
         raise ApiError(400, "'stop' must be a string or a list of up to 4 non-empty strings", param="stop")
-    fmt = data.get("response_format")
-    json_mode = False
-    if fmt is not None:
-        kind = fmt.get("type") if isinstance(fmt, dict) else None
-        if kind not in ("text", "json_object"):
-            raise ApiError(400, "response_format.type must be 'text' or 'json_object'", param="response_format")
-        json_mode = kind == "json_object"
+    response_format = parse_response_format(data.get("response_format"))
+    json_mode = response_format is not None
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, "'stream' must be true or false", param="stream")
@@ -121,6 +119,6 @@ def parse_request(data: Any, config: ServeConfig) -> ChatRequest:
     return ChatRequest(
         model=model.strip(), messages=messages, params=params, stream=stream,
         include_usage=bool(isinstance(options, dict) and options.get("include_usage")), json_mode=json_mode,
-        language=data.get("language"), region=data.get("region"), background=data.get("background"),
+        response_format=response_format, language=data.get("language"), region=data.get("region"), background=data.get("background"),
         ignored=sorted(k for k in data if k not in KNOWN_PARAMS and data[k] is not None),
     )  # fmt: skip
