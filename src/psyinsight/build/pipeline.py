@@ -45,7 +45,7 @@ STEP_MODULES = {
     "segment": ("segment", "entities", "model", "ingest"),
     "turns": ("turns", "model"),
     "anonymise": ("anonymise", "entities", "model"),
-    "annotate": ("annotate", "model"),
+    "annotate": ("annotate", "schemas", "model"),
 }
 
 
@@ -130,7 +130,8 @@ class Build:
         self.failures: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
         self.llm_fingerprint = (
-            {"model": config.llm.model, "temperature": config.llm.temperature, "max_tokens": config.llm.max_tokens}
+            {"model": config.llm.model, "temperature": config.llm.temperature, "max_tokens": config.llm.max_tokens,
+             "structured": config.llm.structured}
             if config.llm
             else None
         )
@@ -336,6 +337,8 @@ class Build:
             stats = self.client.stats.as_dict()
             report["llm_usage"] = {k: v for k, v in stats.items() if k != "by_tag"}
             report["llm_usage"]["by_step"] = stats["by_tag"]
+            accepted = self.client.schemas_accepted
+            report["llm_usage"]["structured_output"] = "json_schema" if accepted else ("json_object" if accepted is False or self.config.llm.structured == "json_object" else "not used")
         gold = score_against_gold(self.config.raw_dir, states)
         if gold:
             report["gold"] = gold

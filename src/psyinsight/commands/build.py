@@ -26,6 +26,7 @@ def build(
     completion_price: float = typer.Option(0.0, "--completion-price", help="Price per million completion tokens, for the cost in the report."),
     llm_cache: Path = typer.Option(None, "--llm-cache", help="SQLite LLM cache (default: OUT/cache/llm.sqlite); share it between runs to pay once."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    structured: str = typer.Option("auto", "--structured", help="Annotation schemas: auto (sent as response_format json_schema; json_object once the server rejects it), json_schema, json_object."),
 ) -> None:
     """Build a dataset from raw counseling text: ingest, segment, turns, anonymise, annotate, assemble.
 
@@ -50,7 +51,7 @@ def build(
         llm = LLMConfig(
             base_url=base_url, model=model, api_key_env=api_key_env, max_concurrency=concurrency, max_retries=max_retries,
             timeout_s=timeout, cache_path=llm_cache, prompt_price_per_mtok=prompt_price,
-            completion_price_per_mtok=completion_price, progress=progress,
+            completion_price_per_mtok=completion_price, progress=progress, structured=structured,
         )  # fmt: skip
     config = BuildConfig(raw_dir=raw_dir or sample_raw_dir(), out_dir=out, llm=llm, annotate=annotate, batch_size=batch_size)
     report = run_build(config, log=lambda message: typer.echo(message, err=True))
@@ -69,7 +70,8 @@ def _summary(report: dict, out: Path) -> None:
     if "llm_usage" in report:
         usage = report["llm_usage"]
         typer.echo(f"llm: {usage['requests_made']} requests, {usage['cache_hits']} cache hits, "
-                   f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens, cost {usage['cost']:.4f}")  # fmt: skip
+                   f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens, cost {usage['cost']:.4f}, "
+                   f"answers constrained by: {usage.get('structured_output', 'not used')}")  # fmt: skip
     for language, check in report["validation"].items():
         typer.echo(f"validator {check['file']}: {'accepted' if check['accepted'] else 'REJECTED'} ({len(check['problems'])} problems)")
     typer.echo(f"leak check: {report['leaks']['count']} source entities left")
