@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psyinsight import __version__
+from psyinsight import __version__, consistency
 from psyinsight.build import anonymise as anon
 from psyinsight.build.annotate import (
     AnnotateConfig, Job, apply_outcomes, empty_annotation, load_prompts, resolve_jobs, run_jobs, unit_jobs,
@@ -329,6 +329,11 @@ class Build:
                 "by_kind": dict(Counter(f["kind"] for f in failures)),
             },
             "unsure_pieces": unsure_report(states),
+            "consistency": [
+                dict(finding, file=s.doc.doc_id)
+                for s in states
+                for finding in consistency.source_findings(s.doc.text, s.doc.language, [t for u in s.units for t in u.turns], s.people)
+            ],
             "validation": validation,
             "leaks": {"count": len(leaks), "items": leaks},
             "seconds": round(seconds, 3),

@@ -73,7 +73,12 @@ def _summary(report: dict, out: Path) -> None:
                    f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens, cost {usage['cost']:.4f}, "
                    f"answers constrained by: {usage.get('structured_output', 'not used')}")  # fmt: skip
     for language, check in report["validation"].items():
-        typer.echo(f"validator {check['file']}: {'accepted' if check['accepted'] else 'REJECTED'} ({len(check['problems'])} problems)")
+        typer.echo(f"validator {check['file']}: {'accepted' if check['accepted'] else 'REJECTED'} ({len(check['problems'])} problems, "
+                   f"{len(check.get('suspects', []))} suspect turns)")  # fmt: skip
+        for finding in check.get("suspects", [])[:10]:
+            typer.echo(f"  suspect: dialog_id={finding['dialog_id']} turn={finding['turn']}: [{finding['rule']}] {finding['message']}")
+    for finding in report.get("consistency", [])[:20]:
+        typer.echo(f"consistency: {finding['file']}:{finding['line']} turn {finding['turn']}: {finding['message']}")
     typer.echo(f"leak check: {report['leaks']['count']} source entities left")
     if "gold" in report:
         g = report["gold"]["all"]
