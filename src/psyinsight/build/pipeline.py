@@ -33,6 +33,7 @@ from psyinsight.build.assemble import OUTPUT_FILES, assemble, validate
 from psyinsight.build.entities import known_people
 from psyinsight.build.gold import Score, gold_path, load_gold, score_turns
 from psyinsight.build.ingest import discover, ingest_file
+from psyinsight.build.labeller import apply_labellers, load_labellers, parse_spec
 from psyinsight.build.model import Document, Piece, Unit
 from psyinsight.build.segment import label_role, segment
 from psyinsight.build.turns import make_units
@@ -72,6 +73,7 @@ class BuildConfig:
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig, metadata={"help": "Annotation settings."})
     batch_size: int = field(default=16, metadata={"help": "Units annotated per batch; each finished batch is stored before the next."})
     resolve_with_llm: bool = field(default=True, metadata={"help": "Ask the LLM about paragraphs the segmentation rules are unsure of."})
+    labeller: str | None = field(default=None, metadata={"help": "classify:<model dir>: label classifiers that fill missing labels and check the LLM's."})
 
     def __post_init__(self) -> None:
         self.raw_dir, self.out_dir = Path(self.raw_dir), Path(self.out_dir)
@@ -126,6 +128,7 @@ class Build:
         self.config = config
         self.log = log or (lambda message: None)
         self.cache = StepCache(config.out_dir / "cache" / "steps")
+        self.labellers = load_labellers(parse_spec(config.labeller)) if config.labeller else []
         self.client = LLMClient(config.llm) if config.llm is not None else None
         self.failures: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
@@ -270,6 +273,7 @@ class Build:
         units = [u for s in states for u in s.anonymised]
         hashes = {s.doc.doc_id: s.doc.sha256 for s in states}
         data = self._timed("assemble", lambda: assemble(units, annotations, hashes))
+        labelled = self._timed("labeller", lambda: apply_labellers(data, self.labellers)) if self.labellers else None
         validation = {}
         for language, rows in sorted(data.items()):
             path = out / OUTPUT_FILES[language]
@@ -281,6 +285,8 @@ class Build:
         leaks = self._leaks(states, data)
         write_jsonl(out / "failures.jsonl", self.failures)
         report = self._report(states, data, validation, leaks, time.perf_counter() - started)
+        if labelled is not None:
+            report["labeller"] = labelled
         write_json(out / "report.json", report)
         return report
 

@@ -26,6 +26,7 @@ def build(
     completion_price: float = typer.Option(0.0, "--completion-price", help="Price per million completion tokens, for the cost in the report."),
     llm_cache: Path = typer.Option(None, "--llm-cache", help="SQLite LLM cache (default: OUT/cache/llm.sqlite); share it between runs to pay once."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    labeller: str = typer.Option(None, "--labeller", help="classify:<model dir>: saved label classifiers (one `classify train` folder or a folder of them) fill missing labels and check the LLM's; disagreements go to the report."),
     structured: str = typer.Option("auto", "--structured", help="Annotation schemas: auto (sent as response_format json_schema; json_object once the server rejects it), json_schema, json_object."),
 ) -> None:
     """Build a dataset from raw counseling text: ingest, segment, turns, anonymise, annotate, assemble.
@@ -53,7 +54,7 @@ def build(
             timeout_s=timeout, cache_path=llm_cache, prompt_price_per_mtok=prompt_price,
             completion_price_per_mtok=completion_price, progress=progress, structured=structured,
         )  # fmt: skip
-    config = BuildConfig(raw_dir=raw_dir or sample_raw_dir(), out_dir=out, llm=llm, annotate=annotate, batch_size=batch_size)
+    config = BuildConfig(raw_dir=raw_dir or sample_raw_dir(), out_dir=out, llm=llm, annotate=annotate, batch_size=batch_size, labeller=labeller)
     report = run_build(config, log=lambda message: typer.echo(message, err=True))
     _summary(report, out)
 
@@ -80,6 +81,10 @@ def _summary(report: dict, out: Path) -> None:
     for finding in report.get("consistency", [])[:20]:
         typer.echo(f"consistency: {finding['file']}:{finding['line']} turn {finding['turn']}: {finding['message']}")
     typer.echo(f"leak check: {report['leaks']['count']} source entities left")
+    if "labeller" in report:
+        lab = report["labeller"]
+        typer.echo(f"labeller: filled {sum(lab['filled'].values())} labels, agreed with the LLM on {sum(lab['agreed'].values())}, "
+                   f"disagreed on {lab['disagreements']['count']} (listed in the report)")  # fmt: skip
     if "gold" in report:
         g = report["gold"]["all"]
         typer.echo(f"gold turns: boundary P/R {g['boundary_precision']:.3f}/{g['boundary_recall']:.3f}, "
