@@ -15,7 +15,7 @@ from psyinsight import taxonomy
 from psyinsight.schema import SEEKER, Language
 
 MAX_LABELS = 3
-CHARS_PER_TOKEN = {"en": 3.0, "cn": 1.0}
+CHARS_PER_TOKEN = {"en": 3.0, "cn": 0.6}
 """A cautious characters-per-token figure for small models' tokenizers (Chinese often takes more than one token a character)."""
 
 
@@ -23,8 +23,8 @@ def _text(max_chars: int) -> dict[str, Any]:
     return {"type": "string", "minLength": 1, "maxLength": max(8, max_chars)}
 
 
-def _labels(values: tuple[str, ...]) -> dict[str, Any]:
-    return {"type": "array", "items": {"type": "string", "enum": list(values)}, "minItems": 1, "maxItems": MAX_LABELS}
+def _labels(values: tuple[str, ...], most: int = MAX_LABELS) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "string", "enum": list(values)}, "minItems": 1, "maxItems": most}
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def _budget(max_tokens: int, fields: int, overhead: int, language: Language) -> 
 
 
 def unit_schema(max_tokens: int, language: Language) -> dict[str, Any]:
-    size = _budget(max_tokens, 4, 24, language)
+    size = _budget(max_tokens, 4, 32, language)
     return _object({key: _text(size) for key in ("background", "reasoning", "summary", "guide")})
 
 
@@ -52,13 +52,17 @@ def labels_schema() -> dict[str, Any]:
 
 def window_schema(roles: dict[str, str], max_tokens: int, language: Language) -> dict[str, Any]:
     """One object per turn id, in order: observation + emotions for the client, reasoning + strategies for the counselor."""
-    size = _budget(max_tokens, len(roles), 6 + 22 * len(roles), language)
+    most = MAX_LABELS
+    size = _budget(max_tokens, len(roles), 6 + (14 + 6 * most) * len(roles), language)
+    if size < 8 * CHARS_PER_TOKEN[language]:  # a tight token limit: one label per turn leaves room for the text
+        most = 1
+        size = _budget(max_tokens, len(roles), 6 + 20 * len(roles), language)
     items = []
     for turn_id, role in roles.items():
         if role == SEEKER:
-            fields = {"id": {"type": "string", "enum": [turn_id]}, "observation": _text(size), "emotions": _labels(taxonomy.EMOTIONS)}
+            fields = {"id": {"type": "string", "enum": [turn_id]}, "observation": _text(size), "emotions": _labels(taxonomy.EMOTIONS, most)}
         else:
-            fields = {"id": {"type": "string", "enum": [turn_id]}, "reasoning": _text(size), "strategies": _labels(taxonomy.STRATEGIES)}
+            fields = {"id": {"type": "string", "enum": [turn_id]}, "reasoning": _text(size), "strategies": _labels(taxonomy.STRATEGIES, most)}
         items.append(_object(fields))
     turns = {"type": "array", "prefixItems": items, "items": False, "minItems": len(items), "maxItems": len(items)}
     return _object({"turns": turns})
