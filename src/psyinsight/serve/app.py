@@ -195,7 +195,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             prompt, params = _with_json_instruction(prompt), dataclasses.replace(params, prefix="{")
         enforced = req.response_format is not None and (engine.supports() or req.response_format.kind == "json_schema")
         if enforced:  # constrained decoding: every token keeps the answer inside the schema (serve/structured.py)
-            engine.check(req.response_format)
+            await asyncio.to_thread(engine.check, req.response_format)  # compiling a new schema takes about a second
             params = constrained(params, req.response_format)  # type: ignore[arg-type]
         rid, created, name = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), req.model
         if not req.stream:
