@@ -67,7 +67,7 @@ def keys_responder(body: dict[str, Any]) -> str:
         return json.dumps({"kind": "dialogue", "role": "client", "participant": ""})
     if keys.startswith("background"):
         return json.dumps({"background": f"A client seeking help ({tag}).", "reasoning": "The counselor explores the problem.",
-                           "summary": "The client gains a new view.", "guide": "Listen, reflect feelings, ask open questions."})
+                           "summary": "The client gains a new view.", "guide": "Listen and reflect feelings."})
     if keys.startswith("psychotherapy"):
         return json.dumps({"psychotherapy": "Cognitive Behavioral Therapy", "topic": "Ongoing Depression", "stage": "1st Session"})
     if keys.startswith("is_same_qa"):
@@ -80,7 +80,7 @@ def keys_responder(body: dict[str, Any]) -> str:
             if m.group("role") == "Seeker":
                 rows.append({"id": m.group("id"), "observation": f"The client speaks ({tag}).", "emotions": ["Anxiety"]})
             else:
-                rows.append({"id": m.group("id"), "reasoning": f"The counselor asks to understand ({tag}).", "strategies": ["Question"]})
+                rows.append({"id": m.group("id"), "reasoning": f"Asks to understand ({tag}).", "strategies": ["Question"]})
         return json.dumps({"turns": rows})
     return default_responder(body)
 

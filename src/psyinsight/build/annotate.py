@@ -284,13 +284,14 @@ def _cut(text: str, limit: int, *, keep_end: bool) -> str:
     return ("…" + text[-limit:]) if keep_end else (text[:limit] + "…")
 
 
-def _request(prompts: Prompts, task: str, cfg: AnnotateConfig, schema: dict[str, Any] | None = None, **fields: str) -> ChatRequest:
+def _request(prompts: Prompts, task: str, cfg: AnnotateConfig, schema: dict[str, Any] | None = None, max_tokens: int | None = None,
+             **fields: str) -> ChatRequest:  # fmt: skip
     """The question, with the JSON Schema of its answer (sent where the server enforces schemas)."""
     user = prompts.tasks[task]["user"].format(**fields)
     return ChatRequest(
         messages=[{"role": "system", "content": prompts.system}, {"role": "user", "content": user}],
         json_mode=True,
-        params={"max_tokens": cfg.max_tokens.get(task, 400)},
+        params={"max_tokens": max_tokens or cfg.max_tokens.get(task, 400)},
         schema=schema,
         schema_name=f"psyinsight_{task}",
         tag=f"annotate.{task}",
@@ -321,8 +322,9 @@ def unit_jobs(unit: Unit, previous: Unit | None, prompts: Prompts, cfg: Annotate
         end = min(start + cfg.window, len(unit.turns))
         roles = {turn_id(unit, i): unit.turns[i].role for i in range(start, end)}
         context = _dialogue(unit, max(0, start - 2), start) if start else _cut(unit.before, limit // 2, keep_end=True)
+        limit = max(tokens("window"), schemas.window_min_tokens(len(roles)))  # room for the smallest valid answer
         request = _request(
-            prompts, "window", cfg, schemas.window_schema(roles, tokens("window"), lang), context=context, window=_dialogue(unit, start, end),
+            prompts, "window", cfg, schemas.window_schema(roles, limit, lang), limit, context=context, window=_dialogue(unit, start, end),
             emotions=", ".join(taxonomy.EMOTIONS), strategies=", ".join(taxonomy.STRATEGIES),
         )  # fmt: skip
         jobs.append(Job("window", f"{where}@{start}-{end - 1}", request, window_checker(roles), keys("window"), prompts.repair))

@@ -15,12 +15,24 @@ from psyinsight import taxonomy
 from psyinsight.schema import SEEKER, Language
 
 MAX_LABELS = 3
-CHARS_PER_TOKEN = {"en": 3.0, "cn": 0.6}
-"""A cautious characters-per-token figure for small models' tokenizers (Chinese often takes more than one token a character)."""
+CHARS_PER_TOKEN = {"en": 2.5, "cn": 0.5}
+"""Cautious characters per token (SmolLM2's tokenizer: about 5 for English prose, 0.5 for Chinese)."""
+TURN_TOKENS = 22
+"""Tokens of one window row without its text ({"id":"12-3","reasoning":"","strategies":["Question"]} is 19), plus margin."""
+LABEL_TOKENS = 5
+WRAPPER_TOKENS = 8
+TEXT_MIN_TOKENS = 8
+FILL = 0.85
+"""Share of the token limit the schema plans to use (what the model writes is not known token by token)."""
+
+
+def window_min_tokens(turns: int) -> int:
+    """The token limit a window answer needs at least (one label and a short text per turn)."""
+    return int((WRAPPER_TOKENS + turns * (TURN_TOKENS + TEXT_MIN_TOKENS)) / FILL) + 1
 
 
 def _text(max_chars: int) -> dict[str, Any]:
-    return {"type": "string", "minLength": 1, "maxLength": max(8, max_chars)}
+    return {"type": "string", "minLength": 1, "maxLength": max(4, max_chars)}
 
 
 def _labels(values: tuple[str, ...], most: int = MAX_LABELS) -> dict[str, Any]:
@@ -33,12 +45,12 @@ def _object(properties: dict[str, Any]) -> dict[str, Any]:
 
 def _budget(max_tokens: int, fields: int, overhead: int, language: Language) -> int:
     """Characters each of ``fields`` free-text fields may use within ``max_tokens`` (``overhead``: tokens of keys and labels)."""
-    tokens = max(4, (max_tokens - overhead) // max(1, fields))
+    tokens = max(TEXT_MIN_TOKENS, (int(max_tokens * FILL) - overhead) // max(1, fields))
     return int(tokens * CHARS_PER_TOKEN[language])
 
 
 def unit_schema(max_tokens: int, language: Language) -> dict[str, Any]:
-    size = _budget(max_tokens, 4, 32, language)
+    size = _budget(max_tokens, 4, 20, language)
     return _object({key: _text(size) for key in ("background", "reasoning", "summary", "guide")})
 
 
@@ -53,10 +65,10 @@ def labels_schema() -> dict[str, Any]:
 def window_schema(roles: dict[str, str], max_tokens: int, language: Language) -> dict[str, Any]:
     """One object per turn id, in order: observation + emotions for the client, reasoning + strategies for the counselor."""
     most = MAX_LABELS
-    size = _budget(max_tokens, len(roles), 6 + (14 + 6 * most) * len(roles), language)
-    if size < 8 * CHARS_PER_TOKEN[language]:  # a tight token limit: one label per turn leaves room for the text
-        most = 1
-        size = _budget(max_tokens, len(roles), 6 + 20 * len(roles), language)
+    per_turn = TURN_TOKENS + LABEL_TOKENS * (most - 1)
+    if (int(max_tokens * FILL) - WRAPPER_TOKENS) // max(1, len(roles)) - per_turn < 2 * TEXT_MIN_TOKENS:
+        most, per_turn = 1, TURN_TOKENS  # a tight token limit: one label per turn leaves room for the text
+    size = _budget(max_tokens, len(roles), WRAPPER_TOKENS + per_turn * len(roles), language)
     items = []
     for turn_id, role in roles.items():
         if role == SEEKER:
