@@ -4,7 +4,8 @@ Each schema says what the matching checker in ``annotate.py`` accepts: the taxon
 labels as enums, at most ``MAX_LABELS`` labels, every turn id of a window once and in
 order with the fields its role needs. Free-text fields get a ``maxLength`` that fits the
 task's token limit, so a constrained answer closes its object before ``max_tokens`` cuts
-it (a cut answer is the one way a constrained answer can still be invalid).
+it (a cut answer is the one way a constrained answer can still be invalid); a window's
+limit is raised to what its smallest valid answer needs (``window_min_tokens``).
 """
 
 from __future__ import annotations
