@@ -14,6 +14,7 @@ Fault kinds:
   ``finish_reason="length"`` (what a token limit does to JSON).
 - ``bad_body``: HTTP 200 whose body is not JSON at all.
 - ``truncated_body``: HTTP 200 whose JSON body is cut in half.
+- ``reject_schema``: HTTP 400 naming ``response_format`` (a server that does not enforce JSON schemas).
 
 Usage::
 
@@ -38,7 +39,7 @@ from typing import Any
 Responder = Callable[[dict[str, Any]], str]
 FaultFn = Callable[[dict[str, Any], int], str]
 
-FAULT_KINDS = ("ok", "429", "500", "503", "hang", "invalid_json", "truncated", "bad_body", "truncated_body")
+FAULT_KINDS = ("ok", "429", "500", "503", "hang", "invalid_json", "truncated", "bad_body", "truncated_body", "reject_schema")
 
 
 def default_responder(body: dict[str, Any]) -> str:
@@ -66,7 +67,7 @@ def keys_responder(body: dict[str, Any]) -> str:
         return json.dumps({"kind": "dialogue", "role": "client", "participant": ""})
     if keys.startswith("background"):
         return json.dumps({"background": f"A client seeking help ({tag}).", "reasoning": "The counselor explores the problem.",
-                           "summary": "The client gains a new view.", "guide": "Listen, reflect feelings, ask open questions."})
+                           "summary": "The client gains a new view.", "guide": "Listen and reflect feelings."})
     if keys.startswith("psychotherapy"):
         return json.dumps({"psychotherapy": "Cognitive Behavioral Therapy", "topic": "Ongoing Depression", "stage": "1st Session"})
     if keys.startswith("is_same_qa"):
@@ -79,7 +80,7 @@ def keys_responder(body: dict[str, Any]) -> str:
             if m.group("role") == "Seeker":
                 rows.append({"id": m.group("id"), "observation": f"The client speaks ({tag}).", "emotions": ["Anxiety"]})
             else:
-                rows.append({"id": m.group("id"), "reasoning": f"The counselor asks to understand ({tag}).", "strategies": ["Question"]})
+                rows.append({"id": m.group("id"), "reasoning": f"Asks to understand ({tag}).", "strategies": ["Question"]})
         return json.dumps({"turns": rows})
     return default_responder(body)
 
@@ -275,6 +276,12 @@ class FakeOpenAI:
                 if fault == "hang":
                     server._stop.wait(server.hang_s)
                     self.close_connection = True
+                    return
+                if fault == "reject_schema":  # a server that does not enforce JSON schemas (as an OpenAI-compatible one says so)
+                    record.status = 400
+                    message = {"error": {"message": "response_format json_schema is not supported", "type": "invalid_request_error",
+                                         "param": "response_format", "code": None}}  # fmt: skip
+                    self._send(400, json.dumps(message).encode())
                     return
                 if fault.isdigit():
                     record.status = int(fault)

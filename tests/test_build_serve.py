@@ -1,7 +1,8 @@
 """End to end, fully offline: ``psyinsight serve`` (the embedded SmolLM2) answers the build's LLM calls.
 
-A 135M model writes invalid JSON often: the run must still complete, record each failure
-after its repair retry, and produce files the dataset validator accepts. One short excerpt
+A 135M model writes invalid JSON often when left alone; the server enforces each
+question's JSON Schema by constrained decoding, so every answer must be usable at once (no
+failure, no repair retry) and the files must pass the dataset validator. One short excerpt
 per language, one token limit for every task (so the server batches the requests) and short
 prompts keep it small. The whole bundled sample builds the same way with
 ``psyinsight build --base-url http://127.0.0.1:PORT/v1 --max-tokens 96 --out DIR`` (many
@@ -80,8 +81,9 @@ def test_build_against_psyinsight_serve_with_the_default_model(tmp_path):
     assert all(check["accepted"] for check in report["validation"].values()), report["validation"]
     usage = report["llm_usage"]
     assert usage["succeeded"] > 0 and usage["failed"] == 0, usage
-    # whatever the small model got wrong is recorded, with its raw answers
+    # the server enforces each question's schema: every answer is usable, no repair retry needed
+    assert usage["structured_output"] == "json_schema"
     failures = read_jsonl(tmp_path / "out" / "failures.jsonl")
-    assert len(failures) == report["failures"]["total"]
-    assert all(f["kind"] == "invalid_output" and len(f["raw"]) == 2 for f in failures)
+    assert failures == [] and report["failures"]["total"] == 0
+    assert not any(tag.endswith(".repair") for tag in usage["by_step"]), usage["by_step"]
     assert report["leaks"]["count"] == 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-Severity = Literal["error", "defect", "note"]
+Severity = Literal["error", "defect", "suspect", "note"]
 """``error``: the data cannot be used as is (structure, unknown label).
 ``defect``: a known defect that the normaliser repairs.
+``suspect``: a consistency check's sign of likely corruption that no rule can repair (``consistency.py``).
 ``note``: a property worth knowing that is not wrong (a session opening with the counselor)."""
 
 

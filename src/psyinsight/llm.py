@@ -63,8 +63,15 @@ class LLMConfig:
         default=0.0, metadata={"help": "Price of one million completion tokens (for cost accounting)."}
     )
     progress: bool = field(default=False, metadata={"help": "Show a progress bar on stderr."})
+    structured: str = field(
+        default="auto",
+        metadata={"help": "How a request's JSON schema is sent: auto (response_format json_schema, and json_object from the first "
+                          "time the server rejects it), json_schema, or json_object (schemas never sent)."},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
+        if self.structured not in ("auto", "json_schema", "json_object"):
+            raise PsyInsightError(f"must be auto, json_schema or json_object, got {self.structured!r}", where="LLMConfig.structured")
         if self.max_concurrency < 1:
             raise PsyInsightError(f"must be at least 1, got {self.max_concurrency}", where="LLMConfig.max_concurrency")
         if self.max_retries < 0:
@@ -97,6 +104,9 @@ class ChatRequest:
     messages: list[dict[str, str]]
     json_mode: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    schema: dict[str, Any] | None = None
+    """A JSON Schema the answer must follow: sent as ``response_format`` json_schema where the server takes it."""
+    schema_name: str = "answer"
     tag: str = ""
     """A label for accounting (e.g. the pipeline step); not sent, not in the cache key."""
 
@@ -205,9 +215,10 @@ class _Retryable(Exception):
 
 
 class _Fatal(Exception):
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str, param: str | None = None):
         super().__init__(message)
         self.kind = kind
+        self.param = param
 
 
 def _retry_after(response: Any) -> float | None:
@@ -231,6 +242,8 @@ class LLMClient:
         self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         """One limit per loop, shared by concurrent ``complete_many`` calls from several threads."""
+        self.schemas_accepted: bool | None = None
+        """Whether the server took a json_schema ``response_format`` (None: not asked yet)."""
 
     # -- public API -----------------------------------------------------------------
 
@@ -302,7 +315,9 @@ class LLMClient:
         if self.config.max_tokens is not None:
             params["max_tokens"] = self.config.max_tokens
         params.update(request.params)
-        if request.json_mode:
+        if request.schema is not None and self.config.structured != "json_object" and self.schemas_accepted is not False:
+            params["response_format"] = {"type": "json_schema", "json_schema": {"name": request.schema_name, "schema": request.schema, "strict": True}}
+        elif request.json_mode or request.schema is not None:
             params["response_format"] = {"type": "json_object"}
         return params
 
@@ -384,6 +399,8 @@ class LLMClient:
                     self.stats.retries += 1
             try:
                 text, finish_reason, usage = await self._attempt(client, request.messages, params)
+                if params.get("response_format", {}).get("type") == "json_schema":
+                    self.schemas_accepted = True
             except _Retryable as exc:
                 last_error = f"{exc.kind}: {exc}"
                 self._count_error(exc.kind)
@@ -394,6 +411,12 @@ class LLMClient:
             except _Fatal as exc:
                 self._count_error(exc.kind)
                 last_error = f"{exc.kind}: {exc}"
+                schema_sent = params.get("response_format", {}).get("type") == "json_schema"
+                if schema_sent and self.config.structured == "auto" and exc.kind == "400" and (exc.param or "").startswith("response_format"):
+                    self.schemas_accepted = False  # this server does not enforce schemas: ask for plain JSON from now on
+                    key, params = self.key_of(request), self.request_params(request)
+                    attempts -= 1
+                    continue
                 break
             if self.cache is not None:
                 self.cache.put(key, self.config.model, text, finish_reason, usage)
@@ -437,7 +460,9 @@ class LLMClient:
             if status >= 500 or status in (408, 409):
                 raise _Retryable(str(status), f"server error {status}", _retry_after(exc.response)) from None
             hint = " (check the API key variable)" if status in (401, 403) else ""
-            raise _Fatal(str(status), f"request rejected with status {status}{hint}") from None
+            error = exc.body.get("error", exc.body) if isinstance(exc.body, dict) else {}
+            param = error.get("param") if isinstance(error, dict) else None
+            raise _Fatal(str(status), f"request rejected with status {status}{hint}", param if isinstance(param, str) else None) from None
         except openai.APIConnectionError as exc:
             raise _Retryable("connection", f"cannot reach {self.config.base_url}: {type(exc).__name__}") from None
         except (openai.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:

@@ -1,8 +1,9 @@
 """Strict checks of a release-format file, each finding with its exact place.
 
-Three kinds of finding (``findings.Severity``): ``error`` (unusable: broken structure, a
+Four kinds of finding (``findings.Severity``): ``error`` (unusable: broken structure, a
 label outside the taxonomy), ``defect`` (a known defect, one per repair the normaliser would
-make, named by its rule) and ``note`` (true of the data but not wrong: a session that opens
+make, named by its rule), ``suspect`` (the consistency checks of ``consistency.py``: several
+quoted utterances in one turn, a question tagged as the other role's) and ``note`` (true of the data but not wrong: a session that opens
 with the counselor, a missing annotation, an utterance repeated in another session).
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psyinsight import taxonomy
+from psyinsight import consistency, taxonomy
 from psyinsight.findings import Finding
 from psyinsight.release import guess_language, read_release_file, schema_findings, structure_findings
 from psyinsight.repair import RULE_DESCRIPTIONS, participant_variants, repair_session
@@ -45,7 +46,12 @@ class Report:
     @property
     def problems(self) -> list[Finding]:
         """Errors and defects: what makes ``validate`` exit 1."""
-        return [f for f in self.findings if f.severity != "note"]
+        return [f for f in self.findings if f.severity in ("error", "defect")]
+
+    @property
+    def suspects(self) -> list[Finding]:
+        """Consistency findings: always listed, for a person to look at (they do not change the exit status)."""
+        return [f for f in self.findings if f.severity == "suspect"]
 
     @property
     def clean(self) -> bool:
@@ -53,7 +59,7 @@ class Report:
 
 
 def describe(rule: str) -> str:
-    return RULE_DESCRIPTIONS.get(rule) or NOTE_DESCRIPTIONS.get(rule) or ERROR_DESCRIPTIONS.get(rule, "")
+    return RULE_DESCRIPTIONS.get(rule) or NOTE_DESCRIPTIONS.get(rule) or ERROR_DESCRIPTIONS.get(rule) or consistency.DESCRIPTIONS.get(rule, "")
 
 
 def _label_findings(file: str, session: dict[str, Any]) -> Iterable[Finding]:
@@ -116,6 +122,7 @@ def validate_data(data: Any, path: str | Path) -> list[Finding]:
     for session in usable:
         dialog_id = str(session.get("dialog_id"))
         found += _label_findings(file, session)
+        found += consistency.turn_findings(file, session)
         _, log = repair_session(session, names)
         for repair in log:
             message = describe(repair.rule) + (f" ({repair.detail})" if repair.detail else "")

@@ -23,13 +23,14 @@ from typing import Any
 import yaml
 
 from psyinsight import taxonomy
+from psyinsight.build import schemas
 from psyinsight.build.model import Unit
 from psyinsight.errors import PsyInsightError
 from psyinsight.llm import ChatRequest, ChatResult, LLMClient, parse_json_object
 from psyinsight.schema import SEEKER, Language
 
 PROMPT_FILES = {"en": "build_en.yaml", "cn": "build_zh.yaml"}
-MAX_LABELS = 3
+MAX_LABELS = schemas.MAX_LABELS
 """More labels than this is the release's "echoed the whole list" defect: rejected and repaired."""
 
 Validator = Callable[[dict[str, Any]], tuple[Any, str | None]]
@@ -224,7 +225,8 @@ def run_jobs(client: LLMClient, jobs: list[Job]) -> list[Outcome]:
             continue
         repair = job.repair_template.format(error=error, keys=job.keys)
         messages = job.request.messages + [{"role": "assistant", "content": result.text or ""}, {"role": "user", "content": repair}]
-        request = ChatRequest(messages=messages, json_mode=job.request.json_mode, params=job.request.params, tag=job.request.tag + ".repair")
+        request = ChatRequest(messages=messages, json_mode=job.request.json_mode, params=job.request.params, schema=job.request.schema,
+                              schema_name=job.request.schema_name, tag=job.request.tag + ".repair")  # fmt: skip
         repairs.append((i, request, error, result.text or ""))
     if repairs:
         second = client.complete_many([r[1] for r in repairs])
@@ -282,12 +284,16 @@ def _cut(text: str, limit: int, *, keep_end: bool) -> str:
     return ("…" + text[-limit:]) if keep_end else (text[:limit] + "…")
 
 
-def _request(prompts: Prompts, task: str, cfg: AnnotateConfig, **fields: str) -> ChatRequest:
+def _request(prompts: Prompts, task: str, cfg: AnnotateConfig, schema: dict[str, Any] | None = None, max_tokens: int | None = None,
+             **fields: str) -> ChatRequest:  # fmt: skip
+    """The question, with the JSON Schema of its answer (sent where the server enforces schemas)."""
     user = prompts.tasks[task]["user"].format(**fields)
     return ChatRequest(
         messages=[{"role": "system", "content": prompts.system}, {"role": "user", "content": user}],
         json_mode=True,
-        params={"max_tokens": cfg.max_tokens.get(task, 400)},
+        params={"max_tokens": max_tokens or cfg.max_tokens.get(task, 400)},
+        schema=schema,
+        schema_name=f"psyinsight_{task}",
         tag=f"annotate.{task}",
     )
 
@@ -299,11 +305,14 @@ def unit_jobs(unit: Unit, previous: Unit | None, prompts: Prompts, cfg: Annotate
     dialogue = _dialogue(unit)
     keys = lambda task: prompts.tasks[task].get("keys", "")  # noqa: E731
     where = unit.key
+    lang = unit.language
+    tokens = lambda task: cfg.max_tokens.get(task, 400)  # noqa: E731
     jobs = [
-        Job("unit", where, _request(prompts, "unit", cfg, before=before, dialogue=dialogue, after=after), check_unit, keys("unit"), prompts.repair),
+        Job("unit", where, _request(prompts, "unit", cfg, schemas.unit_schema(tokens("unit"), lang), before=before, dialogue=dialogue, after=after),
+            check_unit, keys("unit"), prompts.repair),
         Job(
             "labels", where,
-            _request(prompts, "labels", cfg, before=before, dialogue=dialogue,
+            _request(prompts, "labels", cfg, schemas.labels_schema(), before=before, dialogue=dialogue,
                      psychotherapies=", ".join(taxonomy.PSYCHOTHERAPIES), topics=", ".join(taxonomy.TOPICS),
                      stages=", ".join(taxonomy.STAGES)),
             check_labels, keys("labels"), prompts.repair,
@@ -313,14 +322,15 @@ def unit_jobs(unit: Unit, previous: Unit | None, prompts: Prompts, cfg: Annotate
         end = min(start + cfg.window, len(unit.turns))
         roles = {turn_id(unit, i): unit.turns[i].role for i in range(start, end)}
         context = _dialogue(unit, max(0, start - 2), start) if start else _cut(unit.before, limit // 2, keep_end=True)
+        limit = max(tokens("window"), schemas.window_min_tokens(len(roles)))  # room for the smallest valid answer
         request = _request(
-            prompts, "window", cfg, context=context, window=_dialogue(unit, start, end),
+            prompts, "window", cfg, schemas.window_schema(roles, limit, lang), limit, context=context, window=_dialogue(unit, start, end),
             emotions=", ".join(taxonomy.EMOTIONS), strategies=", ".join(taxonomy.STRATEGIES),
         )  # fmt: skip
         jobs.append(Job("window", f"{where}@{start}-{end - 1}", request, window_checker(roles), keys("window"), prompts.repair))
     if previous is not None:
         request = _request(
-            prompts, "boundary", cfg, previous=_dialogue(previous, max(0, len(previous.turns) - 3)), current=_dialogue(unit, 0, 3)
+            prompts, "boundary", cfg, schemas.boundary_schema(), previous=_dialogue(previous, max(0, len(previous.turns) - 3)), current=_dialogue(unit, 0, 3)
         )
         jobs.append(Job("boundary", where, request, check_boundary, keys("boundary"), prompts.repair))
     return jobs
@@ -368,7 +378,7 @@ def resolve_jobs(text: str, pieces: list[Any], prompts: Prompts, cfg: AnnotateCo
         for j in range(max(0, i - 2), min(len(pieces), i + 3)):
             body = text[pieces[j].start : pieces[j].end].strip()
             lines.append((">>> " if j == i else "    ") + body[: cfg.max_context_chars // 3])
-        request = _request(prompts, "resolve", cfg, context="\n\n".join(lines))
+        request = _request(prompts, "resolve", cfg, schemas.resolve_schema(), context="\n\n".join(lines))
         request.tag = "segment.resolve"
         indexes.append(i)
         jobs.append(Job("resolve", f"{where}@{piece.start}", request, check_resolve, prompts.tasks["resolve"].get("keys", ""), prompts.repair))

@@ -82,7 +82,8 @@ def validate(data: list[dict[str, Any]], path: Path, language: Language) -> dict
     from psyinsight.validate import validate_data
 
     findings = validate_data(data, path)
-    problems = [f for f in findings if f.severity != "note"]
+    problems = [f for f in findings if f.severity in ("error", "defect")]
+    suspects = [f for f in findings if f.severity == "suspect"]
     by_rule: dict[str, int] = {}
     for finding in findings:
         key = f"{finding.severity}:{finding.rule}"
@@ -98,5 +99,6 @@ def validate(data: list[dict[str, Any]], path: Path, language: Language) -> dict
         "sessions": len(data),
         "accepted": not problems and not schema_errors,
         "problems": [f.to_dict() for f in problems[:50]] + schema_errors[:50],
+        "suspects": [f.to_dict() for f in suspects[:50]],
         "by_rule": by_rule,
     }

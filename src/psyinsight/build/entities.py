@@ -3,7 +3,9 @@
 Rules, not a model, so the build runs offline and is auditable: contact details and dates
 by pattern; people from speaker labels, titles (Dr., Mr., ...), a list of common first
 names, capitalised words inside sentences that are not common capitalised words (en) and
-common surnames / 小X / 老X patterns (cn); places from a small gazetteer and street or
+common surnames / 小X / 老X patterns (cn), together with jieba's part-of-speech tags for
+Chinese (a ``nr`` person-name token is taken when it also looks like a name: a surname or
+小/老/阿 first, not a common word); places from a small gazetteer and street or
 administrative suffixes. The leak check reports whatever these rules miss.
 """
 
@@ -134,8 +136,10 @@ def _detect_en(text: str, found: list[Entity]) -> None:
         word = m.group()
         if i <= skip or word in _NOT_NAMES or word.split("'")[0] in _NOT_NAMES:
             continue
-        before = text[: m.start()].rstrip(" *_\"“‘'([")
-        sentence_start = not before or before[-1] in ".!?:\n#>])"
+        stripped = text[: m.start()].rstrip(" *_([")
+        before = stripped.rstrip("\"“‘'")
+        opens_quote = len(before) < len(stripped)  # the first word inside a quote starts a sentence: I said, "That ..."
+        sentence_start = not before or before[-1] in ".!?:\n#>])" or opens_quote
         if not (word in FIRST_NAMES or not sentence_start):
             continue
         end = m.end()
@@ -146,7 +150,37 @@ def _detect_en(text: str, found: list[Entity]) -> None:
         _add(found, text, "person", m.start(), end)
 
 
+CN_NAME_SURNAMES = CN_SURNAMES + "周高马方胡朱林何徐孙罗黄许邱秦任韦贾夏付邹熊孟江白崔石廖易邵程谭姚龙万段雷钱汤尹黎常武乔贺赖龚文"
+"""Surnames accepted at the start of a jieba ``nr`` token (jieba has judged the whole token a name)."""
+_CN_NR_NOT_NAMES = {"高三", "高二", "高一", "初三", "初二", "初一", "常常", "文字", "江湖", "白天", "石头", "任何", "万一", "程度"}
+
+
+def jieba_names(text: str) -> list[tuple[int, int]]:
+    """Spans of jieba ``nr`` tokens that also look like names; [] when jieba is not installed."""
+    try:
+        import jieba
+        import jieba.posseg as pseg
+    except ImportError:
+        return []
+    jieba.setLogLevel(60)
+    spans = []
+    pos = 0
+    for token in pseg.cut(text):
+        word, flag = token.word, token.flag
+        start = text.find(word, pos)
+        pos = start + len(word) if start >= 0 else pos
+        if flag != "nr" or start < 0 or not 2 <= len(word) <= 4 or word in _CN_NR_NOT_NAMES or word in _CN_COMMON_WORDS:
+            continue
+        if not all("\u4e00" <= ch <= "\u9fff" for ch in word):
+            continue
+        if word[0] in CN_NAME_SURNAMES or (word[0] in "小老阿" and len(word) == 2 and word not in CN_COUNTER_XIAO):
+            spans.append((start, start + len(word)))
+    return spans
+
+
 def _detect_cn(text: str, found: list[Entity]) -> None:
+    for start, end in jieba_names(text):
+        _add(found, text, "person", start, end)
     for place in sorted(CN_PLACES, key=len, reverse=True):
         for m in re.finditer(re.escape(place), text):
             _add(found, text, "place", m.start(), m.end())
@@ -155,7 +189,7 @@ def _detect_cn(text: str, found: list[Entity]) -> None:
             continue
         _add(found, text, "place", m.start(), m.end())
     for m in _CN_XIAO.finditer(text):
-        if m.group() not in CN_COUNTER_XIAO:
+        if m.group() not in CN_COUNTER_XIAO and m.group()[1] not in "就时候心学说是在也都的了":
             _add(found, text, "person", m.start(), m.end())
     for i, ch in enumerate(text):
         if ch not in CN_SURNAMES:

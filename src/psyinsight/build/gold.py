@@ -8,6 +8,10 @@ strings anonymisation must remove.
 Boundaries: a predicted turn boundary (its first content character) is correct when it
 equals a gold boundary. Roles: a predicted turn counts for role precision/recall when its
 boundary is correct and its role matches.
+
+Pieces the rules marked unsure are left out of the score (the predicted turns they became
+and the gold turns that start inside them) and reported with their location instead: that
+is what a rules-only build hands on to a person or the LLM.
 """
 
 from __future__ import annotations
@@ -73,7 +77,14 @@ class Score:
         }
 
 
-def score_turns(predicted: list[Turn], gold: list[GoldTurn]) -> Score:
+def score_turns(predicted: list[Turn], gold: list[GoldTurn], unsure: list[tuple[int, int]] = ()) -> Score:
+    """Boundary and role hits; turns inside the ``unsure`` source spans are excluded on both sides."""
+
+    def excluded(start: int) -> bool:
+        return any(s <= start < e for s, e in unsure)
+
+    gold = [g for g in gold if not excluded(g.start)]
+    predicted = [t for t in predicted if not t.unsure and not excluded(t.start)]
     by_start = {g.start: g for g in gold}
     score = Score(gold=len(gold), predicted=len(predicted))
     for turn in predicted:

@@ -53,6 +53,8 @@ class Piece(BaseModel):
     """How it was decided: prefix, quote, transcript, llm, fallback."""
     unsure: str = ""
     """Why the rules were unsure (empty when sure)."""
+    notes: list[tuple[int, int]] = Field(default_factory=list)
+    """Narration cut out of a dialogue paragraph ("He shrugged.", 他想了想，): kept as notes with their offsets."""
 
 
 class Turn(BaseModel):
@@ -66,6 +68,8 @@ class Turn(BaseModel):
     end: int
     spans: list[tuple[int, int]]
     notes: list[Note] = Field(default_factory=list)
+    unsure: str = ""
+    """Set when the rules could not decide this turn's speaker (never merged with a neighbour)."""
 
 
 class Unit(BaseModel):

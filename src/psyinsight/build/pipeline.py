@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psyinsight import __version__
+from psyinsight import __version__, consistency
 from psyinsight.build import anonymise as anon
 from psyinsight.build.annotate import (
     AnnotateConfig, Job, apply_outcomes, empty_annotation, load_prompts, resolve_jobs, run_jobs, unit_jobs,
@@ -33,6 +33,7 @@ from psyinsight.build.assemble import OUTPUT_FILES, assemble, validate
 from psyinsight.build.entities import known_people
 from psyinsight.build.gold import Score, gold_path, load_gold, score_turns
 from psyinsight.build.ingest import discover, ingest_file
+from psyinsight.build.labeller import apply_labellers, load_labellers, parse_spec
 from psyinsight.build.model import Document, Piece, Unit
 from psyinsight.build.segment import label_role, segment
 from psyinsight.build.turns import make_units
@@ -45,7 +46,7 @@ STEP_MODULES = {
     "segment": ("segment", "entities", "model", "ingest"),
     "turns": ("turns", "model"),
     "anonymise": ("anonymise", "entities", "model"),
-    "annotate": ("annotate", "model"),
+    "annotate": ("annotate", "schemas", "model"),
 }
 
 
@@ -72,6 +73,7 @@ class BuildConfig:
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig, metadata={"help": "Annotation settings."})
     batch_size: int = field(default=16, metadata={"help": "Units annotated per batch; each finished batch is stored before the next."})
     resolve_with_llm: bool = field(default=True, metadata={"help": "Ask the LLM about paragraphs the segmentation rules are unsure of."})
+    labeller: str | None = field(default=None, metadata={"help": "classify:<model dir>: label classifiers that fill missing labels and check the LLM's."})
 
     def __post_init__(self) -> None:
         self.raw_dir, self.out_dir = Path(self.raw_dir), Path(self.out_dir)
@@ -126,11 +128,13 @@ class Build:
         self.config = config
         self.log = log or (lambda message: None)
         self.cache = StepCache(config.out_dir / "cache" / "steps")
+        self.labellers = load_labellers(parse_spec(config.labeller)) if config.labeller else []
         self.client = LLMClient(config.llm) if config.llm is not None else None
         self.failures: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
         self.llm_fingerprint = (
-            {"model": config.llm.model, "temperature": config.llm.temperature, "max_tokens": config.llm.max_tokens}
+            {"model": config.llm.model, "temperature": config.llm.temperature, "max_tokens": config.llm.max_tokens,
+             "structured": config.llm.structured}
             if config.llm
             else None
         )
@@ -269,6 +273,7 @@ class Build:
         units = [u for s in states for u in s.anonymised]
         hashes = {s.doc.doc_id: s.doc.sha256 for s in states}
         data = self._timed("assemble", lambda: assemble(units, annotations, hashes))
+        labelled = self._timed("labeller", lambda: apply_labellers(data, self.labellers)) if self.labellers else None
         validation = {}
         for language, rows in sorted(data.items()):
             path = out / OUTPUT_FILES[language]
@@ -280,6 +285,8 @@ class Build:
         leaks = self._leaks(states, data)
         write_jsonl(out / "failures.jsonl", self.failures)
         report = self._report(states, data, validation, leaks, time.perf_counter() - started)
+        if labelled is not None:
+            report["labeller"] = labelled
         write_json(out / "report.json", report)
         return report
 
@@ -327,6 +334,12 @@ class Build:
                 "by_task": dict(Counter(f["task"] for f in failures)),
                 "by_kind": dict(Counter(f["kind"] for f in failures)),
             },
+            "unsure_pieces": unsure_report(states),
+            "consistency": [
+                dict(finding, file=s.doc.doc_id)
+                for s in states
+                for finding in consistency.source_findings(s.doc.text, s.doc.language, [t for u in s.units for t in u.turns], s.people)
+            ],
             "validation": validation,
             "leaks": {"count": len(leaks), "items": leaks},
             "seconds": round(seconds, 3),
@@ -335,10 +348,26 @@ class Build:
             stats = self.client.stats.as_dict()
             report["llm_usage"] = {k: v for k, v in stats.items() if k != "by_tag"}
             report["llm_usage"]["by_step"] = stats["by_tag"]
+            accepted = self.client.schemas_accepted
+            report["llm_usage"]["structured_output"] = "json_schema" if accepted else ("json_object" if accepted is False or self.config.llm.structured == "json_object" else "not used")
         gold = score_against_gold(self.config.raw_dir, states)
         if gold:
             report["gold"] = gold
         return report
+
+
+def unsure_report(states: list[_DocState]) -> list[dict[str, Any]]:
+    """Every piece the rules were unsure of, with its file, line and offsets and how it ended."""
+    rows = []
+    for state in states:
+        for piece in state.pieces:
+            if piece.unsure:
+                rows.append({
+                    "file": state.doc.doc_id, "line": state.doc.text.count("\n", 0, piece.start) + 1,
+                    "start": piece.start, "end": piece.end, "reason": piece.unsure,
+                    "resolved": piece.how == "llm", "kind": piece.kind, "role": piece.role,
+                })  # fmt: skip
+    return rows
 
 
 def _apply_resolution(piece: Piece, answer: dict[str, str], language: str) -> None:
@@ -364,6 +393,7 @@ def score_against_gold(raw_dir: Path, states: list[_DocState]) -> dict[str, Any]
     """Rule-based turn boundaries and roles scored against ``*.gold.json`` files, when present."""
     total = Score()
     heldout = Score()
+    blind = Score()
     per_language: dict[str, Score] = {}
     files: dict[str, Any] = {}
     entity_leaks: list[dict[str, str]] = []
@@ -373,11 +403,14 @@ def score_against_gold(raw_dir: Path, states: list[_DocState]) -> dict[str, Any]
             continue
         gold_turns, entities = load_gold(source, state.doc.text)
         predicted = [t for u in state.units for t in u.turns]
-        score = score_turns(predicted, gold_turns)
+        unsure = [(p.start, p.end) for p in state.pieces if p.unsure and p.how != "llm"]
+        score = score_turns(predicted, gold_turns, unsure)
         total.add(score)
         per_language.setdefault(state.doc.language, Score()).add(score)
         if read_json(gold_path(source)).get("heldout"):
             heldout.add(score)
+        if read_json(gold_path(source)).get("blind"):
+            blind.add(score)
         files[state.doc.doc_id] = score.as_dict()
         texts = [x for u in state.anonymised for x in [u.before, u.after] + [t.content for t in u.turns] + [t.participant for t in u.turns]]
         for entity in anon.find_leaks(texts, {e["text"] for e in entities}, state.doc.language):
@@ -388,9 +421,11 @@ def score_against_gold(raw_dir: Path, states: list[_DocState]) -> dict[str, Any]
         "all": total.as_dict(),
         "by_language": {k: v.as_dict() for k, v in per_language.items()},
         "heldout": heldout.as_dict(),
+        "blind": blind.as_dict(),
         "files": files,
         "gold_entity_leaks": entity_leaks,
-        "note": "segmentation and roles as used by the build (rules, plus the LLM where the rules were unsure)",
+        "note": "segmentation and roles as used by the build (rules, plus the LLM where the rules were unsure); "
+        "pieces still unsure are excluded from the scores and listed under unsure_pieces",
     }
 
 

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from psyinsight.build.model import Document, Piece
+from psyinsight.build.quotes import INTRO_END, clauses, find_quotes, find_speaker, group_quotes
 from psyinsight.schema import SEEKER, SUPPORTER, Language, Role
 
 SUPPORTER_LABELS = {
@@ -50,14 +51,11 @@ _EN_PREFIX = re.compile(
 )
 _CN_PREFIX = re.compile(r"^(?P<lead>[ \t>*_-]*)(?P<name>[\u4e00-\u9fffA-Za-z]{1,8})[*_]*\s*[：:][*_]*\s*(?P<rest>\S.*)$")
 _CN_SPEECH_END = ("说", "道", "问", "答", "讲", "表示", "补充", "喊", "想")
-_QUOTES = re.compile(r"\"([^\"\n]+)\"|“([^”]+)”|「([^」]+)」")
 _SPEECH_VERB = {
     "en": re.compile(r"^\W*(?:(?:I|she|he|[A-Z][a-z]+)\s+(?:said|asked|replied|answered|added|whispered|told|continued)\b"
                      r"|(?:said|asked|replied)\s)", re.IGNORECASE),
     "cn": re.compile(r"^\W*[\u4e00-\u9fff]{0,4}(?:说|问|道|答|回答)"),
 }
-_EN_NARRATOR = re.compile(r"(?<![\w'])I(?![\w'])")
-_EN_PRONOUN = re.compile(r"\b(?:she|he)\b", re.IGNORECASE)
 
 
 def other(role: Role) -> Role:
@@ -106,6 +104,8 @@ def speaker_prefix(line: str, language: Language) -> tuple[str, int] | None:
     name = m.group("name").strip()
     if name.casefold() in NOT_SPEAKERS[language] or name.startswith("第") or name.endswith(_CN_SPEECH_END):
         return None
+    if len(name) > 1 and re.search(r"[我他她说问答道笑想]", name):
+        return None  # 我问他：“……” / 他笑了：「……」 introduce a quote; they are not speaker labels
     if language == "en" and len(name.split()) > 2 and not re.match(r"^(Dr|Mr|Mrs|Ms|Miss|Prof)\b", name):
         return None  # "Case Study Two: ..." headings have several capitalised words; speaker labels rarely do
     return name, m.start("rest")
@@ -137,61 +137,59 @@ def _prefixed(doc: Document, block: list[tuple[int, int]]) -> list[Piece] | None
     return pieces
 
 
-def _quoted(doc: Document, block: list[tuple[int, int]], people: set[str]) -> Piece:
+def _quoted(doc: Document, block: list[tuple[int, int]], people: set[str]) -> list[Piece]:
+    """A paragraph without speaker labels: narrative, or one utterance piece per speaker its quotes hold."""
     text, language = doc.text, doc.language
     start, end = block[0][0], block[-1][1]
     para = text[start:end]
-    quotes = [(m.start() + 1, m.end() - 1) for m in _QUOTES.finditer(para)]
+    quotes = find_quotes(text, start, end)
     piece = Piece(kind="narrative", start=start, end=end)
     if not quotes:
-        return piece
+        return [piece]
     quoted = sum(e - s for s, e in quotes)
     total = len(re.sub(r"\s", "", para))
-    outside = [para[: quotes[0][0] - 1]] + [para[quotes[i][1] + 1 : quotes[i + 1][0] - 1] for i in range(len(quotes) - 1)]
-    outside.append(para[quotes[-1][1] + 1 :])
-    lead = outside[0].strip()
+    lead = text[start : quotes[0][0] - 1].strip()
+    after_first = text[quotes[0][1] + 1 : quotes[1][0] - 1 if len(quotes) > 1 else end]
     fraction = quoted / max(total, 1)
     lead_short = len(lead) <= (12 if language == "cn" else 40)
-    opens_with_speech = not lead and bool(_SPEECH_VERB[language].match(outside[1] if len(outside) > 1 else ""))
-    if fraction >= 0.6 or (fraction >= 0.4 and lead_short) or (fraction >= 0.2 and opens_with_speech):
-        piece.kind = "utterance"
+    opens_with_speech = not lead and bool(_SPEECH_VERB[language].match(after_first))
+    lead_clauses = clauses(text, start, quotes[0][0] - 1)
+    last_lead = text[lead_clauses[-1][0] : lead_clauses[-1][1]] if lead_clauses else ""
+    intro = bool(last_lead) and last_lead.rstrip().endswith(INTRO_END) and len(last_lead) <= (16 if language == "cn" else 50)
+    intro = intro and find_speaker(last_lead, language, people, _role_words(language)) is not None
+    if fraction >= 0.6 or (fraction >= 0.4 and lead_short) or (fraction >= 0.2 and (opens_with_speech or intro)):
+        pass
     elif fraction >= 0.25:
         piece.unsure = f"a paragraph {fraction:.0%} quoted speech: dialogue or narrative?"
-        return piece
+        return [piece]
     else:
-        return piece
-    piece.how = "quote"
-    piece.spans = [(start + s, start + e) for s, e in quotes]
-    # attribution: the words right after the first quote, then the lead, then the rest
-    order = ([outside[1]] if len(outside) > 1 else []) + [outside[0]] + outside[2:]
-    for words in order:
-        who = _attribute(words, language, people)
-        if who:
-            piece.participant = who
-            break
-    return piece
+        return [piece]
+    groups = group_quotes(text, start, end, quotes, language, people, _role_words(language))
+    pieces: list[Piece] = []
+    for i, group in enumerate(groups):
+        first, last = group.spans[0][0] - 1, group.spans[-1][1] + 1
+        pieces.append(
+            Piece(kind="utterance", start=start if i == 0 else first, end=end if i == len(groups) - 1 else last,
+                  spans=list(group.spans), participant=group.speaker, how="quote", notes=list(group.notes))
+        )  # fmt: skip
+    return pieces
 
 
-def _attribute(words: str, language: Language, people: set[str]) -> str:
-    """``I`` (the narrator), a known name, ``she``/``he``, or '' when the words name no one."""
-    if not words.strip():
-        return ""
-    if language == "cn":
-        names = [n for n in people if n in words]
-        if names:
-            return min(names, key=words.index)
-        if "我" in words:
-            return "I"
-        if "她" in words or "他" in words:
-            return "she"
-        return ""
-    found = [(m.start(), m.group()) for n in people for m in re.finditer(rf"(?<![\w]){re.escape(n)}(?![\w])", words)]
-    if _EN_NARRATOR.search(words):
-        found.append((_EN_NARRATOR.search(words).start(), "I"))
-    pronoun = _EN_PRONOUN.search(words)
-    if pronoun:
-        found.append((pronoun.start(), "she"))
-    return min(found)[1] if found else ""
+def _role_words(language: Language) -> set[str]:
+    """Role words a narration clause can name as the speaker (咨询师说, the therapist asked)."""
+    if language == "en":
+        return set()
+    return {w for w in SUPPORTER_LABELS["cn"] | SEEKER_LABELS["cn"] if len(w) >= 2}
+
+
+def _is_title(doc: Document, block: list[tuple[int, int]]) -> bool:
+    """A document's opening line standing alone with no sentence punctuation ("Case notes: the car", 咨询手记：孤独的周末)."""
+    line = doc.text[block[0][0] : block[0][1]].strip()
+    found = speaker_prefix(line, doc.language)
+    return (
+        len(block) == 1 and len(line) <= 60 and not re.search(r"[.!?。！？\"“”「」『』]", line)
+        and (found is None or label_role(found[0], doc.language) is None)
+    )  # fmt: skip
 
 
 def split_pieces(doc: Document, people: set[str]) -> list[Piece]:
@@ -200,6 +198,9 @@ def split_pieces(doc: Document, people: set[str]) -> list[Piece]:
         return [p.model_copy(deep=True) for p in doc.pieces]
     pieces: list[Piece] = []
     for block in _blocks(doc.text):
+        if not pieces and _is_title(doc, block):
+            pieces.append(Piece(kind="narrative", start=block[0][0], end=block[-1][1]))
+            continue
         prefixed = _prefixed(doc, block)
         if prefixed is not None:
             pieces += prefixed
@@ -208,7 +209,7 @@ def split_pieces(doc: Document, people: set[str]) -> list[Piece]:
         if first_line.startswith("#"):
             pieces.append(Piece(kind="narrative", start=block[0][0], end=block[-1][1]))
             continue
-        pieces.append(_quoted(doc, block, people))
+        pieces += _quoted(doc, block, people)
     return pieces
 
 
@@ -238,8 +239,23 @@ def assign_roles(pieces: list[Piece], text: str, language: Language, people: set
         for piece in pieces:
             if piece.participant in unknown:
                 piece.unsure = piece.unsure or "two speakers whose labels name no role"
+    quoted_names = {p.participant for p in pieces if p.how == "quote" and _is_name(p.participant, language)}
+    for name in _counselor_names(text, quoted_names, language):
+        known.setdefault(name, SUPPORTER)
+    supporter_known = supporter_known_as_i(pieces) or SUPPORTER in known.values()
+    strangers = [n for n in quoted_names if n not in known]
+    if len(strangers) >= 2 and not supporter_known:
+        # two named speakers and no counselor named as such: the one asking more questions is the counselor (unsure)
+        asks = {n: sum(_asks(text, p) for p in pieces if p.participant == n) for n in strangers}
+        counselor = max(strangers, key=lambda n: asks[n])
+        known[counselor] = SUPPORTER
+        for piece in pieces:
+            if piece.participant in strangers:
+                piece.unsure = piece.unsure or "two named speakers and neither is named as the counselor"
     narrator, client = NARRATOR[language], CLIENT[language]
     main_client = _main_client(pieces, people, known)
+    counselors = Counter(p.participant for p in pieces if p.how == "quote" and known.get(p.participant) == SUPPORTER and _is_name(p.participant, language))
+    narrator = counselors.most_common(1)[0][0] if counselors and not supporter_known_as_i(pieces) else narrator
     previous: Piece | None = None
     for piece in pieces:
         if piece.kind != "utterance":
@@ -258,8 +274,11 @@ def assign_roles(pieces: list[Piece], text: str, language: Language, people: set
                 piece.unsure = f"speaker label {piece.participant!r} appears once"
         elif piece.participant == "I":
             piece.role, piece.participant = SUPPORTER, narrator
-        elif piece.participant == "she":
+        elif piece.participant == "pronoun":
             piece.role, piece.participant = SEEKER, main_client or client
+        elif piece.participant and not _is_name(piece.participant, language):
+            piece.role = label_role(piece.participant, language) or SEEKER
+            piece.participant = narrator if piece.role == SUPPORTER else (main_client or client)
         elif piece.participant:
             piece.role = known.get(piece.participant, SEEKER)
         elif previous is not None and previous.role is not None:
@@ -270,6 +289,11 @@ def assign_roles(pieces: list[Piece], text: str, language: Language, people: set
             piece.participant = main_client or client
             piece.unsure = piece.unsure or "an unattributed quote with no speaker before it"
         previous = piece
+
+
+def supporter_known_as_i(pieces: list[Piece]) -> bool:
+    """True when a first-person narrator speaks ("I asked"): the narrator is the counselor."""
+    return any(p.how == "quote" and p.participant == "I" for p in pieces)
 
 
 def _asks(text: str, piece: Piece) -> int:
@@ -288,13 +312,38 @@ def _dialogue_runs(pieces: list[Piece]) -> Iterator[list[Piece]]:
         yield run
 
 
+def _is_name(participant: str, language: Language) -> bool:
+    """A person's name, not the narrator, a pronoun or a role word."""
+    return bool(participant) and participant not in ("I", "pronoun") and label_role(participant, language) is None
+
+
+_EN_COUNSELOR_NEAR = r"\b(?:therapist|counsell?or|psychologist|psychotherapist|supervisee|trainee)\b[^.!?\n]{{0,24}}?\b{name}\b"
+_EN_NAME_COUNSELOR = r"\b{name},?\s+(?:the|a|our|my)\s+(?:\w+\s+)?(?:therapist|counsell?or|psychologist)\b"
+_CN_COUNSELOR_NEAR = r"(?:咨询师|治疗师|心理师){name}|{name}(?:咨询师|治疗师|医生|心理师)"
+
+
+def _counselor_names(text: str, names: set[str], language: Language) -> set[str]:
+    """Names the narration calls the counselor ("the counsellor, Helen", 咨询师李华)."""
+    found = set()
+    for name in names:
+        escaped = re.escape(name)
+        patterns = [_CN_COUNSELOR_NEAR] if language == "cn" else [_EN_COUNSELOR_NEAR, _EN_NAME_COUNSELOR]
+        if any(re.search(p.format(name=escaped), text, re.IGNORECASE) for p in patterns):
+            found.add(name)
+    return found
+
+
 def _main_client(pieces: list[Piece], people: set[str], known: dict[str, Role]) -> str:
-    """The client's name for "she said" quotes: a Seeker speaker label, else the person named most."""
+    """The client's name for "she said" quotes: a Seeker speaker label, else the Seeker named most as a speaker."""
     seekers = [p.participant for p in pieces if p.how == "prefix" and known.get(p.participant) == SEEKER]
     named = [n for n in seekers if label_role(n, "en") is None and label_role(n, "cn") is None]
     if named:
         return Counter(named).most_common(1)[0][0]
-    counts = Counter(p.participant for p in pieces if p.how == "quote" and p.participant in people)
+    counts = Counter(
+        p.participant for p in pieces
+        if p.how == "quote" and p.kind == "utterance" and known.get(p.participant, SEEKER) == SEEKER
+        and _is_name(p.participant, "en") and _is_name(p.participant, "cn")
+    )  # fmt: skip
     if counts:
         return counts.most_common(1)[0][0]
     return ""

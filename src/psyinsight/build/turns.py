@@ -90,11 +90,14 @@ def make_turns(doc: Document, pieces: list[Piece]) -> tuple[list[list[Turn]], li
         if not content:
             dropped += 1
             continue
+        notes = sorted(notes + _narration_notes(doc, piece), key=lambda n: n.start)
         turn = Turn(
             role=piece.role or "Seeker", participant=piece.participant, content=content,
             start=first if first is not None else piece.start, end=piece.end, spans=list(piece.spans), notes=notes,
+            unsure=piece.unsure,
         )  # fmt: skip
-        if current and current[-1].role == turn.role and current[-1].participant == turn.participant:
+        same = current and current[-1].role == turn.role and current[-1].participant == turn.participant
+        if same and not turn.unsure and not current[-1].unsure:
             previous = current[-1]
             shift = len(_join(previous.content, "x", doc.language)) - 1
             for note in turn.notes:
@@ -110,6 +113,16 @@ def make_turns(doc: Document, pieces: list[Piece]) -> tuple[list[list[Turn]], li
         narratives.append([])
     texts = ["\n\n".join(doc.text[p.start : p.end].strip() for p in group) for group in narratives]
     return runs, texts, dropped
+
+
+def _narration_notes(doc: Document, piece: Piece) -> list[Note]:
+    """The narration cut out of a dialogue paragraph, each note at the place it stood in the turn's content."""
+    notes = []
+    for start, end in piece.notes:
+        before = [s for s in piece.spans if s[0] < start]
+        index = len(_clean(doc.text, before, doc.language)[0]) if before else 0
+        notes.append(Note(text=doc.text[start:end], start=start, end=end, index=index))
+    return notes
 
 
 def make_units(doc: Document, pieces: list[Piece]) -> tuple[list[Unit], int]:

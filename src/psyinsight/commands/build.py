@@ -26,6 +26,8 @@ def build(
     completion_price: float = typer.Option(0.0, "--completion-price", help="Price per million completion tokens, for the cost in the report."),
     llm_cache: Path = typer.Option(None, "--llm-cache", help="SQLite LLM cache (default: OUT/cache/llm.sqlite); share it between runs to pay once."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    labeller: str = typer.Option(None, "--labeller", help="classify:<model dir>: saved label classifiers (one `classify train` folder or a folder of them) fill missing labels and check the LLM's; disagreements go to the report."),
+    structured: str = typer.Option("auto", "--structured", help="Annotation schemas: auto (sent as response_format json_schema; json_object once the server rejects it), json_schema, json_object."),
 ) -> None:
     """Build a dataset from raw counseling text: ingest, segment, turns, anonymise, annotate, assemble.
 
@@ -64,9 +66,9 @@ def build(
         llm = LLMConfig(
             base_url=base_url, model=model, api_key_env=api_key_env, max_concurrency=concurrency, max_retries=max_retries,
             timeout_s=timeout, cache_path=llm_cache, prompt_price_per_mtok=prompt_price,
-            completion_price_per_mtok=completion_price, progress=progress,
+            completion_price_per_mtok=completion_price, progress=progress, structured=structured,
         )  # fmt: skip
-    config = BuildConfig(raw_dir=raw_dir or sample_raw_dir(), out_dir=out, llm=llm, annotate=annotate, batch_size=batch_size)
+    config = BuildConfig(raw_dir=raw_dir or sample_raw_dir(), out_dir=out, llm=llm, annotate=annotate, batch_size=batch_size, labeller=labeller)
     report = run_build(config, log=lambda message: typer.echo(message, err=True))
     _summary(report, out)
 
@@ -82,16 +84,29 @@ def _summary(report: dict, out: Path) -> None:
     counts = {k: _plain(v) for k, v in report["counts"].items()}
     typer.echo(f"sessions: {counts['sessions']}  turns: {counts['turns']}  units: {counts['units']}  "
                f"unsure pieces: {counts['unsure_pieces']} (resolved by LLM: {counts['resolved_by_llm']})")  # fmt: skip
+    for piece in report.get("unsure_pieces", []):
+        if not piece["resolved"]:
+            typer.echo(f"unsure: {piece['file']}:{piece['line']} [{piece['start']}:{piece['end']}] {piece['reason']} (kept as {piece['kind']})")
     failures = report["failures"]
     by_task = ", ".join(f"{task} {n}" for task, n in sorted((failures["by_task"] or {}).items()))
     typer.echo(f"failures: {failures['total']}" + (f" ({by_task})" if by_task else ""))
     if "llm_usage" in report:
         usage = report["llm_usage"]
         typer.echo(f"llm: {usage['requests_made']} requests, {usage['cache_hits']} cache hits, "
-                   f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens, cost {usage['cost']:.4f}")  # fmt: skip
+                   f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens, cost {usage['cost']:.4f}, "
+                   f"answers constrained by: {usage.get('structured_output', 'not used')}")  # fmt: skip
     for language, check in report["validation"].items():
-        typer.echo(f"validator {check['file']}: {'accepted' if check['accepted'] else 'REJECTED'} ({len(check['problems'])} problems)")
+        typer.echo(f"validator {check['file']}: {'accepted' if check['accepted'] else 'REJECTED'} ({len(check['problems'])} problems, "
+                   f"{len(check.get('suspects', []))} suspect turns)")  # fmt: skip
+        for finding in check.get("suspects", [])[:10]:
+            typer.echo(f"  suspect: dialog_id={finding['dialog_id']} turn={finding['turn']}: [{finding['rule']}] {finding['message']}")
+    for finding in report.get("consistency", [])[:20]:
+        typer.echo(f"consistency: {finding['file']}:{finding['line']} turn {finding['turn']}: {finding['message']}")
     typer.echo(f"leak check: {report['leaks']['count']} source entities left")
+    if "labeller" in report:
+        lab = report["labeller"]
+        typer.echo(f"labeller: filled {sum(lab['filled'].values())} labels, agreed with the LLM on {sum(lab['agreed'].values())}, "
+                   f"disagreed on {lab['disagreements']['count']} (listed in the report)")  # fmt: skip
     if "gold" in report:
         g = report["gold"]["all"]
         typer.echo(f"gold turns: boundary P/R {g['boundary_precision']:.3f}/{g['boundary_recall']:.3f}, "

@@ -85,7 +85,7 @@ def validate(
         typer.echo(f"-- {path}: {len(per_file)} finding(s)")
         for (severity, rule), n in sorted(counts.items()):
             typer.echo(f"{severity:8}  {rule:26} {n:6d}  {describe(rule)}")
-    listed = [f for f in report.findings if notes or f.severity != "note"]
+    listed = [f for f in report.findings if notes or f.severity != "note"]  # problems and suspects always
     if show:
         for f in listed if show < 0 else listed[:show]:
             typer.echo(f"{f.severity}: {f.location}: [{f.rule}] {f.message}")
@@ -93,8 +93,8 @@ def validate(
             typer.echo(f"... {len(listed) - show} more (use --show -1, or --json FILE)")
     if json_out:
         write_json(json_out, [f.to_dict() for f in report.findings])
-    problems = len(report.problems)
-    typer.echo(f"{problems} problem(s), {len(report.findings) - problems} note(s) in {len(report.files)} file(s)")
+    problems, suspects = len(report.problems), len(report.suspects)
+    typer.echo(f"{problems} problem(s), {suspects} suspect(s), {len(report.findings) - problems - suspects} note(s) in {len(report.files)} file(s)")
     raise typer.Exit(1 if problems else 0)
 
 

@@ -24,6 +24,7 @@ from psyinsight.serve.disconnect import client_left, watching
 from psyinsight.serve.replies import ReplySplitter, chunk_event, completion_body, error_event, extension_of, extract_json_object, thought_of, usage_of
 from psyinsight.serve.requests import ChatRequest, decode_body, header_value, parse_request
 from psyinsight.serve.security import RequestGuard, allowed_hosts
+from psyinsight.serve.structured import StructuredEngine, constrained
 from psyinsight.serve.worker import ModelWorker
 from psyinsight.safety.reply_screen import StreamScreen
 
@@ -36,7 +37,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
     """The FastAPI app. ``engine`` defaults to a ``LocalEngine`` for ``config.model``/``adapter``."""
     from psyinsight.safety import SafetyConfig, SafetyGuard
 
-    engine = engine or LocalEngine(config.model, config.adapter, device=config.device, threads=config.threads)
+    engine = StructuredEngine(engine or LocalEngine(config.model, config.adapter, device=config.device, threads=config.threads))
     if counselor is None:
         guard = SafetyGuard(SafetyConfig(resources_path=config.crisis_resources, region=config.region,
                                          second_opinion_url=config.second_opinion_url, second_opinion_model=config.second_opinion_model))  # fmt: skip
@@ -256,11 +257,15 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
         prompt, params = req.messages, req.params
         if req.json_mode:  # ask for JSON, and open the reply with "{" so a small model follows
             prompt, params = _with_json_instruction(prompt), dataclasses.replace(params, prefix="{")
+        enforced = req.response_format is not None and (engine.supports() or req.response_format.kind == "json_schema")
+        if enforced:  # constrained decoding: every token keeps the answer inside the schema (serve/structured.py)
+            await asyncio.to_thread(engine.check, req.response_format)  # compiling a new schema takes about a second
+            params = constrained(params, req.response_format)  # type: ignore[arg-type]
         rid, created, name = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), req.model
         if not req.stream:
             g = await generate(prompt, params)
             text = g.text
-            if req.json_mode:
+            if req.json_mode and not enforced:
                 text = extract_json_object(text) or text
             if config.guard and (withheld := counselor.screen(text, None)) is not None:
                 return crisis_response(counselor.crisis_reply(withheld, counselor.crisis_language(req.messages, req.language)), name, False)
@@ -270,7 +275,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             yield chunk_event(rid, name, created, {"role": "assistant", "content": ""})
             try:
                 screen = StreamScreen()
-                if req.json_mode:  # the object is only known once complete: send it whole
+                if req.json_mode and not enforced:  # the object is only known once complete: send it whole
                     g = await generate(prompt, params)
                     text = extract_json_object(g.text) or g.text
                     if not config.guard or screen.feed(text) + screen.close():

@@ -56,6 +56,10 @@ class ServingEngine:
     """Wraps the engine the server was given; see the module docstring for what it adds."""
 
     def __init__(self, engine: Any):
+        # Constrained decoding (serve/structured.py) wraps the same model: requests with a
+        # response_format go to it, every other request takes this engine's own paths.
+        self.structured = engine if hasattr(engine, "supports") and hasattr(engine, "engine") else None
+        engine = self.structured.engine if self.structured is not None else engine
         self.engine = engine
         # a LocalEngine whose generation a subclass replaced (a test double) is used as it is
         kind = type(engine)
@@ -73,6 +77,8 @@ class ServingEngine:
     def generate(self, prompts: Sequence[Sequence[dict[str, str]]], params: GenParams,
                  cancelled: Sequence[threading.Event] = ()) -> list[Generation]:  # fmt: skip
         """One reply per prompt, as one batch; row i stops early once ``cancelled[i]`` is set."""
+        if self.structured is not None and getattr(params, "response_format", None) is not None:
+            return self.structured.generate(prompts, params)
         if not self.local:
             out = self.engine.generate(prompts, params)
             return [Generation(whole_chars(g.text), g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in out]
@@ -120,7 +126,10 @@ class ServingEngine:
         """The reply piece by piece. Setting ``cancel`` (or closing the iterator) stops the
         generation at its next token; the iterator returns only once its thread has ended,
         and raises the error that thread met, if any."""
-        pieces = self._local_stream(prompt, params, cancel) if self.local else iter(self.engine.stream(prompt, params))
+        if self.structured is not None and getattr(params, "response_format", None) is not None:
+            pieces = iter(self.structured.stream(prompt, params))
+        else:
+            pieces = self._local_stream(prompt, params, cancel) if self.local else iter(self.engine.stream(prompt, params))
         emitted = candidate = ""
         hold = max((len(s) for s in params.stop), default=0)  # what could be the start of a stop string
         try:

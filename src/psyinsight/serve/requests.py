@@ -14,13 +14,14 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from psyinsight.counselor import GenParams, validate_history
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve.config import ApiError, ServeConfig
+from psyinsight.serve.structured import ResponseFormat, parse_response_format
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects in a request body (a chat request needs 4)."""
@@ -113,10 +114,6 @@ class StreamOptions(_Part):
     include_usage: bool = False
 
 
-class ResponseFormat(_Part):
-    type: Literal["text", "json_object"]
-
-
 class ChatFields(BaseModel):
     """Every field of a chat request but the messages, with its type and finite range.
 
@@ -137,7 +134,8 @@ class ChatFields(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    response_format: ResponseFormat | None = None
+    response_format: dict[str, Any] | None = None
+    """Checked by ``structured.parse_response_format`` (text, json_object or json_schema)."""
     language: str | None = Field(None, max_length=16)
     region: str | None = Field(None, max_length=16)
     background: str | None = Field(None, max_length=4000)
@@ -200,7 +198,7 @@ def _field_error(exc: ValidationError) -> ApiError:
         message = ("'stream' must be true or false" if name == "stream" else
                    "'stop' must be a string or a list of up to 4 non-empty strings of at most 64 characters")  # fmt: skip
     elif param == "response_format.type" or (name == "response_format" and kind != "missing"):
-        param, message = "response_format", "response_format.type must be 'text' or 'json_object'"
+        param, message = "response_format", "response_format must be an object whose type is 'text', 'json_object' or 'json_schema'"
     elif kind == "value_error":
         message = str(err["ctx"]["error"])
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -265,6 +263,8 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     json_mode: bool = False
+    response_format: ResponseFormat | None = None
+    """json_object / json_schema: enforced by constrained decoding where the engine allows it."""
     language: str | None = None
     region: str | None = None
     background: str | None = None
@@ -313,6 +313,7 @@ def parse_request(data: Any, config: ServeConfig) -> ChatRequest:
     messages, extra = _messages(data.get("messages"), config)
     stop = [fields.stop] if isinstance(fields.stop, str) else fields.stop
     temperature = fields.temperature or 0.0
+    response_format = parse_response_format(fields.response_format)
     params = GenParams(
         max_new_tokens=fields.max_completion_tokens or fields.max_tokens or config.default_max_tokens,
         temperature=float(temperature),
@@ -327,7 +328,7 @@ def parse_request(data: Any, config: ServeConfig) -> ChatRequest:
     return ChatRequest(
         model=fields.model.strip(), messages=messages, params=params, stream=fields.stream,
         include_usage=bool(fields.stream_options and fields.stream_options.include_usage),
-        json_mode=bool(fields.response_format and fields.response_format.type == "json_object"),
+        json_mode=response_format is not None, response_format=response_format,
         language=fields.language, region=fields.region, background=fields.background,
         ignored=sorted(set(unknown) | set(extra)), given=given,
     )  # fmt: skip
