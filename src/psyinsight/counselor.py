@@ -380,9 +380,12 @@ class Counselor:
 
     # The steps, public so the server can run the model step through its queue.
     def resolve_language(self, history: Sequence[dict[str, Any]], language: str | None) -> Language:
-        """The reply language: ``language`` (en or cn, else an error), or the latest user message's."""
+        """The reply language: ``language`` (en or cn, else an error naming it), or the latest user message's."""
         if language:
-            return parse_language(language)
+            try:
+                return parse_language(language)
+            except ValueError as exc:
+                raise PsyInsightError(str(exc), where="language") from None
         latest = next((m.get("content") for m in reversed(history) if isinstance(m, dict) and m.get("role") == "user"), "")
         return detect_language(latest if isinstance(latest, str) else "", self.language)
 
