@@ -234,7 +234,7 @@ def forward_weighted(
     if head_weight is not None:
         return _fused_weighted(model, batch, head_weight)
     columns = predicted_columns(batch["loss_weights"]) if skip_unweighted_logits else None
-    kwargs = model_inputs(batch)
+    kwargs = dict(model_inputs(batch), use_cache=False)  # a cache would also hide packed rows from the mask
     if columns is not None:
         kwargs["logits_to_keep"] = columns
     out = model(**kwargs)
