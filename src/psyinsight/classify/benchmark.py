@@ -58,18 +58,20 @@ C_GRID: tuple[float, ...] = (0.1, 0.3, 1.0)
 def nested_candidates(sessions: Sequence[Session], task: str, language: str, base_rows: Sequence[LabelledText]) -> dict[str, Candidate]:
     """What nested selection chooses among on each training side: features x inputs x C.
 
-    Features: the library default and the language's short variant (``defaults.FEATURE_CHOICES``);
-    session inputs (session tasks): ``defaults.SESSION_CHOICES``, each with label names masked;
-    C: ``C_GRID``. Each candidate carries its own rows (same sessions, other inputs).
+    Turn tasks: features (``defaults.FEATURE_CHOICES``) x C (``C_GRID``). Session tasks: session
+    inputs (``defaults.SESSION_CHOICES``, label names masked in each) x C, with the language's
+    session features. Each candidate carries its own rows (same sessions, other inputs).
     """
-    from psyinsight.classify.defaults import FEATURE_CHOICES, SESSION_CHOICES, default_extract, linear_config
+    from psyinsight.classify.defaults import FEATURE_CHOICES, SESSION_CHOICES, default_extract, linear_config, session_features
     from psyinsight.classify.leakage import check_no_label_names
     from psyinsight.classify.models import TfidfLinearClassifier
     from psyinsight.classify.runner import rows_for
 
     spec = get_task(task)
     inputs: dict[str, Sequence[LabelledText]] = {"": base_rows}
+    features = FEATURE_CHOICES[language]
     if spec.level == "session":
+        features = {"": session_features(task, language)}  # long texts: inputs x C only, fits stay affordable
         inputs = {}
         for fields in SESSION_CHOICES:
             rows = rows_for(sessions, task, language, default_extract(task, language, session_fields=fields))
@@ -77,7 +79,7 @@ def nested_candidates(sessions: Sequence[Session], task: str, language: str, bas
             inputs["+".join(fields)] = rows
     out: dict[str, Candidate] = {}
     for input_name, rows in inputs.items():
-        for feat_name, feats in FEATURE_CHOICES[language].items():
+        for feat_name, feats in features.items():
             for C in C_GRID:
                 cfg = linear_config(C=C, features=feats)
                 name = "|".join(x for x in (input_name, feat_name, f"C={C:g}") if x)

@@ -84,6 +84,15 @@ def default_linear(task: str, language: str, *, estimator: str = "svm", C: float
     return config
 
 
+def session_features(task: str, language: str) -> dict[str, Any]:
+    """FeatureConfig overrides of a session task's candidates: none, the library default.
+
+    One set (session texts are long, so each fit is costly), and not ``TUNED``'s, which was
+    picked on the reported splits: a fixed choice made without any fold.
+    """
+    return {}
+
+
 def linear_config(*, C: float, features: dict[str, Any], estimator: str = "svm") -> LinearConfig:
     """A TF-IDF linear model from a C and FeatureConfig overrides (a nested-selection candidate)."""
     return LinearConfig(estimator=estimator, C=C, features=replace(FeatureConfig(), **features))  # type: ignore[arg-type]
