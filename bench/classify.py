@@ -7,7 +7,11 @@ Protocol: target = the first label of the list; Unknown, Others, lists longer th
 labels and empty labels dropped; 5 session-grouped 80/20 splits (``psyinsight.splits.
 case_groups``: no case on both sides); mean ± sd (ddof=1) of macro-F1. The baseline, run in
 the same process on the same splits, is the majority classifier; the ratio column is
-default / majority macro-F1. Wall-clock and CPU (process) time are printed with the load
+nested / majority macro-F1. The default's number is nested: its features, session inputs and C
+are chosen by grouped 3-fold cross-validation inside each training side, label names are
+masked in session inputs and the run fails if one is left; only these numbers are held to
+the targets. ``--fixed`` adds the fixed pick of ``classify/defaults.py`` (chosen on these
+splits, so optimistic) for comparison. Wall-clock and CPU (process) time are printed with the load
 average: on a shared machine, wall time depends on what else runs. The acceptance asks the
 default's train + evaluate over all eight pairs to stay under 5 minutes.
 """
@@ -31,7 +35,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="emotion,strategy,psychotherapy,topic", help="Comma list of tasks.")
     parser.add_argument("--languages", default="en,cn", help="Comma list of languages.")
     parser.add_argument("--seed", type=int, default=13, help="Seed of the grouped splits.")
-    parser.add_argument("--nested", action="store_true", help="Also run tfidf-nested: C chosen by inner grouped 3-fold CV on each training side.")
+    parser.add_argument("--fixed", action="store_true", help="Also run the fixed pick (tfidf), chosen on these splits: optimistic, never judged.")
     args = parser.parse_args()
 
     from psyinsight.classify.benchmark import TARGETS, BenchmarkConfig, run_benchmark
@@ -44,38 +48,38 @@ def main() -> None:
     sessions = load_release(args.data_dir, languages)
     loaded = time.perf_counter() - start
     config = BenchmarkConfig(
-        tasks=tuple(x for x in args.tasks.split(",") if x), languages=tuple(languages), models=("majority", "tfidf", *(("tfidf-nested",) if args.nested else ())),
+        tasks=tuple(x for x in args.tasks.split(",") if x), languages=tuple(languages), models=("majority", "tfidf-nested", *(("tfidf",) if args.fixed else ())),
         protocol=ProtocolConfig(scheme=args.scheme, seed=args.seed),
     )  # fmt: skip
     table = run_benchmark(sessions, config, args.out, progress=print)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     results = read_json(args.out / "results.json")["results"]
     by_pair = {(r["task"], r["language"], r["model"]): r for r in results}
-    lines = ["", "| task | lang | majority | default | ratio | target | reached |", "|---|---|---|---|---|---|---|"]
+    lines = ["", "| task | lang | majority | nested default | ratio | target | reached | choices |", "|---|---|---|---|---|---|---|---|"]
     reached = 0
     for task in config.tasks:
         for lang in config.languages:
-            base, ours = by_pair[(task, lang, "majority")], by_pair[(task, lang, "tfidf")]
+            base, ours = by_pair[(task, lang, "majority")], by_pair[(task, lang, "tfidf-nested")]
             target = TARGETS.get((task, lang))
             ok = target is not None and ours["macro_f1"] >= target
             reached += ok
+            chosen = [f["result"]["extra"]["chosen"] for f in ours["folds"]]
             lines.append(
                 f"| {task} | {lang} | {base['macro_f1']:.3f} ± {base['macro_f1_sd']:.3f} | {ours['macro_f1']:.3f} ± "
                 f"{ours['macro_f1_sd']:.3f} | {ours['macro_f1'] / max(base['macro_f1'], 1e-9):.1f}x | "
-                f"{'' if target is None else f'{target:.2f}'} | {'yes' if ok else 'no'} |"
+                f"{'' if target is None else f'{target:.2f}'} | {'yes' if ok else 'no'} | {'; '.join(chosen)} |"
             )
-    if args.nested:
-        lines += ["", "| task | lang | nested (C chosen on training folds) | choices |", "|---|---|---|---|"]
+    if args.fixed:
+        lines += ["", "| task | lang | fixed pick (chosen on these splits; not judged) |", "|---|---|---|"]
         for task in config.tasks:
             for lang in config.languages:
-                nested = by_pair[(task, lang, "tfidf-nested")]
-                chosen = [f["result"]["extra"]["chosen"] for f in nested["folds"]]
-                lines.append(f"| {task} | {lang} | {nested['macro_f1']:.3f} ± {nested['macro_f1_sd']:.3f} | {', '.join(chosen)} |")
-    default_seconds = sum(r["seconds"] for r in results if r["model"] == "tfidf")
+                fixed = by_pair[(task, lang, "tfidf")]
+                lines.append(f"| {task} | {lang} | {fixed['macro_f1']:.3f} ± {fixed['macro_f1_sd']:.3f} |")
+    default_seconds = sum(r["seconds"] for r in results if r["model"] == "tfidf-nested")
     lines += [
         "",
         f"targets reached: {reached} of {len(config.tasks) * len(config.languages)}",
-        f"release load {loaded:.1f}s; default fit+predict over all folds {default_seconds:.1f}s wall; "
+        f"release load {loaded:.1f}s; nested selection + fit+predict over all folds {default_seconds:.1f}s wall; "
         f"whole run {wall:.1f}s wall, {cpu:.1f}s CPU; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
     ]
     summary = "\n".join(lines)

@@ -136,6 +136,9 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.records: list[RequestRecord] = []
+        self.in_flight = 0
+        """Requests received and not yet answered (counted down just before the answer is written)."""
+        self.max_in_flight = 0
         self._server = _Server(("127.0.0.1", port), self._handler_class())
         self._thread: threading.Thread | None = None
 
@@ -190,6 +193,7 @@ class FakeOpenAI:
     def reset_records(self) -> None:
         with self._lock:
             self.records.clear()
+            self.max_in_flight = self.in_flight
 
     def set_faults(self, faults: Sequence[str]) -> None:
         with self._lock:
@@ -233,7 +237,17 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
+            _counted = False
+
+            def _leave(self) -> None:
+                """Count this request out of ``in_flight`` (once), before the client can see an answer."""
+                if self._counted:
+                    self._counted = False
+                    with server._lock:
+                        server.in_flight -= 1
+
             def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> bool:
+                self._leave()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -254,6 +268,16 @@ class FakeOpenAI:
                     self._send(404, b'{"error": {"message": "not found"}}')
 
             def do_POST(self) -> None:  # noqa: N802
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                self._counted = True
+                try:
+                    self._post()
+                finally:
+                    self._leave()
+
+            def _post(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 if not self.path.rstrip("/").endswith("/chat/completions"):

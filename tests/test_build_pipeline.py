@@ -216,6 +216,46 @@ def test_kill_9_mid_build_then_rerun_repeats_no_success_and_matches_an_uninterru
     assert _outputs(out) == _outputs(tmp_path / "fresh")
 
 
+def test_kill_9_at_a_random_moment_while_answers_arrive_gives_byte_identical_output(tmp_path):
+    """The server keeps answering; the build dies after a random number of answers, with calls in
+    flight. The rerun repeats at most the calls that were in flight and writes the same bytes."""
+    import random
+
+    # a new moment each run; PSYINSIGHT_KILL_SEED=<seed from a failure message> replays one
+    seed = int(os.environ.get("PSYINSIGHT_KILL_SEED") or int.from_bytes(os.urandom(4), "big"))
+    kill_after = random.Random(seed).randint(1, 30)
+    out = tmp_path / "out"
+    concurrency = 4
+    with FakeOpenAI(keys_responder, latency_s=0.03) as server:
+        command = [sys.executable, "-m", "psyinsight.cli", "build", str(RAW), "--out", str(out), "--base-url", server.url,
+                   "--model", "fake", "--concurrency", str(concurrency), "--batch-size", "2", "--no-progress", "--timeout", "60"]  # fmt: skip
+        env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert _wait_for(lambda: server.count(delivered=True) >= kill_after or proc.poll() is not None, 120)
+            os.kill(proc.pid, signal.SIGKILL)
+            in_flight = server.in_flight
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL, f"the build ended before the kill (seed {seed})"
+        assert not (out / "report.json").exists()
+        delivered_before = Counter(server.delivered_keys())
+        server.reset_records()
+        report = run_build(_config(server.url, out))
+        repeated = [r.key for r in server.records if r.key in delivered_before]
+        assert len(repeated) <= concurrency, (
+            f"seed {seed}: killed after {kill_after} answers ({in_flight} requests in flight); "
+            f"{len(repeated)} answered calls were made again, more than the {concurrency} that can be in flight"
+        )  # fmt: skip
+        assert report["failures"]["total"] == 0
+        server.reset_records()
+        fresh = run_build(_config(server.url, tmp_path / "fresh"))
+    assert fresh["failures"]["total"] == 0
+    assert _outputs(out) == _outputs(tmp_path / "fresh"), f"seed {seed}: kill after {kill_after} answers"
+
+
 def _cli(args: list[str]) -> int:
     try:
         main(args)

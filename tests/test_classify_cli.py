@@ -100,13 +100,17 @@ def test_bad_jsonl_names_the_row(trained, tmp_path, capsys):
 def test_benchmark_on_the_sample(tmp_path, capsys):
     code, out, _ = run(
         ["classify", "benchmark", "--sample", "--tasks", "emotion", "--languages", "en", "--scheme", "kfold",
-         "--n-splits", "2", "-o", str(tmp_path / "b")], capsys,
+         "--n-splits", "3", "-o", str(tmp_path / "b")], capsys,  # 3 case groups: 2 on each training side
     )  # fmt: skip
     assert code == 0, out
-    assert "| emotion | en | majority |" in out and "| emotion | en | tfidf |" in out
+    assert "| emotion | en | majority |" in out and "| emotion | en | tfidf-nested |" in out
     results = json.loads((tmp_path / "b" / "results.json").read_text())
-    assert {r["model"] for r in results["results"]} == {"majority", "tfidf"}
-    assert (tmp_path / "b" / "confusion_emotion_en_tfidf.png").is_file()
+    assert {r["model"] for r in results["results"]} == {"majority", "tfidf-nested"}  # nested results only
+    nested = next(r for r in results["results"] if r["model"] == "tfidf-nested")
+    assert all(f["result"]["extra"]["chosen"] for f in nested["folds"])  # chosen inside each training side
+    assert (tmp_path / "b" / "confusion_emotion_en_tfidf-nested.png").is_file()
+    majority_row = next(line for line in out.splitlines() if "| emotion | en | majority |" in line)
+    assert "| yes |" not in majority_row and "| no |" not in majority_row  # targets judge nested results only
 
 
 def test_help_lists_the_commands(capsys):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
+import threading
 from pathlib import Path
 
 import pytest
 
-from fake_openai import FakeOpenAI
+from fake_openai import FakeOpenAI, default_responder
 from psyinsight.errors import PsyInsightError
 from psyinsight.llm import ChatRequest, LLMClient, LLMConfig, cache_key, parse_json_object
 
@@ -57,13 +57,20 @@ def test_cache_makes_rerun_free_and_keys_cover_params(tmp_path):
 
 
 def test_concurrency_limit_is_used():
-    with FakeOpenAI(latency_s=0.3) as server:
+    """All 8 requests are at the server at once: each answer waits until the 8th has arrived."""
+    all_arrived = threading.Event()
+
+    def responder(body):
+        if server.in_flight >= 8:
+            all_arrived.set()
+        all_arrived.wait(4)  # a client that sends one at a time never gets past here in time
+        return default_responder(body)
+
+    with FakeOpenAI(responder) as server:
         client = LLMClient(_config(server, max_concurrency=8))
-        start = time.perf_counter()
         results = client.complete_many(_requests(8))
-        elapsed = time.perf_counter() - start
     assert all(r.ok for r in results)
-    assert elapsed < 8 * 0.3 / 2, f"8 requests of 0.3 s took {elapsed:.2f} s with 8-way concurrency"
+    assert all_arrived.is_set() and server.max_in_flight == 8, f"at most {server.max_in_flight} requests were in flight together"
 
 
 @pytest.mark.parametrize("fault", ["429", "500", "503", "bad_body", "truncated_body", "hang"])
@@ -171,8 +178,7 @@ def test_concurrency_limit_is_shared_across_threads():
         with LLMClient(_config(server, max_concurrency=2)) as client:
             with concurrent.futures.ThreadPoolExecutor(3) as pool:
                 batches = [[ChatRequest(messages=[{"role": "user", "content": f"{t}-{i}"}]) for i in range(2)] for t in range(3)]
-                start = time.perf_counter()
                 results = [r for f in [pool.submit(client.complete_many, b) for b in batches] for r in f.result()]
-                elapsed = time.perf_counter() - start
     assert all(r.ok for r in results)
-    assert elapsed >= 3 * 0.2 * 0.9, f"6 requests through a limit of 2 finished in {elapsed:.2f} s"
+    # 3 threads x 2 requests, each held 0.2 s at the server: without a shared limit 6 would overlap
+    assert server.max_in_flight == 2, f"{server.max_in_flight} requests were in flight through a limit of 2"

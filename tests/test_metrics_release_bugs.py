@@ -63,12 +63,24 @@ def test_release_rouge_tokenizer_zeroes_chinese_ours_does_not():
     assert ours.scores["ROUGE-L"] > 0.3
 
 
+def _release_distinct(hyps: list[str], n: int) -> float:
+    """The release's Distinct-n, written from its description (spec.md section 4), not from ours:
+    jieba tokens with the spaces kept, unique n-grams over all n-grams, divided by the samples."""
+    jieba = _jieba()
+    grams = [tuple(toks[i : i + n]) for toks in (jieba.lcut(h) for h in hyps) for i in range(len(toks) - n + 1)]
+    return len(set(grams)) / len(grams) / len(hyps)
+
+
 def test_release_distinct_divided_by_n_differs():
-    ours = Distinct().score(ScoringBatch(EN_HYPS, EN_REFS, "en"))
-    release = ours.scores["Distinct-2"] / len(EN_HYPS)
-    assert ours.scores["Distinct-2"] == pytest.approx(1.0)  # three different short sentences
-    assert release == pytest.approx(1 / 3)
-    assert release != pytest.approx(ours.scores["Distinct-2"])
+    hyps = [*EN_HYPS, "I hear you."]  # one repeated answer: a corpus ratio below 1
+    ours = Distinct().score(ScoringBatch(hyps, [*EN_REFS, EN_REFS[0]], "en")).scores["Distinct-2"]
+    release = _release_distinct(hyps, 2)
+    # ours by hand: bigrams of words(...) without spaces; "I hear you." adds 3 repeated bigrams
+    expected = len({g for h in hyps for g in zip(words(h), words(h)[1:])}) / sum(len(words(h)) - 1 for h in hyps)
+    assert ours == pytest.approx(expected)
+    assert ours < 1.0
+    assert release < ours / 2  # divided by 4 samples (and diluted by space tokens)
+    assert release != pytest.approx(ours)
 
 
 def test_kept_speaker_marker_inflates_overlap():

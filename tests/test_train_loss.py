@@ -192,3 +192,95 @@ def test_trainer_step_is_independent_of_the_micro_batch_split(tiny, tmp_path):
 
 def tiny_model_path(tiny):
     return tiny[0].name_or_path
+
+
+@pytest.mark.parametrize("w_prompt", [0.0, 0.1])
+def test_trainer_with_lora_and_accumulation_fused_equals_unfused(tiny, tmp_path, monkeypatch, w_prompt):
+    """Two optimizer steps of 2 micro-batches x 2 through WeightedLossTrainer on a LoRA model with
+    its head frozen: the fused path (taken: counted) moves the adapter exactly as the logits path."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from psyinsight.train import weighted_trainer_class as trainer_class
+
+    _, tok, feats = tiny
+    feats = [dict(f, loss_weights=[w if w == 1.0 or w == 0.0 else w_prompt for w in f["loss_weights"]]) for f in feats]
+    feats = [dict(f, labels=[t if w > 0 else IGNORE_INDEX for t, w in zip(f["input_ids"], f["loss_weights"])]) for f in feats]
+    calls = {"fused": 0}
+    real = loss_module.weighted_linear_cross_entropy
+
+    def counted(*args):
+        calls["fused"] += 1
+        return real(*args)
+
+    monkeypatch.setattr(loss_module, "weighted_linear_cross_entropy", counted)
+    adapters = {}
+    for fused in (True, False):
+        torch.manual_seed(0)
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_path(tiny))
+        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"]))
+        args = TrainingArguments(
+            output_dir=str(tmp_path / f"f{fused}"), per_device_train_batch_size=2, gradient_accumulation_steps=2,
+            max_steps=2, learning_rate=0.5, optim="sgd", lr_scheduler_type="constant", max_grad_norm=0.0,
+            train_sampling_strategy="sequential", remove_unused_columns=False, report_to="none", use_cpu=True,
+            save_strategy="no", disable_tqdm=True, weight_decay=0.0,
+        )  # fmt: skip
+        trainer = trainer_class()(model=model, args=args, train_dataset=feats, data_collator=PadCollator(tok.pad_token_id))
+        trainer.fused_loss = fused
+        before = calls["fused"]
+        trainer.train()
+        assert (calls["fused"] - before == 4) if fused else (calls["fused"] == before)  # 2 steps x 2 micro-batches
+        assert fusable_head(model) is not None  # the head is frozen under LoRA: fusing was allowed
+        adapters[fused] = torch.cat([p.detach().flatten() for n, p in model.named_parameters() if "lora_" in n])
+    torch.manual_seed(0)
+    fresh = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_path(tiny)),
+                           LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"]))  # fmt: skip
+    start = torch.cat([p.detach().flatten() for n, p in fresh.named_parameters() if "lora_" in n])
+    assert not torch.allclose(adapters[True], start)  # the steps did move the adapter
+    assert torch.allclose(adapters[True], adapters[False], rtol=1e-4, atol=1e-6)
+
+
+def test_packed_rows_give_the_padded_loss_and_gradient(tiny):
+    """PackCollator (one row, restarting position_ids, no mask): the same sum(w*CE), sum(w) and
+    gradient as the padded batch, so attention did not cross from one example into the next."""
+    from psyinsight.collate import PackCollator
+
+    model, tok, feats = tiny
+    model.train()
+    results = []
+    for collate in (PadCollator(tok.pad_token_id), PackCollator()):
+        model.zero_grad()
+        batch = collate(feats[:4])
+        loss_sum, w_sum = forward_weighted(model, batch, fused=False, skip_unweighted_logits=False)
+        (loss_sum / w_sum).backward()
+        results.append((float(loss_sum), float(w_sum), _grads(model).clone()))
+    (pad_sum, pad_w, pad_g), (pack_sum, pack_w, pack_g) = results
+    assert pack_w == pytest.approx(pad_w)
+    assert pack_sum == pytest.approx(pad_sum, rel=1e-4)
+    assert torch.allclose(pad_g, pack_g, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_consumed_tokens_are_the_real_tokens_of_the_batches_trained_on(tiny, tmp_path, packed):
+    """ConsumedTokens counts what the decoder saw: no padding, whatever the batching."""
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from psyinsight.collate import PackCollator
+    from psyinsight.consumed import consumed_tokens_callback
+    from psyinsight.train import weighted_trainer_class
+
+    _, tok, feats = tiny
+    counter = consumed_tokens_callback()
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=3, max_steps=2, learning_rate=1e-3, optim="sgd",
+        train_sampling_strategy="sequential", remove_unused_columns=False, report_to="none", use_cpu=True,
+        save_strategy="no", disable_tqdm=True,
+    )  # fmt: skip
+    collator = PackCollator() if packed else PadCollator(tok.pad_token_id)
+    trainer = weighted_trainer_class()(model=AutoModelForCausalLM.from_pretrained(tiny_model_path(tiny)), args=args,
+                                       train_dataset=feats, data_collator=collator, callbacks=[counter])  # fmt: skip
+    trainer.train()
+    padded = 3 * max(len(f["input_ids"]) for f in feats[:3]) + 3 * max(len(f["input_ids"]) for f in feats[3:6])
+    real = sum(len(f["input_ids"]) for f in feats[:6])
+    assert real < padded  # the batches were padded: a count of the tensors would differ
+    assert counter.tokens == real and counter.forwards == 2

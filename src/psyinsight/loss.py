@@ -234,7 +234,7 @@ def forward_weighted(
     if head_weight is not None:
         return _fused_weighted(model, batch, head_weight)
     columns = predicted_columns(batch["loss_weights"]) if skip_unweighted_logits else None
-    kwargs: dict[str, Any] = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    kwargs = dict(model_inputs(batch), use_cache=False)  # a cache would also hide packed rows from the mask
     if columns is not None:
         kwargs["logits_to_keep"] = columns
     out = model(**kwargs)
@@ -244,9 +244,16 @@ def forward_weighted(
     return weighted_loss_sum(logits, batch["labels"], batch["loss_weights"], columns)
 
 
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """What the model reads from a batch: ``input_ids`` and, where present, ``attention_mask``
+    (padded batches) or ``position_ids`` (packed rows, collate.PackCollator: the positions
+    restart at each example, so attention never crosses from one example into the next)."""
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+
+
 def _fused_weighted(model: Any, batch: dict[str, Any], head_weight: Any) -> tuple[Any, Any]:
     decoder = model.get_decoder()
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).last_hidden_state
+    hidden = decoder(**model_inputs(batch), use_cache=False).last_hidden_state
     weights = batch["loss_weights"][:, 1:]
     keep = weights > 0
     rows = hidden[:, :-1][keep]

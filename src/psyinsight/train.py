@@ -337,6 +337,7 @@ class LoRARecipeRunner:
         )
 
     def _trainer(self) -> Any:
+        from psyinsight.consumed import consumed_tokens_callback
         from psyinsight.progress import TrainingProgress
 
         trainer_cls = weighted_trainer_class()
@@ -348,6 +349,8 @@ class LoRARecipeRunner:
             processing_class=self.tokenizer,
             callbacks=[TrainingProgress()],
         )
+        self.consumed = consumed_tokens_callback()
+        trainer.add_callback(self.consumed)
         trainer.fused_loss = self.recipe.training.fused_loss
         trainer.prompt_loss_sample = self.recipe.training.prompt_loss_sample
         trainer.skip_unweighted_logits = self.recipe.training.skip_unweighted_logits
@@ -379,7 +382,6 @@ class LoRARecipeRunner:
         result = self.trainer.train(resume_from_checkpoint=resume_from)
         seconds = time.perf_counter() - start
         steps = self.trainer.state.global_step
-        t = self.recipe.training
         self.metrics.update(
             train_loss=round(float(result.training_loss), 4),
             steps=steps,
@@ -389,8 +391,8 @@ class LoRARecipeRunner:
             train_tokens=self.train_set.n_tokens,
             skipped=dict(self.train_set.skipped),
         )
-        tokens_per_step = self.train_set.n_tokens / max(1, len(self.train_set.features)) * t.batch_size * t.grad_accum
-        self.metrics["approx_tokens_per_second"] = round(tokens_per_step * steps / max(seconds, 1e-6), 1)
+        self.metrics["consumed_tokens"] = self.consumed.tokens
+        self.metrics["tokens_per_second"] = round(self.consumed.tokens / max(self.consumed.seconds, 1e-6), 1)
         if self.eval_set is not None:
             self.metrics["eval_examples"] = len(self.eval_set.features)
             self.metrics["eval_target_loss"] = round(evaluate_target_loss(self.model, self.eval_set.features, collator), 4)

@@ -44,6 +44,7 @@ def _sklearn_version() -> str:
 
 
 def extract_config_from_dict(data: dict[str, Any]) -> ExtractConfig:
+    data = {"mask_label_names": False, **data}  # manifests older than the mask read their inputs unmasked
     return ExtractConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 

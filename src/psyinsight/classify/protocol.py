@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -19,6 +19,7 @@ from psyinsight import __version__
 from psyinsight.classify.metrics import ClassificationResult, score
 from psyinsight.classify.models import Classifier
 from psyinsight.classify.tasks import ExtractConfig, LabelledText
+from psyinsight.errors import PsyInsightError
 
 Scheme = Literal["shuffle", "kfold"]
 SCHEMES: tuple[str, ...] = ("shuffle", "kfold")
@@ -158,9 +159,23 @@ def run_protocol(
     return result
 
 
+Candidate = Callable[[], Classifier] | tuple[Sequence[LabelledText], Callable[[], Classifier]]
+"""A model factory, or (its own rows, factory): rows of the same sessions in the same order
+with other inputs (session fields, context), so features and inputs are chosen like C."""
+
+
+def _candidate(rows: Sequence[LabelledText], candidate: Candidate) -> tuple[Sequence[LabelledText], Callable[[], Classifier]]:
+    if not isinstance(candidate, tuple):
+        return rows, candidate
+    own, make = candidate
+    if [r.id for r in own] != [r.id for r in rows] or [r.label for r in own] != [r.label for r in rows]:
+        raise ValueError("a candidate's rows must be the same rows (ids and labels, in order) with other inputs")
+    return own, make
+
+
 def run_nested(
     rows: Sequence[LabelledText],
-    candidates: dict[str, Callable[[], Classifier]],
+    candidates: dict[str, Candidate],
     *,
     task: str,
     language: str,
@@ -173,11 +188,12 @@ def run_nested(
 ) -> ProtocolResult:
     """The protocol with model selection inside each training side (nested, grouped).
 
-    For each outer split, every candidate is scored by grouped ``inner_folds``-fold
-    cross-validation on the training side only; the best is refitted on the whole training
-    side and scored once on the held-out side. The outer numbers are then free of selection
-    bias; ``FoldResult.result.extra["chosen"]`` names the pick.
+    For each outer split, every candidate (its features, inputs and C) is scored by grouped
+    ``inner_folds``-fold cross-validation on the training side only; the best is refitted on
+    the whole training side and scored once on the held-out side. The outer numbers are then
+    free of selection bias; ``FoldResult.result.extra["chosen"]`` names the pick.
     """
+    resolved = {name: _candidate(rows, c) for name, c in candidates.items()}
     config = config or ProtocolConfig()
     splits = splits if splits is not None else group_splits(rows, config)
     inner_config = ProtocolConfig(scheme="kfold", n_splits=inner_folds, seed=config.seed)
@@ -187,17 +203,22 @@ def run_nested(
     )  # fmt: skip
     for fold, (train, test) in enumerate(splits):
         start = time.perf_counter()
-        train_rows = [rows[i] for i in train]
-        inner_splits = group_splits(train_rows, inner_config)
+        train_groups = len({rows[i].group or rows[i].session_uid for i in train})
+        if train_groups < 2:
+            raise PsyInsightError(f"{task}/{language}: a training side holds {train_groups} case group; nested selection needs 2", where="--models")
+        fold_config = replace(inner_config, n_splits=min(inner_folds, train_groups))  # a small set: fewer inner folds
+        inner_splits = group_splits([rows[i] for i in train], fold_config)
         inner_scores = {
-            name: run_protocol(train_rows, make, task=task, language=language, model_name=name, extract=extract,
-                               config=inner_config, splits=inner_splits).mean()
-            for name, make in candidates.items()
+            name: run_protocol([own[i] for i in train], make, task=task, language=language, model_name=name, extract=extract,
+                               config=fold_config, splits=inner_splits).mean()
+            for name, (own, make) in resolved.items()
         }  # fmt: skip
         chosen = max(inner_scores, key=lambda name: inner_scores[name])
-        model = candidates[chosen]().fit([r.text for r in train_rows], [r.label for r in train_rows], [r.context for r in train_rows])
+        own, make = resolved[chosen]
+        train_rows = [own[i] for i in train]
+        model = make().fit([r.text for r in train_rows], [r.label for r in train_rows], [r.context for r in train_rows])
         fitted = time.perf_counter()
-        test_rows = [rows[i] for i in test]
+        test_rows = [own[i] for i in test]
         predicted = model.predict([r.text for r in test_rows], [r.context for r in test_rows])
         done = time.perf_counter()
         scored = score([r.label for r in test_rows], predicted)

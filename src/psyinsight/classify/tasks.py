@@ -78,6 +78,9 @@ class ExtractConfig:
     left out on purpose: in the English file it often names the psychotherapy itself."""
     max_session_chars: int = 20000
     """Session texts are cut to this many characters (keeps TF-IDF and encoders bounded)."""
+    mask_label_names: bool = True
+    """Session tasks: replace every name, alias and abbreviation of the task's labels (English
+    and Chinese) in the inputs by ``[LABEL]`` (``classify.leakage``), so no field gives the label away."""
 
 
 NEXT_MARKER = "[NEXT]"
@@ -137,6 +140,15 @@ def session_text(session: Session, fields: Sequence[str], max_chars: int) -> str
             if value.strip():
                 parts.append(value.strip())
     return "\n".join(parts)[:max_chars]
+
+
+def _session_input(session: Session, task: str, cfg: ExtractConfig) -> str:
+    text = session_text(session, cfg.session_fields, cfg.max_session_chars)
+    if cfg.mask_label_names:
+        from psyinsight.classify.leakage import mask_label_names
+
+        text = mask_label_names(text, task)
+    return text
 
 
 _RELEASE_KEY = {"emotion": "emotional label", "strategy": "strategy"}
@@ -203,7 +215,7 @@ def extract_examples(
             chosen = _select([value.strip()], 1, cfg)
             if chosen is None:
                 continue
-            text = session_text(session, cfg.session_fields, cfg.max_session_chars)
+            text = _session_input(session, spec.name, cfg)
             rows.append(LabelledText(session.uid, text, "", chosen, session.uid, session.language, group))
             continue
         for index, turn in enumerate(session.dialog):
@@ -235,7 +247,7 @@ def extract_inputs(sessions: Iterable[Session], task: str | TaskSpec, *, config:
     rows: list[LabelledText] = []
     for session in sessions:
         if spec.level == "session":
-            text = session_text(session, cfg.session_fields, cfg.max_session_chars)
+            text = _session_input(session, spec.name, cfg)
             current = [session_value] if (session_value := (getattr(session, spec.name) or "").strip()) else []
             rows.append(LabelledText(session.uid, text, "", current, session.uid, session.language))
             continue

@@ -205,7 +205,7 @@ def benchmark(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for results.md, results.json and per-pair confusion figures."),
     tasks: str = typer.Option("emotion,strategy,psychotherapy,topic", "--tasks", help="Comma list of tasks."),
     languages: str = typer.Option("en,cn", "--languages", help="Comma list of languages."),
-    models: str = typer.Option("majority,tfidf", "--models", help="Comma list of models: majority, tfidf, tfidf-nested (C chosen by inner grouped CV on each training side), encoder."),
+    models: str = typer.Option("majority,tfidf-nested", "--models", help="Comma list of models: majority, tfidf-nested (features, session inputs and C chosen by inner grouped CV on each training side; the only one held to the targets), tfidf (the fixed pick, chosen on these splits), encoder."),
     scheme: str = typer.Option("shuffle", "--scheme", help="shuffle: 5 grouped 80/20 splits; kfold: 5-fold grouped cross-validation."),
     n_splits: int = typer.Option(5, "--n-splits", help="Number of splits or folds."),
     seed: int = typer.Option(13, "--seed", help="Seed of the grouped splits."),
@@ -214,7 +214,7 @@ def benchmark(
     encoder_path: Path = typer.Option(None, "--encoder-path", help="encoder: a local Hugging Face encoder folder."),
     epochs: int = typer.Option(3, "--epochs", help="encoder: training epochs."),
 ) -> None:
-    """The benchmark protocol: mean ± sd of macro-F1 over session-grouped splits, per task and language."""
+    """The benchmark protocol: mean ± sd of macro-F1 over session-grouped splits, per task and language (nested selection; label names masked and guarded)."""
     from psyinsight.classify.benchmark import BenchmarkConfig, run_benchmark
     from psyinsight.classify.protocol import ProtocolConfig
     from psyinsight.commands.data import load_input
