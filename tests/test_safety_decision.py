@@ -128,10 +128,11 @@ def test_the_blind_first_score_belongs_to_the_bundled_model(guard):
 
 
 def test_release_client_turns_are_rarely_flagged(guard, release_dir):
-    """~6k real client turns, mostly ordinary distress (some sessions really discuss suicide)."""
+    """Real client turns, mostly ordinary distress (some sessions really discuss suicide); all
+    5,956 flag 1.61 % (bench/safety_release.py), a development figure (data README)."""
     from psyinsight.release import load_release
     from psyinsight.safety.release_check import flag_release
 
-    report = flag_release(guard, load_release(release_dir))
-    assert sum(report.turns.values()) > 5000 and set(report.turns) == {"en", "cn"}
-    assert report.rate() <= 0.02, report.rows[:20]
+    report = flag_release(guard, load_release(release_dir)[::6])  # every sixth session: ~1,000 client turns
+    assert sum(report.turns.values()) > 800 and set(report.turns) == {"en", "cn"}
+    assert report.rate() <= 0.025, report.rows[:20]

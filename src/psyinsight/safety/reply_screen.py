@@ -95,18 +95,22 @@ def screen_reply(text: str, *, after_risk: bool = False) -> ReplyVerdict:
 
 
 _SENTENCE_END = re.compile(r"[.!?。！？\n](?=\s|$)|[。！？\n]")
+_JSON_VALUE_END = re.compile(r"[,}\]]")
 
 
 class StreamScreen:
-    """Releases streamed text sentence by sentence, each time after screening the reply so far.
+    """Releases streamed text sentence by sentence (value by value for JSON), each time after
+    screening the reply so far.
 
     ``feed`` returns the text that may be shown now ("" while a sentence is open); once a
     sentence fails, ``verdict`` is set and nothing more is released: the caller stops the
     model and sends the crisis message instead.
     """
 
-    def __init__(self, *, after_risk: bool = False) -> None:
+    def __init__(self, *, after_risk: bool = False, json: bool = False) -> None:
         self.after_risk = after_risk
+        self.boundary = _JSON_VALUE_END if json else _SENTENCE_END
+        """Where text may be released: sentence ends, or the end of each value of a JSON answer."""
         self.text = ""
         self.released = 0
         self.verdict: ReplyVerdict | None = None
@@ -115,7 +119,7 @@ class StreamScreen:
         if self.verdict is not None:
             return ""
         self.text += piece
-        last_end = max((m.end() for m in _SENTENCE_END.finditer(self.text, self.released)), default=-1)
+        last_end = max((m.end() for m in self.boundary.finditer(self.text, self.released)), default=-1)
         if last_end <= self.released:
             return ""
         return self._release(last_end)

@@ -128,7 +128,8 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
                 raise ApiError(429, f"rate limit: at most {config.rate:g} requests/second (burst {config.burst}) per client; retry in {wait:.2f}s",
                                type="rate_limit_error", code="rate_limit_exceeded", headers={"Retry-After": str(max(1, round(wait + 0.5)))})  # fmt: skip
             data = decode_body(await read_body(request))
-            guarded = modes.get(data.get("model")) if isinstance(data, dict) else None
+            named = data.get("model") if isinstance(data, dict) else None
+            guarded = modes.get(named) if isinstance(named, str) else None
             if guarded == "counselor" or (guarded == "plain" and config.guard):
                 crisis = await crisis_first(data)  # before the request is checked: nothing can skip the guard
                 if crisis is not None:
@@ -274,7 +275,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
         async def events() -> AsyncIterator[str]:
             yield chunk_event(rid, name, created, {"role": "assistant", "content": ""})
             try:
-                screen = StreamScreen()
+                screen = StreamScreen(json=req.json_mode)
                 if req.json_mode and not enforced:  # the object is only known once complete: send it whole
                     g = await generate(prompt, params)
                     text = extract_json_object(g.text) or g.text
