@@ -75,9 +75,12 @@ class RemoteCounselor:
 
         risk = self.guard.check_history(history)
         if risk.risk:
-            lang = language if language in ("en", "cn") else detect_language(str(history[-1].get("content") or ""))
+            try:
+                lang = parse_language(language) if language else detect_language(str(history[-1].get("content") or ""))
+            except ValueError:  # an unknown code: the message's own script decides, never an error
+                lang = detect_language(str(history[-1].get("content") or ""))
             message = self.guard.crisis_message(lang, region, category=risk.category)
-            return CounselorReply(response=message, flagged=True, risk=risk, language=lang)  # type: ignore[arg-type]
+            return CounselorReply(response=message, flagged=True, risk=risk, language=lang)
         try:
             stream = self.client.chat.completions.create(
                 model=self.model, messages=history, stream=True, max_tokens=self.max_tokens,  # type: ignore[arg-type]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from psyinsight.errors import PsyInsightError
+
+if TYPE_CHECKING:
+    from psyinsight.safety import SafetyGuard
 
 safety_app = typer.Typer(help="The crisis-safety layer: its honest numbers, one message's verdict, retraining its model.",
                          no_args_is_help=True)  # fmt: skip
@@ -23,7 +27,7 @@ def _fmt(x: float) -> str:
     return "n/a" if x != x else f"{x:.4g}"
 
 
-def _guard(model: Path | None, threshold: float | None = None) -> object:
+def _guard(model: Path | None, threshold: float | None = None) -> SafetyGuard:
     from psyinsight.safety import SafetyConfig, SafetyGuard
 
     if threshold is not None and not 0 < threshold < 1:
@@ -59,8 +63,8 @@ def safety_eval(
         raise PsyInsightError("give either --set or --test-file, not both", where="--set")
     target = set_name or (str(test_file) if test_file else None)
     if target is None:
-        card = guard.model.card  # type: ignore[attr-defined]
-        typer.echo(f"risk model {card.get('digest', '?')}: {card.get('encoder', '?')}, threshold {guard.threshold:.3f} ({card.get('calibration', '')})")  # type: ignore[attr-defined]
+        card = guard.model.card
+        typer.echo(f"risk model {card.get('digest', '?')}: {card.get('encoder', '?')}, threshold {guard.threshold:.3f} ({card.get('calibration', '')})")
         for name, entry in first_scores().items():
             typer.echo(f"blind first score  {name} (n={entry['n']}, {entry['when']}): recall {_fmt(entry['recall'])}, FPR {_fmt(entry['fpr'])}; "
                        + ", ".join(f"{k} recall {_fmt(v)}" for k, v in entry.get("recall_by_category", {}).items()))  # fmt: skip
@@ -70,7 +74,7 @@ def safety_eval(
         typer.echo(f"validation         valid (n={va.get('n')}, the threshold was calibrated on it): recall {_fmt(va.get('recall', float('nan')))}, FPR {_fmt(va.get('fpr', float('nan')))}")
         typer.echo("score a set now with --set NAME (safety/data/README.md lists them)")
         return
-    report = evaluate_guard(guard, resolve_set(target))  # type: ignore[arg-type]
+    report = evaluate_guard(guard, resolve_set(target))
     typer.echo(report.signature)
     typer.echo(f"{'':20} {'recall':>7} {'FPR':>7} {'crisis':>7} {'other':>7}")
     groups = [("overall", report.overall), *sorted(report.by_language.items()), *sorted(report.by_category.items())]
