@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import random
 import warnings
 
@@ -192,3 +193,13 @@ def test_language_mismatch_warns_or_raises(saved_model):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loaded.predict(["I am worried"])
+
+
+def test_a_model_saved_before_the_layout_changed_still_loads():
+    """``tests/data/classifier_v1`` was pickled when the classifiers lived in ``psyinsight.classify.models``."""
+    folder = Path(__file__).parent / "data" / "classifier_v1"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # saved by an earlier psyinsight version
+        loaded = load_classifier(folder, task="emotion", allow_version_mismatch=True)
+    texts = ["really the nervous i feel", "the work great am feel", "meeting my feel annoyed about"]
+    assert loaded.predict(texts) == ["Anxiety", "Happiness", "Anger"]
