@@ -4,7 +4,7 @@
                              [--tasks emotion,strategy,psychotherapy,topic] [--languages en,cn]
 
 Protocol: target = the first label of the list; Unknown, Others, lists longer than three
-labels and empty labels dropped; 5 session-grouped 80/20 splits (``psyinsight.splits.
+labels and empty labels dropped; 5 session-grouped 80/20 splits (``psyinsight.data.splits.
 case_groups``: no case on both sides); mean ± sd (ddof=1) of macro-F1. The baseline, run in
 the same process on the same splits, is the majority classifier; the ratio column is
 nested / majority macro-F1. The default's number is nested: its features, session inputs and C
@@ -41,7 +41,7 @@ def main() -> None:
     from psyinsight.classify.benchmark import TARGETS, BenchmarkConfig, run_benchmark
     from psyinsight.classify.protocol import ProtocolConfig
     from psyinsight.fileio import read_json, write_text
-    from psyinsight.release import load_release
+    from psyinsight.data.release import load_release
 
     languages = [x for x in args.languages.split(",") if x]
     start, cpu = time.perf_counter(), time.process_time()

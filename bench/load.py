@@ -13,8 +13,8 @@ import json
 import time
 from pathlib import Path
 
-from psyinsight.release import release_files, to_sessions
-from psyinsight.validate import validate_data
+from psyinsight.data.release import release_files, to_sessions
+from psyinsight.data.validate import validate_data
 
 
 def best_of(repeat: int, fn) -> float:

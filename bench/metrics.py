@@ -28,7 +28,7 @@ import random
 import time
 from pathlib import Path
 
-from psyinsight.metrics import FAMILIES, MetricConfig, ScoringBatch, build_metrics, strip_speaker
+from psyinsight.evaluate.metrics import FAMILIES, MetricConfig, ScoringBatch, build_metrics, strip_speaker
 
 print = functools.partial(print, flush=True)  # noqa: A001  (progress shows when piped)
 
@@ -48,11 +48,11 @@ def next_turn_pairs(language: str, n: int, data_dir: Path | None) -> tuple[list[
     from psyinsight.errors import PsyInsightError
 
     try:
-        from psyinsight.release import load_release
+        from psyinsight.data.release import load_release
 
         sessions, source = load_release(data_dir, (language,)), "release"
     except PsyInsightError:
-        from psyinsight.sample import sample_sessions
+        from psyinsight.data.sample import sample_sessions
 
         sessions, source = [s for s in sample_sessions() if s.language == language], "bundled sample (repeated)"
     hyps: list[str] = []

@@ -24,12 +24,12 @@ import time
 import numpy as np
 from baseline_guard import BASELINE_COMMIT, baseline_src
 
-from psyinsight.safety import SafetyGuard
-from psyinsight.safety.corpus import load_examples, named_sets
+from psyinsight.counsel.safety import SafetyGuard
+from psyinsight.counsel.safety.corpus import load_examples, named_sets
 
 TIMING = """
 import json, sys, time
-from psyinsight.safety import SafetyGuard
+from psyinsight.counsel.safety import SafetyGuard
 texts = json.load(sys.stdin)
 g = SafetyGuard(); g.warm_up()
 out = []
@@ -64,7 +64,7 @@ def per_message(texts: list[str], baseline: str) -> None:
 
 
 def per_turn(texts: list[str], turns: int, max_new_tokens: int) -> None:
-    from psyinsight.counselor import Counselor, GenParams
+    from psyinsight.counsel.counselor import Counselor, GenParams
 
     counselor = Counselor(params=GenParams(max_new_tokens=max_new_tokens))
     counselor.engine.load()

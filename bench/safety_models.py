@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from psyinsight.safety import model as M
-from psyinsight.safety.corpus import load_examples, named_sets, training_rows
-from psyinsight.safety.encoder import default_encoder
-from psyinsight.safety.text import canonical
+from psyinsight.counsel.safety import model as M
+from psyinsight.counsel.safety.corpus import load_examples, named_sets, training_rows
+from psyinsight.counsel.safety.encoder import default_encoder
+from psyinsight.counsel.safety.text import canonical
 
 
 def embed(texts: list[str], cache: Path | None) -> np.ndarray:

@@ -20,13 +20,13 @@ import time
 from baseline_guard import BASELINE_COMMIT, baseline_src
 
 from psyinsight.fileio import write_jsonl
-from psyinsight.release import load_release
-from psyinsight.safety import SafetyGuard
-from psyinsight.safety.release_check import client_turns, flag_release
+from psyinsight.data.release import load_release
+from psyinsight.counsel.safety import SafetyGuard
+from psyinsight.counsel.safety.release_check import client_turns, flag_release
 
 BASELINE_CODE = """
 import json, sys
-from psyinsight.safety import SafetyGuard
+from psyinsight.counsel.safety import SafetyGuard
 texts = json.load(sys.stdin)
 g = SafetyGuard(); g.warm_up()
 print(json.dumps([r.risk for r in g.check_texts(texts)]))

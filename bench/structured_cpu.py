@@ -3,7 +3,7 @@ import json, sys, time, torch
 torch.set_num_threads(1)
 from transformers import LogitsProcessor, LogitsProcessorList
 from psyinsight.models import load_model_and_tokenizer
-from psyinsight.templates import render_prompt
+from psyinsight.train.templates import render_prompt
 model, tok = load_model_and_tokenizer("default")
 print("tokenizer", type(tok).__name__, "vocab", len(tok), "model vocab", model.config.vocab_size, flush=True)
 SCHEMA = {"type": "object", "properties": {

@@ -15,7 +15,7 @@ row with ``position_ids``) and TRL's ``packing`` (best-fit decreasing into rows 
 ``--max-length``) against ours packed (``collate.PackCollator``: each batch as one row,
 positions restarting per example, attention kept inside each example, no padding).
 
-Tokens are the ones consumed: ``psyinsight.consumed.ConsumedTokens`` sums the attention
+Tokens are the ones consumed: ``psyinsight.train.consumed.ConsumedTokens`` sums the attention
 masks (or, for padding-free rows, the tokens) of every training forward each trainer ran.
 Tokens/s divides them by the wall time of ``train()``; tokens/CPU-s by the process's CPU
 time in ``train()``, steadier on a shared machine (``--metric`` picks the one compared).
@@ -115,14 +115,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_examples(args: argparse.Namespace, tokenizer: Any) -> list[Any]:
-    from psyinsight.tasks import TaskConfig, build_examples as build, tokenizer_counter
+    from psyinsight.tasks.examples import TaskConfig, build_examples as build, tokenizer_counter
 
     if args.release:
-        from psyinsight.release import load_release
+        from psyinsight.data.release import load_release
 
         sessions = load_release(languages=["en"])
     else:
-        from psyinsight.sample import sample_sessions
+        from psyinsight.data.sample import sample_sessions
 
         sessions = sample_sessions()
     examples = build(sessions, TaskConfig(task="dialog", max_tokens=args.max_length), count_tokens=tokenizer_counter(tokenizer)).examples
@@ -181,8 +181,8 @@ def run_one(name: str, args: argparse.Namespace, queue: Any) -> None:
     """Child process: train one configuration, report consumed tokens, time, loss and peak memory."""
     import torch
 
-    from psyinsight.consumed import consumed_tokens_callback
-    from psyinsight.train import encode_examples
+    from psyinsight.train.consumed import consumed_tokens_callback
+    from psyinsight.train.runner import encode_examples
 
     torch.set_num_threads(args.threads)
     spec = ALL_CONFIGS[name]
@@ -208,8 +208,8 @@ def run_one(name: str, args: argparse.Namespace, queue: Any) -> None:
         from peft import get_peft_model
         from transformers import TrainingArguments
 
-        from psyinsight.collate import PackCollator, PadCollator
-        from psyinsight.train import weighted_trainer_class
+        from psyinsight.train.collate import PackCollator, PadCollator
+        from psyinsight.train.runner import weighted_trainer_class
 
         targs = TrainingArguments(**common_args(args, out, spec), remove_unused_columns=False)
         collator = PackCollator() if spec["pack"] else PadCollator(tok.pad_token_id)
@@ -399,8 +399,8 @@ def run_gpu(args: argparse.Namespace) -> dict[str, Any]:
     ])  # fmt: skip
     (REPO / "bench-out").mkdir(exist_ok=True)
     summary = main_table(table_args)
-    from psyinsight.recipe import load_recipe
-    from psyinsight.train import run_recipe
+    from psyinsight.train.recipe import load_recipe
+    from psyinsight.train.runner import run_recipe
 
     recipe = load_recipe("cpu-default", overrides=[
         "data.source=release", "model.dtype=bfloat16", f"training.max_steps={args.smollm2_steps}", "training.batch_size=16",

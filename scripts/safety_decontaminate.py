@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 
-from psyinsight.safety.corpus import data_dir, load_examples, named_sets
-from psyinsight.safety.evaluate import MAX_OVERLAP, char_ngrams
+from psyinsight.counsel.safety.corpus import data_dir, load_examples, named_sets
+from psyinsight.counsel.safety.evaluate import MAX_OVERLAP, char_ngrams
 
 HELD_OUT = ("blindset4", "valid")
 

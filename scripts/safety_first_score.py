@@ -15,10 +15,10 @@ import json
 import sys
 
 from psyinsight.fileio import write_json
-from psyinsight.safety import SafetyGuard
-from psyinsight.safety.corpus import data_dir, named_sets
-from psyinsight.safety.evaluate import evaluate_guard
-from psyinsight.safety.scores import first_scores
+from psyinsight.counsel.safety import SafetyGuard
+from psyinsight.counsel.safety.corpus import data_dir, named_sets
+from psyinsight.counsel.safety.evaluate import evaluate_guard
+from psyinsight.counsel.safety.scores import first_scores
 
 
 def main(name: str) -> None:

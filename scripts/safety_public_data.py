@@ -1,6 +1,6 @@
 """Convert the public data sets the safety layer uses into its JSONL rows (run once; output committed).
 
-Sources (each licence is copied beside its file under src/psyinsight/safety/data/):
+Sources (each licence is copied beside its file under src/psyinsight/counsel/safety/data/):
 - counsel-chat (nbertagnolli/counsel-chat, MIT): therapists' answers to people's questions;
   the questions are distressed-but-not-crisis messages. Kept as `none` training rows: topics
   other than self-harm, domestic violence and trauma, and no question mentioning a risk word

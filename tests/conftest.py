@@ -120,7 +120,7 @@ def build_tiny_tokenizer(family: str):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from psyinsight.sample import sample_sessions
+    from psyinsight.data.sample import sample_sessions
 
     spec = TINY_SPECIALS[family]
     texts = [t.content for s in sample_sessions() for t in s.dialog]
@@ -199,7 +199,7 @@ def torch_one_thread():
 @pytest.fixture(scope="session")
 def guard():
     """The bundled safety guard, loaded once (its encoder and model are read-only)."""
-    from psyinsight.safety import SafetyGuard
+    from psyinsight.counsel.safety import SafetyGuard
 
     g = SafetyGuard()
     g.warm_up()

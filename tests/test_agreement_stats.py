@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from psyinsight.agreement import (
+from psyinsight.evaluate.agreement import (
     agreement_between,
     agreement_within,
     compare_raters,

@@ -18,11 +18,11 @@ import pytest
 
 from psyinsight.build.entities import detect, known_people
 from psyinsight.build.ingest import sample_raw_dir
-from psyinsight.build.model import Document, Turn
+from psyinsight.build.records import Document, Turn
 from psyinsight.build.pipeline import BuildConfig, run_build
 from psyinsight.build.segment import segment
 from psyinsight.build.turns import make_units
-from psyinsight.consistency import source_findings, turn_findings
+from psyinsight.data.consistency import source_findings, turn_findings
 
 RAW = sample_raw_dir()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fake_openai import FakeOpenAI, keys_responder, messages_key
-from psyinsight import taxonomy
+from psyinsight.data import taxonomy
 from psyinsight.build.ingest import sample_raw_dir
 from psyinsight.build.pipeline import BuildConfig, run_build
 from psyinsight.cli import main
@@ -83,7 +83,7 @@ def test_end_to_end_annotates_validates_and_reruns_free(tmp_path):
                     assert turn["reasoning"] and turn["strategy"] == ["Question"]
     assert "gold" in report and report["gold"]["all"]["gold"] >= 80
     # the dataset layer loads the output as it loads the release, with nothing to repair
-    from psyinsight.release import load_sessions
+    from psyinsight.data.release import load_sessions
 
     for language in ("en", "cn"):
         sessions = load_sessions(tmp_path / "out" / f"{language}_data.json", language)

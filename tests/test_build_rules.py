@@ -11,7 +11,7 @@ from psyinsight.build.anonymise import Placeholders, anonymise_unit, find_leaks,
 from psyinsight.build.entities import detect, known_people
 from psyinsight.build.gold import Score, gold_path, load_gold, score_turns
 from psyinsight.build.ingest import discover, ingest_file, sample_raw_dir
-from psyinsight.build.model import Document
+from psyinsight.build.records import Document
 from psyinsight.build.segment import segment
 from psyinsight.build.turns import make_units
 from psyinsight.errors import PsyInsightError

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from psyinsight.chat import ChatOptions, RemoteCounselor, run_chat
-from psyinsight.counselor import Counselor, GenParams, LocalEngine
+from psyinsight.counsel.chat import ChatOptions, RemoteCounselor, run_chat
+from psyinsight.counsel.counselor import Counselor, GenParams, LocalEngine
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve import BackgroundServer, ServeConfig, create_app
 

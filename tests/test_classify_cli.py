@@ -41,7 +41,7 @@ def test_train_eval_writes_reports(trained, tmp_path, capsys):
 
 
 def test_predict_text_jsonl_and_release_inputs(trained, tmp_path, capsys):
-    from psyinsight.sample import sample_path
+    from psyinsight.data.sample import sample_path
 
     txt = tmp_path / "in.txt"
     txt.write_text("How did that make you feel?\n\nIt sounds like you were hurt.\n")

@@ -7,11 +7,11 @@ import pytest
 
 from psyinsight.classify import leakage
 from psyinsight.classify.benchmark import BenchmarkConfig, run_benchmark
-from psyinsight.classify.models import TfidfLinearClassifier
+from psyinsight.classify.estimators import TfidfLinearClassifier
 from psyinsight.classify.protocol import ProtocolConfig, run_nested
 from psyinsight.classify.tasks import ExtractConfig, LabelledText, extract_examples
 from psyinsight.errors import PsyInsightError
-from psyinsight.sample import sample_sessions
+from psyinsight.data.sample import sample_sessions
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,7 @@ def test_psychotherapy_names_are_masked_in_both_languages(text, masked):
 
 
 def test_every_psychotherapy_label_and_alias_is_a_name():
-    from psyinsight import taxonomy
+    from psyinsight.data import taxonomy
 
     names = set(leakage.label_names("psychotherapy"))
     assert {lab for lab in taxonomy.PSYCHOTHERAPIES if lab != taxonomy.UNKNOWN} <= names

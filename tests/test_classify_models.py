@@ -12,7 +12,7 @@ import pytest
 
 from psyinsight.classify.features import FeatureConfig, cjk_ratio, detect_language
 from psyinsight.classify.metrics import confusion_figure, results_markdown, score, score_sets
-from psyinsight.classify.models import LinearConfig, MajorityClassifier, TfidfLinearClassifier
+from psyinsight.classify.estimators import LinearConfig, MajorityClassifier, TfidfLinearClassifier
 from psyinsight.classify.persistence import LanguageMismatchWarning, load_classifier, save_classifier
 from psyinsight.classify.tasks import ExtractConfig
 from psyinsight.errors import PsyInsightError
@@ -196,7 +196,7 @@ def test_language_mismatch_warns_or_raises(saved_model):
 
 
 def test_a_model_saved_before_the_layout_changed_still_loads():
-    """``tests/data/classifier_v1`` was pickled when the classifiers lived in ``psyinsight.classify.models``."""
+    """``tests/data/classifier_v1`` was pickled when the classifiers lived in ``psyinsight.classify.estimators``."""
     folder = Path(__file__).parent / "data" / "classifier_v1"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # saved by an earlier psyinsight version

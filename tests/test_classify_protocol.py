@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from psyinsight.classify.labeller import label_sessions
-from psyinsight.classify.models import MajorityClassifier, TfidfLinearClassifier
+from psyinsight.classify.estimators import MajorityClassifier, TfidfLinearClassifier
 from psyinsight.classify.persistence import load_classifier, save_classifier
 from psyinsight.classify.protocol import ProtocolConfig, group_splits, run_nested, run_protocol
 from psyinsight.classify.runner import rows_for, train_classifier
 from psyinsight.classify.tasks import ExtractConfig, LabelledText
-from psyinsight.sample import sample_sessions
+from psyinsight.data.sample import sample_sessions
 
 
 def toy_rows(n_groups=20, per_group=3):
@@ -84,7 +84,7 @@ def test_labeller_fills_missing_labels_and_records_it(tmp_path):
 def test_release_pair_beats_the_majority_baseline(release_dir):
     """One small pair of the protocol on the real data: cn psychotherapy (355 sessions)."""
     from psyinsight.classify.defaults import default_extract, default_linear
-    from psyinsight.release import load_release
+    from psyinsight.data.release import load_release
 
     sessions = load_release(release_dir, ["cn"])
     extract = default_extract("psychotherapy", "cn")

@@ -6,7 +6,7 @@ import pytest
 
 from psyinsight.classify.tasks import ExtractConfig, extract_examples, extract_inputs, get_task
 from psyinsight.errors import PsyInsightError
-from psyinsight.schema import Repair, Session, Turn
+from psyinsight.data.schema import Repair, Session, Turn
 
 
 def seeker(text, labels, obs=None, tid=""):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from psyinsight.counselor import (
+from psyinsight.counsel.counselor import (
     CRISIS_PLACEHOLDER,
     Counselor,
     GenParams,
@@ -16,7 +16,7 @@ from psyinsight.counselor import (
     validate_history,
 )
 from psyinsight.errors import PsyInsightError
-from psyinsight.safety import SafetyGuard
+from psyinsight.counsel.safety import SafetyGuard
 
 
 class CountingEngine(LocalEngine):

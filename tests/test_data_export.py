@@ -6,9 +6,9 @@ import json
 
 from test_data_validate import run_cli
 
-from psyinsight.export import chat_record, export_sessions
-from psyinsight.release import load_sessions
-from psyinsight.sample import sample_sessions
+from psyinsight.data.export import chat_record, export_sessions
+from psyinsight.data.release import load_sessions
+from psyinsight.data.sample import sample_sessions
 
 
 def test_jsonl_round_trip_keeps_everything(tmp_path):

@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from psyinsight.release import load_release, load_sessions
-from psyinsight.sample import sample_sessions
-from psyinsight.taxonomy import EMOTIONS, STRATEGIES, UNKNOWN
+from psyinsight.data.release import load_release, load_sessions
+from psyinsight.data.sample import sample_sessions
+from psyinsight.data.taxonomy import EMOTIONS, STRATEGIES, UNKNOWN
 
 
 @pytest.fixture(scope="module")

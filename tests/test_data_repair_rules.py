@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from psyinsight.repair import ECHO_MIN_LABELS, RULE_DESCRIPTIONS, participant_variants, repair_session
+from psyinsight.data.repair import ECHO_MIN_LABELS, RULE_DESCRIPTIONS, participant_variants, repair_session
 
 
 def clean_session() -> dict[str, Any]:

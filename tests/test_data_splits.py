@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.release import load_release
-from psyinsight.sample import sample_sessions
-from psyinsight.splits import MIN_SHARED_CHARS, SplitAssignment, assign_splits, case_groups, split_balance, utterance_key
+from psyinsight.data.release import load_release
+from psyinsight.data.sample import sample_sessions
+from psyinsight.data.splits import MIN_SHARED_CHARS, SplitAssignment, assign_splits, case_groups, split_balance, utterance_key
 from test_data_validate import run_cli
 
 

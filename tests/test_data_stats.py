@@ -6,8 +6,8 @@ import json
 
 from test_data_validate import run_cli
 
-from psyinsight.release import load_release
-from psyinsight.stats import compute_stats
+from psyinsight.data.release import load_release
+from psyinsight.data.stats import compute_stats
 
 
 def independent_count(path):

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.release import load_sessions
-from psyinsight.sample import sample_path
-from psyinsight.validate import validate_files
+from psyinsight.data.release import load_sessions
+from psyinsight.data.sample import sample_path
+from psyinsight.data.validate import validate_files
 
 PSYINSIGHT = [sys.executable, "-m", "psyinsight.cli"]
 

@@ -13,7 +13,7 @@ import re
 import pytest
 
 from fake_openai import FakeOpenAI
-from psyinsight.judge import (
+from psyinsight.evaluate.judge import (
     CRITERIA,
     JudgeConfig,
     JudgeItem,

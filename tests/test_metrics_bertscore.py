@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.metrics import ScoringBatch
-from psyinsight.metrics import bertscore as bs
+from psyinsight.evaluate.metrics import ScoringBatch
+from psyinsight.evaluate.metrics import bertscore as bs
 
 
 def _minilm() -> Path | None:

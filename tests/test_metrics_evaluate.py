@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.evaluate import evaluate_file, load_evaluation, load_predictions
-from psyinsight.metrics import MetricConfig
+from psyinsight.evaluate.scoring import evaluate_file, load_evaluation, load_predictions
+from psyinsight.evaluate.metrics import MetricConfig
 from psyinsight.records import Prediction
 
 CHEAP = MetricConfig(metrics=("bleu", "sacrebleu", "rouge", "distinct", "length"))
@@ -99,7 +99,7 @@ def test_cli_evaluate_prints_scores(tmp_path, capsys):
 
 
 def test_changed_recipe_recomputes(tmp_path, monkeypatch):
-    import psyinsight.metrics.bleu as bleu
+    import psyinsight.evaluate.metrics.bleu as bleu
 
     path = write_predictions(tmp_path / "predictions.jsonl", sample_predictions())
     evaluate_file(path, config=CHEAP)

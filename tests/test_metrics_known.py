@@ -7,12 +7,12 @@ import math
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.metrics import MetricConfig, ScoringBatch, build_metrics, strip_speaker
-from psyinsight.metrics.bleu import PaperBLEU, SacreBLEU
-from psyinsight.metrics.distinct import Distinct
-from psyinsight.metrics.length import Length
-from psyinsight.metrics.rouge import Rouge
-from psyinsight.metrics.tokenizers import RougeTokenizer, words
+from psyinsight.evaluate.metrics import MetricConfig, ScoringBatch, build_metrics, strip_speaker
+from psyinsight.evaluate.metrics.bleu import PaperBLEU, SacreBLEU
+from psyinsight.evaluate.metrics.distinct import Distinct
+from psyinsight.evaluate.metrics.length import Length
+from psyinsight.evaluate.metrics.rouge import Rouge
+from psyinsight.evaluate.metrics.tokenizers import RougeTokenizer, words
 
 HYP = "the cat sat on the mat"
 REF = "the cat is on the mat"

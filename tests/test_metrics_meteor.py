@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.metrics import ScoringBatch
-from psyinsight.metrics.meteor import Meteor
-from psyinsight.metrics.tokenizers import words
-from psyinsight.wordnet import DEBIAN_WORDNET, LEXNAMES, lexnames_text, load_wordnet, locate_wordnet, prepare_debian_wordnet
+from psyinsight.evaluate.metrics import ScoringBatch
+from psyinsight.evaluate.metrics.meteor import Meteor
+from psyinsight.evaluate.metrics.tokenizers import words
+from psyinsight.evaluate.wordnet import DEBIAN_WORDNET, LEXNAMES, lexnames_text, load_wordnet, locate_wordnet, prepare_debian_wordnet
 
 
 def _have_wordnet() -> bool:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.metrics import ScoringBatch
-from psyinsight.metrics.bleu import PaperBLEU
-from psyinsight.metrics.distinct import Distinct
-from psyinsight.metrics.rouge import Rouge
-from psyinsight.metrics.tokenizers import _jieba, words
+from psyinsight.evaluate.metrics import ScoringBatch
+from psyinsight.evaluate.metrics.bleu import PaperBLEU
+from psyinsight.evaluate.metrics.distinct import Distinct
+from psyinsight.evaluate.metrics.rouge import Rouge
+from psyinsight.evaluate.metrics.tokenizers import _jieba, words
 
 EN_HYPS = ["I hear you.", "What do you want?", "That sounds hard."]
 EN_REFS = [
@@ -27,7 +27,7 @@ ZH_REFS = ["听起来你最近压力很大，晚上睡不好。", "你希望接�
 
 
 def _wordnet():
-    from psyinsight.wordnet import load_wordnet
+    from psyinsight.evaluate.wordnet import load_wordnet
 
     try:
         return load_wordnet()
@@ -38,7 +38,7 @@ def _wordnet():
 def test_release_meteor_swapped_and_space_tokens_differs_from_ours():
     from nltk.translate.meteor_score import meteor_score
 
-    from psyinsight.metrics.meteor import Meteor
+    from psyinsight.evaluate.metrics.meteor import Meteor
 
     wordnet = _wordnet()
     jieba = _jieba()

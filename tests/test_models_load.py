@@ -56,7 +56,7 @@ PROMPTS = [
 
 
 def test_batched_generation_matches_one_at_a_time(tiny_llama_dir):
-    from psyinsight.generate import generate_replies
+    from psyinsight.generate.generation import generate_replies
 
     model, tok = load_model_and_tokenizer(str(tiny_llama_dir), device="cpu")
     assert tok.padding_side == "left"
@@ -69,9 +69,9 @@ def test_batched_generation_matches_one_at_a_time(tiny_llama_dir):
 
 def test_predictions_resume_and_keep_parse_failures(tiny_llama_dir, tmp_path):
     from psyinsight.fileio import read_jsonl
-    from psyinsight.generate import GenerationConfig, generate_predictions
-    from psyinsight.sample import sample_sessions
-    from psyinsight.tasks import TaskConfig, build_examples
+    from psyinsight.generate.generation import GenerationConfig, generate_predictions
+    from psyinsight.data.sample import sample_sessions
+    from psyinsight.tasks.examples import TaskConfig, build_examples
 
     model, tok = load_model_and_tokenizer(str(tiny_llama_dir), device="cpu")
     examples = build_examples(sample_sessions(), TaskConfig(task="dialog")).examples[:5]

@@ -10,7 +10,7 @@ import pytest
 
 from psyinsight.cli import main
 from psyinsight.errors import PsyInsightError
-from psyinsight.sample import sample_path
+from psyinsight.data.sample import sample_path
 from test_metrics_evaluate import sample_predictions, write_predictions
 
 
@@ -76,13 +76,13 @@ def test_evaluate_refuses_missing_references_or_counts_them(tmp_path, capsys):
 
 
 def test_evaluate_offline_fails_before_scoring_naming_minilm(tmp_path, capsys, monkeypatch):
-    from psyinsight.metrics import bertscore
+    from psyinsight.evaluate.metrics import bertscore
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("PSYINSIGHT_BERTSCORE_MODEL_EN", raising=False)
     monkeypatch.setattr(bertscore, "_cached_on_disk", lambda name: False)
     scored = []
-    monkeypatch.setattr("psyinsight.evaluate.evaluate_predictions", lambda *a, **k: scored.append(1))
+    monkeypatch.setattr("psyinsight.evaluate.scoring.evaluate_predictions", lambda *a, **k: scored.append(1))
     path = write_predictions(tmp_path / "p.jsonl", [p for p in sample_predictions() if p.meta["language"] == "en"])
     code, _, err = run(["evaluate", path, "-o", tmp_path / "e.json"], capsys)
     assert code == 2 and "--bertscore-model-en minilm" in err and "roberta-large" in err
@@ -128,7 +128,7 @@ def test_one_chinese_row_among_english_rows_is_counted(tmp_path, capsys):
 def test_safety_eval_finds_bundled_sets_from_any_folder(tmp_path, capsys):
     code, _, err = run(["safety", "eval", "--set", "nope"], capsys, cwd=tmp_path)
     assert code == 2 and "blindset4" in err
-    from psyinsight.safety.corpus import named_sets
+    from psyinsight.counsel.safety.corpus import named_sets
 
     sets = named_sets()
     assert {"blindset4", "valid", "xstest_safe", "openai_moderation", "legacy_blindset3"} <= set(sets)
@@ -169,7 +169,7 @@ def test_build_accepts_one_raw_file(tmp_path, capsys):
 def test_progress_bar_reports_steps_and_loss():
     from types import SimpleNamespace
 
-    from psyinsight.progress import TrainingProgress
+    from psyinsight.train.progress import TrainingProgress
 
     bar = TrainingProgress()
     state = SimpleNamespace(is_local_process_zero=True, max_steps=4, global_step=1)
@@ -194,7 +194,7 @@ def test_default_modes_undo_private_files(tmp_path):
 
 
 def test_check_ratios_names_the_option():
-    from psyinsight.splits import check_ratios
+    from psyinsight.data.splits import check_ratios
 
     with pytest.raises(PsyInsightError, match="^--ratios: "):
         check_ratios([0.5, 0.5, 0.5], option="--ratios")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from psyinsight.parse import MARKERS, expected_fields, parse_output, to_prediction
+from psyinsight.generate.parse import MARKERS, expected_fields, parse_output, to_prediction
 
 CASES = [
     # (text, language, expect, observation, reasoning, response, ok)
@@ -47,8 +47,8 @@ def test_a_failed_parse_is_kept_with_the_raw_text():
 
 def test_task_targets_round_trip_through_the_parser():
     """What the task builders write is what the parser reads back (both languages)."""
-    from psyinsight.sample import sample_sessions
-    from psyinsight.tasks import TaskConfig, build_examples
+    from psyinsight.data.sample import sample_sessions
+    from psyinsight.tasks.examples import TaskConfig, build_examples
 
     for task in ("dialog", "reasoning", "observation_reasoning", "labels", "aux_reasoning", "aux_observation"):
         for ex in build_examples(sample_sessions(), TaskConfig(task=task)).examples:
@@ -59,7 +59,7 @@ def test_task_targets_round_trip_through_the_parser():
 
 
 def test_prompt_files_use_the_parser_markers():
-    from psyinsight.tasks import load_prompts
+    from psyinsight.tasks.examples import load_prompts
 
     for lang in ("en", "cn"):
         assert load_prompts(lang).markers == MARKERS[lang]

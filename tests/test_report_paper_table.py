@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.metrics import MetricConfig
-from psyinsight.report import PAPER_COLUMNS, paper_results, write_report
+from psyinsight.evaluate.metrics import MetricConfig
+from psyinsight.evaluate.report import PAPER_COLUMNS, paper_results, write_report
 from test_metrics_evaluate import sample_predictions, write_predictions
 
 CHEAP = MetricConfig(metrics=("bleu", "sacrebleu", "rouge", "distinct", "length"))
@@ -52,7 +52,7 @@ def test_report_from_predictions_folder(tmp_path):
 
 
 def test_report_without_paper_and_from_eval_files(tmp_path):
-    from psyinsight.evaluate import evaluate_file
+    from psyinsight.evaluate.scoring import evaluate_file
 
     path = write_predictions(tmp_path / "a.jsonl", [p for p in sample_predictions() if p.meta["language"] == "en"])
     out, _, _ = evaluate_file(path, config=CHEAP)
@@ -101,7 +101,7 @@ ROBERTA = "BERTScore|model:roberta-large|layer:17|idf:no|rescale:no"
 
 
 def test_published_numbers_only_where_recipes_match():
-    from psyinsight.report import build_report, render_markdown
+    from psyinsight.evaluate.report import build_report, render_markdown
 
     # MiniLM BERTScore, marker stripped: nothing published stands beside ours.
     report = build_report([(Path("a.eval.json"), _document(MINILM, True))])
@@ -120,7 +120,7 @@ def test_published_numbers_only_where_recipes_match():
 
 
 def test_base_row_next_to_tuned_row():
-    from psyinsight.report import build_report
+    from psyinsight.evaluate.report import build_report
 
     doc = _document(MINILM, True)
     tuned = dict(doc["groups"][0], model="cpu-default:dialog")

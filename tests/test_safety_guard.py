@@ -11,10 +11,10 @@ import pytest
 from fake_openai import FakeOpenAI
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.safety import SafetyConfig, SafetyGuard
-from psyinsight.safety.model import ARRAYS, RiskModel, default_model_path
-from psyinsight.safety.second_opinion import parse_opinion
-from psyinsight.safety.text import canonical, language_of
+from psyinsight.counsel.safety import SafetyConfig, SafetyGuard
+from psyinsight.counsel.safety.model import ARRAYS, RiskModel, default_model_path
+from psyinsight.counsel.safety.second_opinion import parse_opinion
+from psyinsight.counsel.safety.text import canonical, language_of
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_bad_input_gets_a_defined_verdict(guard, text, risk):
     [("Je veux mourir, je vais me tuer ce soir", "fr"), ("Quiero morir, me voy a suicidar esta noche", "es"), ("Ich will nicht mehr leben, ich bringe mich heute um", "de")],
 )
 def test_uncovered_languages_are_screened_and_logged(guard, text, language, caplog):
-    with caplog.at_level("INFO", logger="psyinsight.safety.guard"):
+    with caplog.at_level("INFO", logger="psyinsight.counsel.safety.guard"):
         result = guard.check_text(text)
     assert result.language == language and not result.covered
     assert result.risk, result.reason
@@ -146,8 +146,8 @@ def test_no_second_opinion_is_asked_unless_configured(guard):
 
 
 def test_training_fits_calibrates_and_writes_a_model_that_loads(tmp_path):
-    from psyinsight.safety.corpus import load_examples, named_sets, training_rows
-    from psyinsight.safety.model import train
+    from psyinsight.counsel.safety.corpus import load_examples, named_sets, training_rows
+    from psyinsight.counsel.safety.model import train
 
     rows = training_rows()[::60]
     valid = load_examples(named_sets()["valid"])[::5]

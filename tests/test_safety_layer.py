@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.safety import SafetyConfig, SafetyGuard, load_resources
-from psyinsight.safety.corpus import data_dir
-from psyinsight.safety.patterns import match_patterns
+from psyinsight.counsel.safety import SafetyConfig, SafetyGuard, load_resources
+from psyinsight.counsel.safety.corpus import data_dir
+from psyinsight.counsel.safety.patterns import match_patterns
 
 
 @pytest.mark.parametrize(
@@ -182,7 +182,7 @@ class _JointModel:
         self.needed = needed
 
     def scores(self, texts):
-        from psyinsight.safety.model import ModelScore
+        from psyinsight.counsel.safety.model import ModelScore
 
         return [ModelScore(0.9 if all(n in t for n in self.needed) else 0.05, "suicide", 0.0) for t in texts]
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from scripted_engine import ScriptedEngine
 
-from psyinsight.chat import ChatOptions, RemoteCounselor, run_chat
-from psyinsight.counselor import Counselor
+from psyinsight.counsel.chat import ChatOptions, RemoteCounselor, run_chat
+from psyinsight.counsel.counselor import Counselor
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve import BackgroundServer, ServeConfig, create_app
 from psyinsight.serve.replies import iter_sse

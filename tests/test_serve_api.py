@@ -13,7 +13,7 @@ import threading
 import httpx
 import pytest
 
-from psyinsight.counselor import LocalEngine
+from psyinsight.counsel.counselor import LocalEngine
 from psyinsight.serve import BackgroundServer, ServeConfig, create_app
 
 openai = pytest.importorskip("openai")
@@ -229,7 +229,7 @@ SPLIT_PROMPT = [{"role": "user", "content": "我最近压力很大，总是睡�
 
 
 def test_a_reply_cut_at_max_tokens_never_ends_in_half_a_character(engine, server):
-    from psyinsight.counselor import GenParams
+    from psyinsight.counsel.counselor import GenParams
 
     decoded = [engine.generate([SPLIT_PROMPT], GenParams(max_new_tokens=n))[0].text for n in SPLITS]
     assert any(text.endswith("\ufffd") for text in decoded), decoded  # decoding these tokens does split a character

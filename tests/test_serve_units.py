@@ -213,7 +213,7 @@ def test_the_streamed_reply_is_the_parsed_reply_at_any_chunking():
     hypothesis = pytest.importorskip("hypothesis")
     from hypothesis import strategies as st
 
-    from psyinsight.parse import parse_output
+    from psyinsight.generate.parse import parse_output
 
     @hypothesis.settings(max_examples=400, deadline=None, database=None)
     @hypothesis.given(st.lists(st.sampled_from(SPLIT_PARTS), min_size=1, max_size=25), st.integers(1, 9))

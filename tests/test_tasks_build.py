@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.sample import sample_sessions
-from psyinsight.schema import Session, Turn
-from psyinsight.tasks import TASKS, TaskConfig, build_examples, load_prompts
+from psyinsight.data.sample import sample_sessions
+from psyinsight.data.schema import Session, Turn
+from psyinsight.tasks.examples import TASKS, TaskConfig, build_examples, load_prompts
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_mix_is_a_sequential_schedule_of_auxiliary_tasks_then_dialog(sessions):
 
 @pytest.mark.parametrize("method", ["bm25", "tfidf"])
 def test_rag_retrieves_only_other_training_sessions(sessions, method):
-    from psyinsight.tasks import select_split
+    from psyinsight.tasks.examples import select_split
 
     test, train, assignment = select_split(sessions, "test", seed=13)
     build = build_examples(test, TaskConfig(task="rag", rag_method=method, rag_k=2), retrieval_pool=train, groups=assignment.groups)
@@ -136,7 +136,7 @@ def test_rag_retrieves_only_other_training_sessions(sessions, method):
 
 
 def test_retrieval_ranks_the_obvious_match_first():
-    from psyinsight.retrieval import Retriever
+    from psyinsight.tasks.retrieval import Retriever
 
     docs = [
         Session(dialog_id=str(i), language="en", summary=text, dialog=[Turn(speaker="Seeker", content=text)])
@@ -149,7 +149,7 @@ def test_retrieval_ranks_the_obvious_match_first():
 def test_tasks_build_cli_writes_examples_and_manifest(tmp_path):
     from psyinsight.cli import main
     from psyinsight.fileio import read_json
-    from psyinsight.tasks import load_examples
+    from psyinsight.tasks.examples import load_examples
 
     out = tmp_path / "t.jsonl"
     with pytest.raises(SystemExit) as info:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from psyinsight.collate import PadCollator
+from psyinsight.train.collate import PadCollator
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-from psyinsight import loss as loss_module
-from psyinsight.loss import (
+from psyinsight.train import loss as loss_module
+from psyinsight.train.loss import (
     IGNORE_INDEX, forward_weighted, fusable_head, predicted_columns, sample_prompt_weights, total_weight, weighted_loss_sum,
 )  # fmt: skip
 
@@ -17,9 +17,9 @@ from psyinsight.loss import (
 @pytest.fixture(scope="module")
 def tiny(tiny_llama_dir):
     from psyinsight.models import load_model_and_tokenizer
-    from psyinsight.sample import sample_sessions
-    from psyinsight.tasks import TaskConfig, build_examples
-    from psyinsight.train import encode_examples
+    from psyinsight.data.sample import sample_sessions
+    from psyinsight.tasks.examples import TaskConfig, build_examples
+    from psyinsight.train.runner import encode_examples
 
     model, tok = load_model_and_tokenizer(str(tiny_llama_dir), device="cpu", padding_side="right")
     examples = build_examples(sample_sessions(), TaskConfig(task="reasoning", max_tokens=400)).examples
@@ -76,7 +76,7 @@ def test_micro_batches_give_the_whole_batch_gradient(tiny, loss_path):
 
 def test_logits_only_where_needed_give_the_same_loss(tiny):
     model, tok, feats = tiny
-    from psyinsight.loss import build_features
+    from psyinsight.train.loss import build_features
 
     collate = PadCollator(tok.pad_token_id)
     zero = [build_features(f["input_ids"], [1 if w == 1.0 else (0 if w > 0 else 2) for w in f["loss_weights"]], 0.0) for f in feats[:3]]
@@ -94,7 +94,7 @@ def test_logits_only_where_needed_give_the_same_loss(tiny):
 @pytest.mark.parametrize("w_prompt", [0.0, 0.1, 1.0])
 def test_fused_loss_equals_the_loss_over_logits_with_its_gradient(tiny, w_prompt, monkeypatch):
     model, tok, feats = tiny
-    from psyinsight.loss import build_features
+    from psyinsight.train.loss import build_features
 
     collate = PadCollator(tok.pad_token_id)
     roles = [[1 if w == 1.0 else (0 if w > 0 else 2) for w in f["loss_weights"]] for f in feats[:3]]
@@ -168,7 +168,7 @@ def test_trainer_step_is_independent_of_the_micro_batch_split(tiny, tmp_path):
     """One optimizer step through WeightedLossTrainer: batch 4 x 1 == batch 2 x 2 == batch 1 x 4."""
     from transformers import AutoModelForCausalLM, TrainingArguments
 
-    from psyinsight.train import weighted_trainer_class
+    from psyinsight.train.runner import weighted_trainer_class
 
     _, tok, feats = tiny
     results = []
@@ -201,7 +201,7 @@ def test_trainer_with_lora_and_accumulation_fused_equals_unfused(tiny, tmp_path,
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, TrainingArguments
 
-    from psyinsight.train import weighted_trainer_class as trainer_class
+    from psyinsight.train.runner import weighted_trainer_class as trainer_class
 
     _, tok, feats = tiny
     feats = [dict(f, loss_weights=[w if w == 1.0 or w == 0.0 else w_prompt for w in f["loss_weights"]]) for f in feats]
@@ -243,7 +243,7 @@ def test_trainer_with_lora_and_accumulation_fused_equals_unfused(tiny, tmp_path,
 def test_packed_rows_give_the_padded_loss_and_gradient(tiny):
     """PackCollator (one row, restarting position_ids, no mask): the same sum(w*CE), sum(w) and
     gradient as the padded batch, so attention did not cross from one example into the next."""
-    from psyinsight.collate import PackCollator
+    from psyinsight.train.collate import PackCollator
 
     model, tok, feats = tiny
     model.train()
@@ -265,9 +265,9 @@ def test_consumed_tokens_are_the_real_tokens_of_the_batches_trained_on(tiny, tmp
     """ConsumedTokens counts what the decoder saw: no padding, whatever the batching."""
     from transformers import AutoModelForCausalLM, TrainingArguments
 
-    from psyinsight.collate import PackCollator
-    from psyinsight.consumed import consumed_tokens_callback
-    from psyinsight.train import weighted_trainer_class
+    from psyinsight.train.collate import PackCollator
+    from psyinsight.train.consumed import consumed_tokens_callback
+    from psyinsight.train.runner import weighted_trainer_class
 
     _, tok, feats = tiny
     counter = consumed_tokens_callback()

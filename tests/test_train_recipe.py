@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.recipe import Recipe, load_recipe, shipped_recipes
+from psyinsight.train.recipe import Recipe, load_recipe, shipped_recipes
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def test_overrides_are_typed_and_checked():
 
 
 def test_a_missing_model_path_is_refused_before_anything_loads(tmp_path):
-    from psyinsight.train import LoRARecipeRunner
+    from psyinsight.train.runner import LoRARecipeRunner
 
     recipe = load_recipe("cpu-default", [f"model.name={tmp_path / 'nope'}"])
     with pytest.raises(PsyInsightError, match="no such model folder"):
@@ -94,7 +94,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_llama_dir, t
     import torch
     from transformers import TrainerCallback
 
-    from psyinsight.train import LoRARecipeRunner
+    from psyinsight.train.runner import LoRARecipeRunner
 
     def recipe(out):
         return tiny_recipe(tiny_llama_dir, out, max_steps=4, save_steps=2, prompt_loss_sample=prompt_loss_sample)
@@ -128,7 +128,7 @@ def test_adapter_is_saved_with_recipe_checksum_and_version(tiny_llama_dir, tmp_p
     from psyinsight import __version__
     from psyinsight.fileio import read_json
     from psyinsight.models import ADAPTER_META, load_model_and_tokenizer
-    from psyinsight.train import run_recipe
+    from psyinsight.train.runner import run_recipe
 
     adapter, metrics = run_recipe(tiny_recipe(tiny_llama_dir, tmp_path / "c", max_steps=2, eval_base="true"), resume="none")
     meta = read_json(adapter / ADAPTER_META)
@@ -145,7 +145,7 @@ def test_adapter_is_saved_with_recipe_checksum_and_version(tiny_llama_dir, tmp_p
     # merge folds it into the base: a plain model with the same outputs.
     import torch
 
-    from psyinsight.train import merge_adapter
+    from psyinsight.train.runner import merge_adapter
 
     merged_dir = merge_adapter(adapter, tmp_path / "merged")
     merged, _ = load_model_and_tokenizer(str(merged_dir), device="cpu")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.loss import IGNORE_INDEX, build_features
-from psyinsight.templates import IGNORED, PROMPT, TARGET, encode_example, render_prompt
+from psyinsight.train.loss import IGNORE_INDEX, build_features
+from psyinsight.train.templates import IGNORED, PROMPT, TARGET, encode_example, render_prompt
 
 FAMILIES = ["chatml", "mistral", "glm4", "llama3"]
 MESSAGES = [
@@ -93,7 +93,7 @@ def test_a_tokenizer_without_chat_template_is_a_clear_error(tiny_tokenizers):
 
 
 def test_too_long_is_reported_as_such(tiny_tokenizers):
-    from psyinsight.templates import TooLong
+    from psyinsight.train.templates import TooLong
 
     with pytest.raises(TooLong):
         encode_example(tiny_tokenizers["chatml"], MESSAGES, TARGETS["en"], max_length=10)

@@ -133,7 +133,7 @@ class ScriptedEngine:
         self.closed = 0
 
     def generate(self, prompts, params):
-        from psyinsight.counselor import Generation
+        from psyinsight.counsel.counselor import Generation
 
         self.prompts.extend(prompts)
         return [Generation(self.text, 100, 30, "stop") for _ in prompts]
@@ -156,8 +156,8 @@ class ScriptedEngine:
 
 
 def scripted_counselor(engine: ScriptedEngine):
-    from psyinsight.counselor import Counselor
-    from psyinsight.safety import SafetyGuard
+    from psyinsight.counsel.counselor import Counselor
+    from psyinsight.counsel.safety import SafetyGuard
 
     return Counselor(engine=engine, guard=SafetyGuard(), language="en")
 

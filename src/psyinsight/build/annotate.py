@@ -22,12 +22,12 @@ from typing import Any
 
 import yaml
 
-from psyinsight import taxonomy
+from psyinsight.data import taxonomy
 from psyinsight.build import schemas
-from psyinsight.build.model import Unit
+from psyinsight.build.records import Unit
 from psyinsight.errors import PsyInsightError
 from psyinsight.llm import ChatRequest, ChatResult, LLMClient, parse_json_object
-from psyinsight.schema import SEEKER, Language
+from psyinsight.data.schema import SEEKER, Language
 
 PROMPT_FILES = {"en": "build_en.yaml", "cn": "build_zh.yaml"}
 MAX_LABELS = schemas.MAX_LABELS

@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterable
 
 from psyinsight.build.entities import Entity, detect
-from psyinsight.build.model import Unit
+from psyinsight.build.records import Unit
 from psyinsight.build.segment import NARRATOR, SEEKER_LABELS, SUPPORTER_LABELS
-from psyinsight.schema import Language
+from psyinsight.data.schema import Language
 
 _TITLES = re.compile(r"^(?:Dr|Mr|Mrs|Ms|Miss|Prof)\.?\s+")
 

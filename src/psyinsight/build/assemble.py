@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from psyinsight.build.model import Unit
-from psyinsight.schema import SEEKER, Language, Session
+from psyinsight.build.records import Unit
+from psyinsight.data.schema import SEEKER, Language, Session
 
 OUTPUT_FILES: dict[Language, str] = {"en": "en_data.json", "cn": "cn_data.json"}
 
@@ -79,7 +79,7 @@ def assemble(
 
 def validate(data: list[dict[str, Any]], path: Path, language: Language) -> dict[str, Any]:
     """The dataset layer's findings for one output file, summarised, plus a schema round trip."""
-    from psyinsight.validate import validate_data
+    from psyinsight.data.validate import validate_data
 
     findings = validate_data(data, path)
     problems = [f for f in findings if f.severity in ("error", "defect")]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from psyinsight.schema import Language
+from psyinsight.data.schema import Language
 
 EntityType = str  # person | place | email | phone | url | date
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from psyinsight.build.model import Turn
+from psyinsight.build.records import Turn
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import read_json
 

@@ -17,9 +17,9 @@ import json
 import re
 from pathlib import Path
 
-from psyinsight.build.model import Document, Piece
+from psyinsight.build.records import Document, Piece
 from psyinsight.errors import PsyInsightError
-from psyinsight.schema import Language
+from psyinsight.data.schema import Language
 
 SUFFIXES = (".txt", ".md", ".jsonl")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -125,4 +125,4 @@ def sample_raw_dir() -> Path:
     """The bundled raw excerpts (en + cn book-style text with gold turns)."""
     from importlib import resources
 
-    return Path(str(resources.files("psyinsight").joinpath("sample", "raw")))
+    return Path(str(resources.files("psyinsight.data.sample").joinpath("raw")))

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.schema import Language, Session
-from psyinsight.taxonomy import UNKNOWN
+from psyinsight.data.schema import Language, Session
+from psyinsight.data.taxonomy import UNKNOWN
 
 PREFIX = "classify:"
 TASKS = ("emotion", "strategy", "psychotherapy", "topic")

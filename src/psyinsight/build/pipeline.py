@@ -24,7 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psyinsight import __version__, consistency
+from psyinsight import __version__
+
+from psyinsight.data import consistency
 from psyinsight.build import anonymise as anon
 from psyinsight.build.annotate import (
     AnnotateConfig, Job, apply_outcomes, empty_annotation, load_prompts, resolve_jobs, run_jobs, unit_jobs,
@@ -34,19 +36,19 @@ from psyinsight.build.entities import known_people
 from psyinsight.build.gold import Score, gold_path, load_gold, score_turns
 from psyinsight.build.ingest import discover, ingest_file
 from psyinsight.build.labeller import apply_labellers, load_labellers, parse_spec
-from psyinsight.build.model import Document, Piece, Unit
+from psyinsight.build.records import Document, Piece, Unit
 from psyinsight.build.segment import label_role, segment
 from psyinsight.build.turns import make_units
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import read_json, write_json, write_jsonl
 from psyinsight.llm import LLMClient, LLMConfig
-from psyinsight.schema import SEEKER, SUPPORTER
+from psyinsight.data.schema import SEEKER, SUPPORTER
 
 STEP_MODULES = {
-    "segment": ("segment", "entities", "model", "ingest"),
-    "turns": ("turns", "model"),
-    "anonymise": ("anonymise", "entities", "model"),
-    "annotate": ("annotate", "schemas", "model"),
+    "segment": ("segment", "entities", "records", "ingest"),
+    "turns": ("turns", "records"),
+    "anonymise": ("anonymise", "entities", "records"),
+    "annotate": ("annotate", "schemas", "records"),
 }
 
 

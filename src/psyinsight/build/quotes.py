@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from psyinsight.schema import Language
+from psyinsight.data.schema import Language
 
 PAIRS = {'"': '"', "“": "”", "‘": "’", "「": "」", "『": "』"}
 

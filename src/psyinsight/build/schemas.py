@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from psyinsight import taxonomy
-from psyinsight.schema import SEEKER, Language
+from psyinsight.data import taxonomy
+from psyinsight.data.schema import SEEKER, Language
 
 MAX_LABELS = 3
 CHARS_PER_TOKEN = {"en": 2.5, "cn": 0.5}

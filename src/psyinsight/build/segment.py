@@ -22,9 +22,9 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
-from psyinsight.build.model import Document, Piece
+from psyinsight.build.records import Document, Piece
 from psyinsight.build.quotes import INTRO_END, clauses, find_quotes, find_speaker, group_quotes
-from psyinsight.schema import SEEKER, SUPPORTER, Language, Role
+from psyinsight.data.schema import SEEKER, SUPPORTER, Language, Role
 
 SUPPORTER_LABELS = {
     "en": {"therapist", "counselor", "counsellor", "t", "th", "ther", "dr", "doctor", "analyst", "psychologist",

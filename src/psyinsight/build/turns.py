@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from psyinsight.build.model import Document, Note, Piece, Turn, Unit
-from psyinsight.schema import Language
+from psyinsight.build.records import Document, Note, Piece, Turn, Unit
+from psyinsight.data.schema import Language
 
 _EN_NOTE = re.compile(r"\[[^\]\n]{1,80}\]|\((?:[a-z][a-z' ,.-]{1,40})\)")
 _CN_NOTE = re.compile(r"（[^）\n]{1,16}）|【[^】\n]{1,16}】|\[[^\]\n]{1,40}\]|\([^)\n]{1,16}\)")

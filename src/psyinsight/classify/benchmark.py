@@ -12,7 +12,7 @@ from psyinsight.classify.protocol import Candidate, ProtocolConfig, ProtocolResu
 from psyinsight.classify.tasks import TASK_NAMES, LabelledText, get_task
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import write_json, write_text
-from psyinsight.schema import Session
+from psyinsight.data.schema import Session
 
 TARGETS: dict[tuple[str, str], float] = {
     ("emotion", "en"): 0.37, ("strategy", "en"): 0.33, ("psychotherapy", "en"): 0.34, ("topic", "en"): 0.44,
@@ -36,7 +36,7 @@ class BenchmarkConfig:
 
 def _factory(model: str, task: str, language: str, config: BenchmarkConfig) -> Callable:
     from psyinsight.classify.defaults import default_linear
-    from psyinsight.classify.models import MajorityClassifier, TfidfLinearClassifier
+    from psyinsight.classify.estimators import MajorityClassifier, TfidfLinearClassifier
 
     if model == "majority":
         return MajorityClassifier
@@ -64,7 +64,7 @@ def nested_candidates(sessions: Sequence[Session], task: str, language: str, bas
     """
     from psyinsight.classify.defaults import FEATURE_CHOICES, SESSION_CHOICES, default_extract, linear_config, session_features
     from psyinsight.classify.leakage import check_no_label_names
-    from psyinsight.classify.models import TfidfLinearClassifier
+    from psyinsight.classify.estimators import TfidfLinearClassifier
     from psyinsight.classify.runner import rows_for
 
     spec = get_task(task)

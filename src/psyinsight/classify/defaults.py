@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from psyinsight.classify.features import FeatureConfig
-from psyinsight.classify.models import LinearConfig
+from psyinsight.classify.estimators import LinearConfig
 from psyinsight.classify.runner import extract_config
 from psyinsight.classify.tasks import ExtractConfig
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from psyinsight.classify.models import Classifier, _as_sets
+from psyinsight.classify.estimators import Classifier, _as_sets
 from psyinsight.errors import PsyInsightError
 
 

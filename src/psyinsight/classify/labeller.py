@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 from psyinsight.classify.persistence import SavedClassifier
 from psyinsight.classify.tasks import extract_inputs
-from psyinsight.schema import Repair, Session
-from psyinsight.taxonomy import UNKNOWN
+from psyinsight.data.schema import Repair, Session
+from psyinsight.data.taxonomy import UNKNOWN
 
 RULE = "classifier_label"
 

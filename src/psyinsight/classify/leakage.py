@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from functools import cache
 
-from psyinsight import taxonomy
+from psyinsight.data import taxonomy
 from psyinsight.errors import PsyInsightError
 
 MASK = "[LABEL]"

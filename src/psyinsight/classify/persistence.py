@@ -21,7 +21,7 @@ import numpy as np
 
 from psyinsight import __version__
 from psyinsight.classify.features import detect_language
-from psyinsight.classify.models import Classifier
+from psyinsight.classify.estimators import Classifier
 from psyinsight.classify.tasks import ExtractConfig, get_task
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import read_json, sha256_file, write_json
@@ -35,6 +35,19 @@ ENCODER_DIR = "encoder"
 
 class LanguageMismatchWarning(UserWarning):
     """Texts given to a classifier look like another language than it was trained on."""
+
+
+OLD_MODULE_PATHS = {"psyinsight.classify.models": "psyinsight.classify.estimators"}
+"""Module paths that earlier versions pickled classifiers under, and where those classes live now."""
+
+
+def _alias_old_module_paths() -> None:
+    """Let models pickled under an earlier layout unpickle: pickles name a class by its module path."""
+    import importlib
+    import sys
+
+    for old, new in OLD_MODULE_PATHS.items():
+        sys.modules.setdefault(old, importlib.import_module(new))
 
 
 def _sklearn_version() -> str:
@@ -229,6 +242,7 @@ def load_classifier(
                 "the model file does not match the manifest's SHA-256 (changed or from another model); refusing to load it",
                 path=model_path,
             )
+        _alias_old_module_paths()
         model = joblib.load(model_path)
     if list(model.labels_) != list(manifest["labels"]):
         raise PsyInsightError("the model's label set differs from its manifest", path=where, where="labels")

@@ -38,7 +38,7 @@ def read_inputs(path: str | Path, saved: SavedClassifier) -> list[dict[str, Any]
             rows.append({"id": str(item.get("id", lineno)), "text": item["text"], "context": _context(item.get("context"), path, lineno)})
         return rows
     if suffix == ".json":
-        from psyinsight.release import load_sessions
+        from psyinsight.data.release import load_sessions
 
         data = read_json(path)
         if not isinstance(data, list):

@@ -2,7 +2,7 @@
 
 Rows come from ``extract_examples`` with the protocol filter (first label; Unknown, Others
 and lists longer than three labels dropped; empty labels dropped). Splits group rows by
-case (``psyinsight.splits.case_groups``) so no case, and no shared utterance, is on both
+case (``psyinsight.data.splits.case_groups``) so no case, and no shared utterance, is on both
 sides. ``shuffle``: five GroupShuffleSplit 80/20 splits; ``kfold``: five-fold GroupKFold.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from psyinsight import __version__
 from psyinsight.classify.metrics import ClassificationResult, score
-from psyinsight.classify.models import Classifier
+from psyinsight.classify.estimators import Classifier
 from psyinsight.classify.tasks import ExtractConfig, LabelledText
 from psyinsight.errors import PsyInsightError
 

@@ -8,19 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from psyinsight.classify.metrics import ClassificationResult, confusion_figure, per_class_markdown, score, score_sets
-from psyinsight.classify.models import Classifier, build_classifier
+from psyinsight.classify.estimators import Classifier, build_classifier
 from psyinsight.classify.persistence import SavedClassifier
 from psyinsight.classify.tasks import ExtractConfig, LabelledText, extract_examples, get_task
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import write_json, write_jsonl, write_text
-from psyinsight.schema import Session
+from psyinsight.data.schema import Session
 
 
 def rows_for(
     sessions: Sequence[Session], task: str, language: str, extract: ExtractConfig, *, where: str = "data"
 ) -> list[LabelledText]:
     """The task's rows in ``language``, grouped by case; an error when none are left."""
-    from psyinsight.splits import case_groups
+    from psyinsight.data.splits import case_groups
 
     chosen = [s for s in sessions if s.language == language]
     if not chosen:

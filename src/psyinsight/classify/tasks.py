@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.schema import SEEKER, SUPPORTER, Role, Session, Turn
-from psyinsight.taxonomy import OTHERS, UNKNOWN, LabelKind
+from psyinsight.data.schema import SEEKER, SUPPORTER, Role, Session, Turn
+from psyinsight.data.taxonomy import OTHERS, UNKNOWN, LabelKind
 
 TaskName = Literal["emotion", "strategy", "psychotherapy", "topic"]
 LabelMode = Literal["first", "multi"]
@@ -200,7 +200,7 @@ def extract_examples(
 ) -> list[LabelledText]:
     """Labelled rows of ``task`` from ``sessions`` (already repaired by the dataset layer).
 
-    ``groups`` maps session uid to case group (``psyinsight.splits.case_groups``); without
+    ``groups`` maps session uid to case group (``psyinsight.data.splits.case_groups``); without
     it each session is its own group. ``language`` keeps only sessions of that language.
     """
     spec = task if isinstance(task, TaskSpec) else get_task(task)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import check_writable
-from psyinsight.schema import Language, parse_language
+from psyinsight.data.schema import Language, parse_language
 
 SPLIT_NAMES = ("train", "validation", "test", "all")
 

@@ -22,7 +22,7 @@ _SPLIT_FILE_HELP = "A split file from `psyinsight data split` (default: the leak
 def _sessions(data_dir, sample, files, language, split, split_file, seed):
     from psyinsight.commands.data import load_input
     from psyinsight.errors import PsyInsightError
-    from psyinsight.tasks import select_split
+    from psyinsight.tasks.examples import select_split
 
     checks.split_name(split)
     everything = load_input(data_dir, sample, files, None)
@@ -66,7 +66,7 @@ def train(
 ) -> None:
     """Train one classifier and save it with a manifest (task, language, labels, versions)."""
     from psyinsight.classify.defaults import default_extract, default_model_config
-    from psyinsight.classify.models import MODEL_TYPES
+    from psyinsight.classify.estimators import MODEL_TYPES
     from psyinsight.classify.persistence import save_classifier
     from psyinsight.classify.runner import train_classifier
     from psyinsight.classify.tasks import get_task

@@ -20,9 +20,9 @@ RawOpt = typer.Option(False, "--raw", help="Keep the data untouched: no repair r
 
 def load_input(data_dir: Path | None, sample: bool, files: list[Path] | None, languages: list[str] | None, *, repair: bool = True):
     """The sessions a data command works on: files, the sample, or the release (one of them)."""
-    from psyinsight.release import load_release, load_sessions
-    from psyinsight.sample import sample_sessions
-    from psyinsight.schema import LANGUAGES
+    from psyinsight.data.release import load_release, load_sessions
+    from psyinsight.data.sample import sample_sessions
+    from psyinsight.data.schema import LANGUAGES
 
     checks.one_source(sample, files, data_dir)
     wanted = checks.languages(languages) or list(LANGUAGES)
@@ -43,7 +43,7 @@ def fetch(
     timeout: float = typer.Option(60.0, help="Seconds to wait for the server."),
 ) -> None:
     """Download the v7 release files, verify their SHA-256, and cache them."""
-    from psyinsight.fetch import DEFAULT_BASE_URL, fetch_release
+    from psyinsight.data.fetch import DEFAULT_BASE_URL, fetch_release
 
     if timeout <= 0:
         raise PsyInsightError(f"must be above 0 seconds, got {timeout}", where="--timeout")
@@ -63,9 +63,9 @@ def validate(
 ) -> None:
     """Check files strictly: exit 0 when clean, 1 with problems, 2 when unusable."""
     from psyinsight.fileio import write_json
-    from psyinsight.release import release_files
-    from psyinsight.sample import SAMPLE_FILES, sample_path
-    from psyinsight.validate import describe, validate_files
+    from psyinsight.data.release import release_files
+    from psyinsight.data.sample import SAMPLE_FILES, sample_path
+    from psyinsight.data.validate import describe, validate_files
 
     checks.one_source(sample, files, data_dir)
     if show < -1:
@@ -109,7 +109,7 @@ def stats(
 ) -> None:
     """The paper's statistics table per language, as released and after repair, plus label distributions."""
     from psyinsight.fileio import write_text
-    from psyinsight.stats import compute_stats, write_stats
+    from psyinsight.data.stats import compute_stats, write_stats
 
     checks.languages(languages)
     checks.output_folder(out, "--out")
@@ -150,7 +150,7 @@ def split(
     Shares count sessions and utterances alike; splits.json also records the mean session
     length of each split and the KS statistic between train and test session lengths.
     """
-    from psyinsight.splits import assign_splits, check_ratios, leaks, split_balance
+    from psyinsight.data.splits import assign_splits, check_ratios, leaks, split_balance
 
     try:
         shares = [float(x) for x in ratios.split(",")]
@@ -186,8 +186,8 @@ def export(
     splits: Path = typer.Option(None, "--splits", help="A split file: write one output per split (OUT_train, OUT_validation, OUT_test); with --format hf, one DatasetDict folder."),
 ) -> None:
     """Export sessions (repaired, with their repair log) as JSON, JSONL, HF datasets, Parquet or chat messages."""
-    from psyinsight.export import EXPORT_FORMATS, export_hf_splits, export_sessions
-    from psyinsight.splits import SPLITS, SplitAssignment
+    from psyinsight.data.export import EXPORT_FORMATS, export_hf_splits, export_sessions
+    from psyinsight.data.splits import SPLITS, SplitAssignment
 
     checks.choice(fmt, EXPORT_FORMATS, "--format")
     checks.languages(languages)

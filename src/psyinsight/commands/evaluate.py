@@ -23,8 +23,8 @@ def _help(cls_path: str, name: str) -> str:
     return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
 
 
-M = "psyinsight.metrics.suite.MetricConfig"
-J = "psyinsight.judge.JudgeConfig"
+M = "psyinsight.evaluate.metrics.suite.MetricConfig"
+J = "psyinsight.evaluate.judge.JudgeConfig"
 KEY_ENV_NAME = "PSYINSIGHT_JUDGE_API_KEY"
 
 MetricsOpt = typer.Option(None, "--metrics", help=_help(M, "metrics") + " (comma-separated; default: all)")
@@ -43,7 +43,7 @@ ForceOpt = typer.Option(False, "--force", help="recompute even when an up-to-dat
 
 def _metric_config(metrics, bs_en, bs_en_layer, bs_zh, bs_zh_layer, bs_batch, rescale, device, zh_unit, wordnet_dir, keep_speaker):
     from psyinsight.commands import checks
-    from psyinsight.metrics import FAMILIES, MetricConfig
+    from psyinsight.evaluate.metrics import FAMILIES, MetricConfig
 
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else FAMILIES
     unknown = [name for name in chosen if name not in FAMILIES]
@@ -77,8 +77,8 @@ def _no_nan(obj):
 
 def _check_encoders(config, languages: set[str]) -> None:
     """Each BERTScore encoder the predictions need is loadable (offline: the fix names ``minilm``)."""
-    from psyinsight.metrics.base import language_code
-    from psyinsight.metrics.bertscore import check_available
+    from psyinsight.evaluate.metrics.base import language_code
+    from psyinsight.evaluate.metrics.bertscore import check_available
 
     for raw in sorted(languages):
         try:
@@ -105,8 +105,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score predictions per model, task and language; write the scores with their signatures."""
         from psyinsight.commands import checks
-        from psyinsight.evaluate import check_references, default_output, evaluate_file, load_predictions
-        from psyinsight.metrics import build_metrics
+        from psyinsight.evaluate.scoring import check_references, default_output, evaluate_file, load_predictions
+        from psyinsight.evaluate.metrics import build_metrics
 
         if out is not None and len(predictions) > 1:
             raise PsyInsightError("needs exactly one predictions file", where="--out")
@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The paper's table (per language, one row per model and task) in Markdown and HTML, with a bar chart."""
         from psyinsight.commands import checks
-        from psyinsight.report import write_report
+        from psyinsight.evaluate.report import write_report
 
         config = _metric_config(metrics, bertscore_model_en, bertscore_layer_en, bertscore_model_zh, bertscore_layer_zh,
                                 bertscore_batch_size, bertscore_rescale, device, zh_rouge_unit, wordnet_dir, keep_speaker)
@@ -180,9 +180,9 @@ def register(app: typer.Typer) -> None:
         """Rate responses 1-5 (interactivity, helpfulness, comfort, explainability) with an LLM judge."""
         import os
 
-        from psyinsight.evaluate import load_predictions, model_name_for
+        from psyinsight.evaluate.scoring import load_predictions, model_name_for
         from psyinsight.fileio import write_json, write_jsonl
-        from psyinsight.judge import KEY_ENV, JudgeConfig, items_from_predictions, judge_pairwise, judge_single
+        from psyinsight.evaluate.judge import KEY_ENV, JudgeConfig, items_from_predictions, judge_pairwise, judge_single
         from psyinsight.records import load_examples
 
         from psyinsight.commands import checks
@@ -242,7 +242,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Spearman and Krippendorff's alpha between two raters (judge vs judge, or judge vs humans)."""
         from psyinsight.fileio import write_json
-        from psyinsight.agreement import agreement_between, agreement_within
+        from psyinsight.evaluate.agreement import agreement_between, agreement_within
         from psyinsight.commands import checks
 
         checks.output_file(out, "--out")

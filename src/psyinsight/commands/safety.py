@@ -11,7 +11,7 @@ import typer
 from psyinsight.errors import PsyInsightError
 
 if TYPE_CHECKING:
-    from psyinsight.safety import SafetyGuard
+    from psyinsight.counsel.safety import SafetyGuard
 
 safety_app = typer.Typer(help="The crisis-safety layer: its honest numbers, one message's verdict, retraining its model.",
                          no_args_is_help=True)  # fmt: skip
@@ -28,7 +28,7 @@ def _fmt(x: float) -> str:
 
 
 def _guard(model: Path | None, threshold: float | None = None) -> SafetyGuard:
-    from psyinsight.safety import SafetyConfig, SafetyGuard
+    from psyinsight.counsel.safety import SafetyConfig, SafetyGuard
 
     if threshold is not None and not 0 < threshold < 1:
         raise PsyInsightError("must be between 0 and 1", where="--threshold")
@@ -50,9 +50,9 @@ def safety_eval(
     train/) or calibrated on (valid) gives a development score, not an estimate for new text.
     """
     from psyinsight.fileio import write_json
-    from psyinsight.safety.corpus import resolve_set
-    from psyinsight.safety.evaluate import evaluate_guard
-    from psyinsight.safety.scores import first_scores
+    from psyinsight.counsel.safety.corpus import resolve_set
+    from psyinsight.counsel.safety.evaluate import evaluate_guard
+    from psyinsight.counsel.safety.scores import first_scores
 
     if json_out is not None:
         from psyinsight.fileio import check_writable
@@ -99,9 +99,9 @@ def safety_check(
     json_out: bool = typer.Option(False, "--json", help="Print the whole verdict as JSON instead of one line."),
 ) -> None:
     """Judge a message as the chat would: one line saying why; on risk, the crisis message it would send."""
-    from psyinsight.counselor import detect_language
-    from psyinsight.safety import SafetyConfig, SafetyGuard
-    from psyinsight.schema import parse_language
+    from psyinsight.counsel.counselor import detect_language
+    from psyinsight.counsel.safety import SafetyConfig, SafetyGuard
+    from psyinsight.data.schema import parse_language
 
     if language is not None:
         try:
@@ -134,8 +134,8 @@ def safety_train(
 ) -> None:
     """Fit the risk model on the bundled training rows, calibrate it on the validation set, write it and its card."""
     from psyinsight.fileio import check_writable
-    from psyinsight.safety.corpus import load_examples, named_sets, training_rows
-    from psyinsight.safety.model import train
+    from psyinsight.counsel.safety.corpus import load_examples, named_sets, training_rows
+    from psyinsight.counsel.safety.model import train
 
     check_writable(out, option="--out")
     if not 0 < max_fpr < 1:

@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
         """
         import os
 
-        from psyinsight.counselor import COUNSELOR_TASKS
-        from psyinsight.schema import parse_language
+        from psyinsight.counsel.counselor import COUNSELOR_TASKS
+        from psyinsight.data.schema import parse_language
         from psyinsight.serve import ServeConfig, serve
 
         if task not in COUNSELOR_TASKS:
@@ -94,8 +94,8 @@ def register(app: typer.Typer) -> None:
         The safety guard runs in this process on every message, with --url too: a message
         that shows risk gets the crisis message even when the server is down.
         """
-        from psyinsight.chat import ChatOptions, RemoteCounselor, run_chat
-        from psyinsight.schema import parse_language
+        from psyinsight.counsel.chat import ChatOptions, RemoteCounselor, run_chat
+        from psyinsight.data.schema import parse_language
 
         try:
             lang = parse_language(language)
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
             raise PsyInsightError(str(exc), where="--language") from None
         if max_tokens < 1:
             raise PsyInsightError("must be at least 1", where="--max-tokens")
-        from psyinsight.safety import SafetyConfig, SafetyGuard
+        from psyinsight.counsel.safety import SafetyConfig, SafetyGuard
 
         guard = SafetyGuard(SafetyConfig(resources_path=str(crisis_resources) if crisis_resources else None, region=region,
                                          second_opinion_url=second_opinion_url, second_opinion_model=second_opinion_model))  # fmt: skip
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
         if url:
             counselor = RemoteCounselor(url, model=server_model, api_key=api_key, max_tokens=max_tokens, guard=guard)
         else:
-            from psyinsight.counselor import Counselor, GenParams
+            from psyinsight.counsel.counselor import Counselor, GenParams
 
             counselor = Counselor(model, str(adapter) if adapter else None, lang, guard, task=task, region=region,
                                   params=GenParams(max_new_tokens=max_tokens))  # fmt: skip

@@ -12,7 +12,7 @@ tasks_app = typer.Typer(help="Build instruction-tuning examples (one per counsel
 @tasks_app.command("list")
 def list_tasks() -> None:
     """List the tasks and what each one's target holds."""
-    from psyinsight.tasks import TASK_HELP
+    from psyinsight.tasks.examples import TASK_HELP
 
     for name, text in TASK_HELP.items():
         typer.echo(f"{name:22} {text}")
@@ -42,7 +42,7 @@ def build(
     from psyinsight.commands.data import load_input
     from psyinsight.errors import PsyInsightError
     from psyinsight.fileio import sha256_file, write_json, write_jsonl
-    from psyinsight.tasks import TaskConfig, build_examples, select_split, tokenizer_counter
+    from psyinsight.tasks.examples import TaskConfig, build_examples, select_split, tokenizer_counter
 
     from psyinsight.commands import checks
 

@@ -19,7 +19,7 @@ def train(
     """Fine-tune a LoRA adapter with the prompt-loss-weighted trainer (validate → setup → train → save)."""
     import json
 
-    from psyinsight.recipe import find_recipe, load_recipe
+    from psyinsight.train.recipe import find_recipe, load_recipe
 
     overrides = list(set_ or [])
     if output_dir is not None:
@@ -33,7 +33,7 @@ def train(
     if resume not in ("auto", "none") and not Path(resume).is_dir():
         raise PsyInsightError("expected auto, none or a checkpoint folder", path=resume, where="--resume")
     checks.output_folder(Path(cfg.training.output_dir), "--output-dir" if output_dir is not None else "training.output_dir")
-    from psyinsight.train import run_recipe
+    from psyinsight.train.runner import run_recipe
 
     adapter, metrics = run_recipe(cfg, resume=resume, recipe_path=str(find_recipe(recipe)))
     typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
@@ -49,7 +49,7 @@ def merge(
     """Fold a LoRA adapter into its base model and save a plain transformers folder."""
     from psyinsight.commands import checks
     from psyinsight.models import check_adapter_dir
-    from psyinsight.train import merge_adapter
+    from psyinsight.train.runner import merge_adapter
 
     checks.choice(dtype, ("float32", "bfloat16", "float16"), "--dtype")
     checks.output_folder(out, "--out")
@@ -84,10 +84,10 @@ def generate(
     import dataclasses
 
     from psyinsight.errors import PsyInsightError
-    from psyinsight.generate import GenerationConfig, generate_predictions
+    from psyinsight.generate.generation import GenerationConfig, generate_predictions
     from psyinsight.models import check_adapter_dir, read_adapter_meta, resolve_model_path
-    from psyinsight.recipe import Recipe, build_section
-    from psyinsight.tasks import load_examples
+    from psyinsight.train.recipe import Recipe, build_section
+    from psyinsight.tasks.examples import load_examples
 
     from psyinsight.commands import checks
 
@@ -123,7 +123,7 @@ def generate(
         tasks = dataclasses.replace(recipe.tasks, task=task) if task else recipe.tasks
         recipe = dataclasses.replace(recipe, data=data, tasks=tasks)
         from psyinsight.models import load_tokenizer
-        from psyinsight.train import build_split_examples
+        from psyinsight.train.runner import build_split_examples
 
         rows, skipped, _ = build_split_examples(recipe, split, load_tokenizer(base))
         if skipped:

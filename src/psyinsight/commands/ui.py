@@ -80,13 +80,13 @@ def register(app: typer.Typer) -> None:
         if url:
             # The server runs the safety layer and the model; the notice still comes from
             # the local resources file (the same bundled one unless --crisis-resources).
-            from psyinsight.chat import RemoteCounselor
+            from psyinsight.counsel.chat import RemoteCounselor
 
             counselor: Any = RemoteCounselor(url, model=server_model, api_key=api_key, max_tokens=max_new_tokens)
             app_ = build_chat_app(counselor, config)
         else:
-            from psyinsight.counselor import Counselor, GenParams, LocalEngine
-            from psyinsight.safety import SafetyConfig, SafetyGuard
+            from psyinsight.counsel.counselor import Counselor, GenParams, LocalEngine
+            from psyinsight.counsel.safety import SafetyConfig, SafetyGuard
 
             guard = SafetyGuard(SafetyConfig(resources_path=resources, region=region))
             engine = LocalEngine(model, str(adapter) if adapter else None, device=device, threads=threads)

@@ -6,7 +6,7 @@ Two modes, chosen per request by the model name (``GET /v1/models`` lists them):
   through its chat template, as any OpenAI-compatible server does. The construction
   pipeline and the judge use this, including ``response_format={"type": "json_object"}``.
 * **counselor** (``<name>-counselor``, ``counselor``): the request goes through
-  ``psyinsight.counselor.Counselor``: the safety guard first (a crisis reply never comes
+  ``psyinsight.counsel.counselor.Counselor``: the safety guard first (a crisis reply never comes
   from the model), then the counselor prompt; the reply is in ``message.content``, the
   observation and reasoning in ``message.reasoning_content`` and, parsed, in the
   top-level ``psyinsight`` object (with ``flagged`` and the safety verdict).

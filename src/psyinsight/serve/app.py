@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from psyinsight.counselor import Counselor, Generation, GenParams, LocalEngine
+from psyinsight.counsel.counselor import Counselor, Generation, GenParams, LocalEngine
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve.config import API_KEY_ENV, ApiError, ServeConfig
 from psyinsight.serve.limits import TokenBucket
@@ -26,7 +26,7 @@ from psyinsight.serve.requests import ChatRequest, decode_body, header_value, pa
 from psyinsight.serve.security import RequestGuard, allowed_hosts
 from psyinsight.serve.structured import StructuredEngine, constrained
 from psyinsight.serve.worker import ModelWorker
-from psyinsight.safety.reply_screen import StreamScreen
+from psyinsight.counsel.safety.reply_screen import StreamScreen
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ JSON_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
 
 def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor | None = None) -> FastAPI:
     """The FastAPI app. ``engine`` defaults to a ``LocalEngine`` for ``config.model``/``adapter``."""
-    from psyinsight.safety import SafetyConfig, SafetyGuard
+    from psyinsight.counsel.safety import SafetyConfig, SafetyGuard
 
     engine = StructuredEngine(engine or LocalEngine(config.model, config.adapter, device=config.device, threads=config.threads))
     if counselor is None:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from psyinsight.counselor import Generation, GenParams, LocalEngine, cut_at_stop
+from psyinsight.counsel.counselor import Generation, GenParams, LocalEngine, cut_at_stop
 
 REPLACEMENT = "\ufffd"
 """What a decoder writes for bytes that are not (yet) a whole UTF-8 character."""
@@ -84,7 +84,7 @@ class ServingEngine:
             return [Generation(whole_chars(g.text), g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in out]
         import torch
 
-        from psyinsight.templates import render_prompt
+        from psyinsight.train.templates import render_prompt
 
         eng = self.engine
         eng.load()
@@ -161,7 +161,7 @@ class ServingEngine:
         import torch
         from transformers import TextIteratorStreamer
 
-        from psyinsight.templates import render_prompt
+        from psyinsight.train.templates import render_prompt
 
         eng = self.engine
         eng.load()

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from psyinsight.counselor import CounselorReply, Generation
+from psyinsight.counsel.counselor import CounselorReply, Generation
 from psyinsight.serve.config import ApiError
 
 
@@ -40,7 +40,7 @@ _HOLD = 24
 class ReplySplitter:
     """Splits a counselor's streamed output into reasoning and reply deltas as it arrives.
 
-    The reply is what ``psyinsight.parse.parse_output`` makes of the text so far, so a
+    The reply is what ``psyinsight.generate.parse.parse_output`` makes of the text so far, so a
     streamed reply is the non-streamed one, speaker labels and all: text after the
     "Therapist:" marker, up to a line where the model starts writing the client's turn
     ("Client:", "来访者：", also at the very start). Until a response marker appears the
@@ -55,7 +55,7 @@ class ReplySplitter:
         self.sent = {"reasoning": "", "content": ""}
 
     def _emit(self, final: bool) -> list[tuple[str, str]]:
-        from psyinsight.parse import clean_text, first_marker, parse_output
+        from psyinsight.generate.parse import clean_text, first_marker, parse_output
 
         cleaned = clean_text(self.text)
         hold = 0 if final else _HOLD

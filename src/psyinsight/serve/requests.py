@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from psyinsight.counselor import GenParams, validate_history
+from psyinsight.counsel.counselor import GenParams, validate_history
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve.config import ApiError, ServeConfig
 from psyinsight.serve.structured import ResponseFormat, parse_response_format

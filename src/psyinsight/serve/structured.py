@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psyinsight.counselor import Generation, GenParams, cut_at_stop
+from psyinsight.counsel.counselor import Generation, GenParams, cut_at_stop
 from psyinsight.serve.config import ApiError
 
 ANY_OBJECT = '{"type": "object"}'
@@ -172,7 +172,7 @@ class StructuredEngine:
         return self._grammars
 
     def _inputs(self, prompts: Sequence[Sequence[dict[str, str]]]) -> tuple[dict[str, Any], Any]:
-        from psyinsight.templates import render_prompt
+        from psyinsight.train.templates import render_prompt
 
         tok = self.engine._tokenizer
         side, tok.padding_side = tok.padding_side, "left"

@@ -9,8 +9,8 @@ counselor answers in. Replies stream in as the model writes them.
 
 The app takes any object with ``.reply(history, language=...)`` returning an object with
 ``response``, ``observation``, ``reasoning``, ``flagged`` and ``risk``: a local
-``psyinsight.counselor.Counselor`` (streamed through its engine, safety check first), a
-``psyinsight.chat.RemoteCounselor`` for a running ``psyinsight serve`` (streamed through
+``psyinsight.counsel.counselor.Counselor`` (streamed through its engine, safety check first), a
+``psyinsight.counsel.chat.RemoteCounselor`` for a running ``psyinsight serve`` (streamed through
 ``on_delta``), or any other (answered in one piece).
 """
 
@@ -102,10 +102,10 @@ CSS = """
 def safety_notice(language: str, *, region: str | None = None, resources_path: str | Path | None = None) -> str:
     """The always-visible notice: what this app is not, and the region's crisis lines.
 
-    The lines come from the safety layer's resources file (``psyinsight.safety``), the
+    The lines come from the safety layer's resources file (``psyinsight.counsel.safety``), the
     same file its crisis replies are filled from, so the page and the replies agree.
     """
-    from psyinsight.safety.resources import load_resources
+    from psyinsight.counsel.safety.resources import load_resources
 
     lang = "cn" if language == "cn" else "en"
     res = load_resources(resources_path)
@@ -255,9 +255,9 @@ def _stream_local(counselor: Any, plain: list[dict[str, str]], language: str) ->
     The guard runs first, on the history as given; the model's text is shown sentence by
     sentence once screened, and an unsafe sentence ends the turn with the crisis message.
     """
-    from psyinsight.counselor import EmptyReply, Generation, validate_history
-    from psyinsight.parse import expected_fields, parse_output
-    from psyinsight.safety.reply_screen import StreamScreen
+    from psyinsight.counsel.counselor import EmptyReply, Generation, validate_history
+    from psyinsight.generate.parse import expected_fields, parse_output
+    from psyinsight.counsel.safety.reply_screen import StreamScreen
 
     risk = counselor.check(plain)  # before anything else
     if risk.risk:
@@ -337,7 +337,7 @@ def build_chat_app(
     config's region and resources file); it is read once per language, up front, so a bad
     resources file fails here and not in front of a user.
     """
-    from psyinsight.schema import parse_language
+    from psyinsight.data.schema import parse_language
 
     config = config or ChatConfig()
     try:

@@ -334,7 +334,7 @@ def agreement_report(rows: list[dict[str, Any]]) -> AgreementReport:
     Cronbach's alpha treats raters as the scale's items over units every rater rated. A
     statistic that is undefined (one rater, no variation, too few complete units) is None.
     """
-    from psyinsight import agreement as stats
+    from psyinsight.evaluate import agreement as stats
 
     raters = sorted({r["rater"] for r in rows})
     units = sorted({(r["study"], r["item"], r["system"]) for r in rows})

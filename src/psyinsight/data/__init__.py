@@ -1,0 +1,1 @@
+"""The release data: its format, labels, defects, repairs, statistics, splits and export."""

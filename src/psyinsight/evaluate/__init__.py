@@ -1,0 +1,1 @@
+"""Scoring predictions: metrics, the LLM judge, human-rating agreement, the paper's table."""

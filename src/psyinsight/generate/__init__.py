@@ -1,0 +1,1 @@
+"""Generating counselor turns with a trained adapter, and parsing them."""

@@ -1,0 +1,1 @@
+"""Instruction tasks: training examples, their prompts, and retrieval for the RAG task."""

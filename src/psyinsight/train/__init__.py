@@ -1,0 +1,1 @@
+"""LoRA training: recipes, the loss weights, batching, chat templates and the run."""
