@@ -17,7 +17,8 @@ from psyinsight.counsel.safety.model import CATEGORIES, ModelScore
 from psyinsight.counsel.safety.patterns import normalize
 from psyinsight.counsel.safety.scores import first_scores
 
-HELD_OUT = ("blindset4", "valid")
+BLIND = ("blindset4", "blindset5")
+HELD_OUT = (*BLIND, "valid")
 
 
 ORDINARY = [
@@ -96,8 +97,9 @@ def test_batched_verdicts_equal_single_ones(guard):
     assert [r.risk for r in guard.check_texts(texts)] == [guard.check_text(t).risk for t in texts]
 
 
-def test_the_blind_set_covers_every_category_in_both_languages():
-    rows = load_examples(named_sets()["blindset4"])
+@pytest.mark.parametrize("name", BLIND)
+def test_the_blind_set_covers_every_category_in_both_languages(name):
+    rows = load_examples(named_sets()[name])
     for lang in ("en", "cn"):
         mine = [r for r in rows if r["lang"] == lang]
         assert sum(r["label"] != "none" for r in mine) >= 50 and sum(r["label"] == "none" for r in mine) >= 50
@@ -118,12 +120,13 @@ def test_held_out_sets_share_no_sentence():
         assert not {normalize(r["text"]) for r in load_examples(named_sets()[a])} & {normalize(r["text"]) for r in load_examples(named_sets()[b])}
 
 
-def test_the_blind_first_score_belongs_to_the_bundled_model(guard):
+@pytest.mark.parametrize("name", BLIND)
+def test_the_blind_first_score_belongs_to_the_bundled_model(guard, name):
     """The recorded first score is this model's: scoring again gives the same counts. A
     retrained model fails here: its blind number must come from a new blind set."""
-    first = first_scores()["blindset4"]
+    first = first_scores()[name]
     assert first["model"] == guard.model.card["digest"]
-    report = evaluate_guard(guard, named_sets()["blindset4"])
+    report = evaluate_guard(guard, named_sets()[name])
     assert (report.overall.tp, report.overall.fp) == (first["tp"], first["fp"])
 
 
