@@ -10,9 +10,11 @@ from psyinsight.counsel.counselor import (
     GenParams,
     Generation,
     LocalEngine,
+    PromptSettings,
     build_counselor_prompt,
     cut_at_stop,
     detect_language,
+    prompt_settings,
     validate_history,
 )
 from psyinsight.errors import PsyInsightError
@@ -98,16 +100,63 @@ def test_an_earlier_crisis_message_is_never_model_input(counselor):
 
 def test_the_prompt_follows_the_training_templates():
     history = [{"role": "assistant", "content": "Hello, what brings you here?"}, {"role": "user", "content": "My  boss\nyells at me."}]
-    prompt = build_counselor_prompt(history, "en", background="A 30-year-old engineer.", task="observation_reasoning")
+    prompt = build_counselor_prompt(history, "en", background="A 30-year-old engineer.", settings=PromptSettings("observation_reasoning"))
     assert [m["role"] for m in prompt] == ["system", "user"]
     user = prompt[1]["content"]
     assert "A 30-year-old engineer." in user
     assert "Therapist: Hello, what brings you here?\nClient: My boss yells at me." in user
     assert '"Observation:"' in user and '"Therapist:"' in user
-    cn = build_counselor_prompt([{"role": "user", "content": "我睡不好"}], "cn", task="dialog")
+    cn = build_counselor_prompt([{"role": "user", "content": "我睡不好"}], "cn", settings=PromptSettings("dialog"))
     assert "我睡不好" in cn[1]["content"]
-    with pytest.raises(PsyInsightError, match="unknown counselor task"):
-        build_counselor_prompt(history, "en", task="nope")
+    with pytest.raises(PsyInsightError, match="does not write counselor turns"):
+        prompt_settings(None, "nope")
+
+
+def _as_chat(turns) -> list[dict[str, str]]:
+    """Release turns as a chat surface receives them: roles, texts and the speakers' names."""
+    return [{"role": "user" if t.is_client else "assistant", "content": t.content, "name": t.participant} for t in turns]
+
+
+@pytest.mark.parametrize("task", ["dialog", "reasoning", "observation_reasoning", "labels"])
+@pytest.mark.parametrize("budget", [None, 300])
+def test_the_counselor_prompt_is_the_training_prompt(task, budget):
+    """For every counselor turn of the sample sessions, the prompt a chat surface builds from
+    the dialogue so far equals the training example's: template, budget, names, whitespace."""
+    from psyinsight.data.sample import sample_sessions
+    from psyinsight.tasks.examples import TaskConfig, build_examples
+    from psyinsight.tasks.prompts import heuristic_counter
+
+    sessions = {s.uid: s for s in sample_sessions()}
+    examples = build_examples(list(sessions.values()), TaskConfig(task=task, max_tokens=budget)).examples
+    dropped = 0
+    for ex in examples:
+        session = sessions[ex.meta["session"]]
+        count = heuristic_counter(session.language)
+        reserve = count(ex.target) if budget is not None else 0
+        prompt = build_counselor_prompt(_as_chat(session.dialog[: ex.meta["turn"]]), session.language, background=session.background or "",
+                                        settings=PromptSettings(task, budget), reserve=reserve, count=count)  # fmt: skip
+        assert prompt == [m.model_dump() for m in ex.messages], ex.id
+        dropped += ex.meta["dropped_turns"]
+    assert len(examples) > 10 and (budget is None or dropped > 0)  # the tight budget really drops turns
+
+
+def test_the_counselor_prompts_as_its_adapter_was_trained(tmp_path, counselor):
+    """chat, serve and ui chat build a Counselor from --adapter: the task, budget and
+    templates come from the adapter's psyinsight_adapter.json."""
+    from psyinsight.fileio import write_json
+    from psyinsight.models import ADAPTER_META
+
+    write_json(tmp_path / ADAPTER_META, {"task": "dialog", "base_model": "default", "recipe": {"tasks": {"task": "dialog", "max_tokens": 512}}})
+    assert prompt_settings(str(tmp_path)) == PromptSettings("dialog", 512, None)
+    served = Counselor(adapter=str(tmp_path), engine=counselor.engine, guard=counselor.guard)
+    user = served.prompt([{"role": "user", "content": "I can't sleep."}], "en")[1]["content"]
+    assert "Write the therapist's next turn" in user and "Observation" not in user
+    write_json(tmp_path / ADAPTER_META, {"task": "mix"})
+    assert prompt_settings(str(tmp_path)).task == "dialog"  # a mix schedule ends in dialog
+    write_json(tmp_path / ADAPTER_META, {"task": "aux_observation"})
+    with pytest.raises(PsyInsightError, match="does not write counselor turns"):
+        prompt_settings(str(tmp_path))
+    assert prompt_settings(None).task == "observation_reasoning"
 
 
 def test_the_output_is_split_into_observation_reasoning_and_reply(counselor):

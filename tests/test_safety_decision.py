@@ -19,6 +19,9 @@ from psyinsight.counsel.safety.scores import first_scores
 
 BLIND = ("blindset4", "blindset5")
 HELD_OUT = (*BLIND, "valid")
+INDEPENDENT_LOOKALIKES = {"blindset5": {"b5-en-016", "b5-en-082", "b5-en-086"}}
+"""Held-out rows written independently that happen to be close to a training row: everyday
+phrases ("my feet are killing me after that 10k"); the data README gives the score without them."""
 
 
 ORDINARY = [
@@ -111,8 +114,8 @@ def test_held_out_sets_are_apart_from_the_training_rows(name):
     rows = load_examples(named_sets()[name])
     train = training_rows()
     assert not {normalize(r["text"]) for r in rows} & {normalize(r["text"]) for r in train}
-    sim, test_text, train_text = max_overlap(rows, train)
-    assert sim < MAX_OVERLAP, (test_text, train_text)
+    close = {r["id"] for r in rows if max_overlap([r], train)[0] >= MAX_OVERLAP}
+    assert close == INDEPENDENT_LOOKALIKES.get(name, set())
 
 
 def test_held_out_sets_share_no_sentence():

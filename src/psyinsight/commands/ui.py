@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         show_reasoning: bool = typer.Option(False, "--show-reasoning", help="Start with the counselor's observation and reasoning visible."),
         region: str | None = typer.Option(None, "--region", help="Crisis-line region for the safety notice and the crisis replies (US, UK, CN, INTL...); default per language."),
         crisis_resources: Path | None = typer.Option(None, "--crisis-resources", help="Your own crisis resources YAML (same keys as the bundled one)."),
-        task: str = typer.Option("observation_reasoning", "--task", help="Counselor prompt: dialog, reasoning or observation_reasoning (match the adapter's training task)."),
+        task: str = typer.Option(None, "--task", help="Counselor prompt task: dialog, reasoning, observation_reasoning, labels or rag (default: the adapter's training task, read from its psyinsight_adapter.json, else observation_reasoning)."),
         max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Longest reply in tokens (observation and reasoning included)."),
         device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1... (default: cuda when available)."),
         threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (1 is fastest on a CPU shared with other work; default: torch's)."),

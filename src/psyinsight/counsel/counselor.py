@@ -22,20 +22,26 @@ wraps the same engine in a micro-batching queue.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
-from importlib import resources as importlib_resources
 from typing import Any
 
 from psyinsight.errors import PsyInsightError
+from psyinsight.tasks.examples import TaskConfig
+from psyinsight.tasks.prompts import TokenCounter, line_of_message, load_prompts, render_prompt
 from psyinsight.counsel.safety import SafetyGuard, SafetyResult
 from psyinsight.counsel.safety.text import has_cjk
 from psyinsight.data.schema import Language, parse_language
 
-COUNSELOR_TASKS = ("dialog", "reasoning", "observation_reasoning")
-"""Instruction tasks a counselor can be prompted with (what its adapter was trained on)."""
+COUNSELOR_TASKS = ("dialog", "reasoning", "observation_reasoning", "labels", "rag")
+"""Instruction tasks whose output is a counselor turn (what an adapter may be trained on)."""
+PROMPT_TASK_OF = {"mix": "dialog"}
+"""A training task prompted as another: a mix schedule ends in its dialog task."""
+DEFAULT_TASK = "observation_reasoning"
+DEFAULT_BUDGET = TaskConfig().max_tokens
+log = logging.getLogger(__name__)
 CRISIS_PLACEHOLDER: dict[str, str] = {
     "en": "(A safety message with crisis hotline numbers was shown here.)",
     "cn": "（此处显示了附有危机求助热线的安全提示。）",
@@ -88,6 +94,10 @@ class LocalEngine:
 
     def __init__(self, model: str = "default", adapter: str | None = None, *, device: str | None = None, dtype: str | None = None,
                  threads: int | None = None):  # fmt: skip
+        if adapter and model in (None, "default"):  # the base model the adapter was trained on
+            from psyinsight.models import read_adapter_meta
+
+            model = read_adapter_meta(adapter).get("base_model") or "default"
         self.model_name = model
         self.adapter = adapter
         self.device = device
@@ -252,17 +262,36 @@ class LocalEngine:
 
 
 # --------------------------------------------------------------------------- prompts
-@lru_cache(maxsize=4)
-def prompt_templates(language: Language) -> dict[str, Any]:
-    """The instruction-task templates (``psyinsight/prompts/<lang>.yaml``) the adapters are trained on."""
-    import yaml
+@dataclass(frozen=True)
+class PromptSettings:
+    """How the counselor's prompt is rendered: the training task's, read from the adapter."""
 
-    path = importlib_resources.files("psyinsight") / "prompts" / f"{language}.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PsyInsightError("the prompt templates are missing from the package", path=str(path)) from None
-    return data
+    task: str = DEFAULT_TASK
+    budget: int | None = DEFAULT_BUDGET
+    """Token budget of prompt + answer, as in training (``tasks.max_tokens``)."""
+    prompts_dir: str | None = None
+    """The template folder the adapter was trained with (None: the packaged one)."""
+
+
+def prompt_settings(adapter: str | None, task: str | None = None) -> PromptSettings:
+    """The prompt an adapter was trained on: its task, token budget and templates (its
+    ``psyinsight_adapter.json``); ``task`` overrides the task. Without an adapter or its
+    metadata: ``task`` or observation_reasoning, the default budget, the packaged templates."""
+    from psyinsight.models import read_adapter_meta
+
+    meta = read_adapter_meta(adapter) if adapter else {}
+    tasks = (meta.get("recipe") or {}).get("tasks") or {}
+    trained = meta.get("task")
+    chosen = task or trained or DEFAULT_TASK
+    if task and trained and PROMPT_TASK_OF.get(trained, trained) != task:
+        log.warning("the adapter was trained on task %s; prompting it as %s, as asked", trained, task)
+    chosen = PROMPT_TASK_OF.get(chosen, chosen)
+    if chosen not in COUNSELOR_TASKS:
+        raise PsyInsightError(
+            f"task {chosen!r} does not write counselor turns; choose from {', '.join(COUNSELOR_TASKS)}",
+            path=adapter if trained == chosen else None, where="task",
+        )  # fmt: skip
+    return PromptSettings(chosen, tasks.get("max_tokens", DEFAULT_BUDGET), tasks.get("prompts_dir"))
 
 
 def detect_language(text: str, default: Language = "en") -> Language:
@@ -275,25 +304,20 @@ def build_counselor_prompt(
     language: Language,
     *,
     background: str = "",
-    task: str = "observation_reasoning",
+    settings: PromptSettings | None = None,
+    reserve: int = 0,
+    count: TokenCounter | None = None,
 ) -> list[dict[str, str]]:
-    """The chat prompt asking for the counselor's next turn, in the training format."""
-    if task not in COUNSELOR_TASKS:
-        raise PsyInsightError(f"unknown counselor task {task!r}; choose from {', '.join(COUNSELOR_TASKS)}", where="task")
-    t = prompt_templates(language)
-    names = {"user": t["default_client"], "assistant": t["default_counselor"]}
-    lines = [
-        t["history_line"].format(participant=names[m["role"]], content=" ".join(str(m["content"]).split()))
-        for m in history
-        if m["role"] in names
-    ]
-    user = t["user"].format(
-        background=background.strip() or t["no_background"],
-        retrieved="",
-        history="\n".join(lines) or t["empty_history"],
-        instruction=t["instructions"][task],
-    )
-    return [{"role": "system", "content": t["system"].strip()}, {"role": "user", "content": user}]
+    """The chat prompt asking for the counselor's next turn: the training renderer
+    (``tasks.prompts.render_prompt``) on the chat's user and assistant messages, with
+    ``reserve`` tokens of the budget kept for the reply."""
+    settings = settings or PromptSettings()
+    tpl = load_prompts(language, settings.prompts_dir)
+    lines = [line_of_message(m, tpl) for m in history if m["role"] in ("user", "assistant")]
+    rendered = render_prompt(tpl, settings.task, lines, background=background, reserve=reserve, budget=settings.budget, count=count)
+    if rendered is None:
+        raise PsyInsightError(f"the background and instructions alone exceed the prompt budget of {settings.budget} tokens", where="background")
+    return rendered.messages
 
 
 # --------------------------------------------------------------------------- the counselor
@@ -345,7 +369,8 @@ def validate_history(history: Any, *, where: str = "messages") -> list[dict[str,
             raise PsyInsightError("a system message must come before the conversation", where=f"{where}[{i}].role")
         if out and role == "assistant" and out[-1]["role"] == "assistant":
             raise PsyInsightError("two assistant messages in a row; a user message must come between them", where=f"{where}[{i}].role")
-        out.append({"role": role, "content": content})
+        name = m.get("name")
+        out.append({"role": role, "content": content, **({"name": name} if isinstance(name, str) and name.strip() else {})})
     if out[-1]["role"] != "user":
         raise PsyInsightError("the last message must be the user's (the model answers it)", where=f"{where}[{len(out) - 1}].role")
     return out
@@ -362,7 +387,7 @@ class Counselor:
         guard: SafetyGuard | None = None,
         *,
         engine: Any = None,
-        task: str = "observation_reasoning",
+        task: str | None = None,
         background: str = "",
         region: str | None = None,
         params: GenParams | None = None,
@@ -371,9 +396,7 @@ class Counselor:
         self.language: Language = parse_language(language)
         self.guard = guard or SafetyGuard()
         self.engine = engine or LocalEngine(model, adapter, device=device)
-        if task not in COUNSELOR_TASKS:
-            raise PsyInsightError(f"unknown counselor task {task!r}; choose from {', '.join(COUNSELOR_TASKS)}", where="task")
-        self.task = task
+        self.prompt_settings = prompt_settings(adapter, task)
         self.background = background
         self.region = region
         self.params = params or GenParams(max_new_tokens=200)
@@ -422,7 +445,13 @@ class Counselor:
             if m["role"] != "system"
         ]
         bg = background if background is not None else (system or self.background)
-        return build_counselor_prompt(convo, language, background=bg, task=self.task)
+        count = getattr(self.engine, "count_tokens", None)
+        return build_counselor_prompt(convo, language, background=bg, settings=self.prompt_settings, reserve=self.params.max_new_tokens, count=count)
+
+    @property
+    def task(self) -> str:
+        """The instruction task the prompt asks for (the adapter's training task)."""
+        return self.prompt_settings.task
 
     def finish(self, generation: Generation, language: Language, risk: SafetyResult | None) -> CounselorReply:
         """Split the model output into observation / reasoning / reply, after screening it:

@@ -25,7 +25,7 @@ class ServeConfig:
     host: str = field(default="127.0.0.1", metadata={"help": "Address to bind; 127.0.0.1 keeps it on this machine."})
     port: int = field(default=8000, metadata={"help": "Port to bind (0 = any free port)."})
     language: str = field(default="en", metadata={"help": "Counselor default language when a message has no Chinese: en or cn."})
-    task: str = field(default="observation_reasoning", metadata={"help": "Counselor prompt task: dialog, reasoning, observation_reasoning."})
+    task: str | None = field(default=None, metadata={"help": "Counselor prompt task (default: the adapter's training task, else observation_reasoning)."})
     region: str | None = field(default=None, metadata={"help": "Crisis hotline region (US, UK, CN, HK, TW, INTL...)."})
     crisis_resources: str | None = field(default=None, metadata={"help": "Crisis message + hotline YAML file."})
     max_body_bytes: int = field(default=256 * 1024, metadata={"help": "Largest request body accepted (413 above)."})

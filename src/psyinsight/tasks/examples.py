@@ -16,7 +16,8 @@ The tasks of the paper's ablation (spec.md section 3):
                             summarised in the prompt (task 4)
 ==========================  ==========================================================
 
-Prompt wording lives in ``prompts/<language>.yaml``, not here. A history longer than the
+Prompts are rendered by ``tasks.prompts.render_prompt``, the function every chat surface
+calls too; their wording lives in ``prompts/<language>.yaml``. A history longer than the
 token budget keeps the instruction and background and drops the oldest turns. A turn
 whose annotation the task needs but lacks is skipped and counted, never invented.
 """
@@ -25,10 +26,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +35,16 @@ from psyinsight.errors import PsyInsightError
 from psyinsight.records import Example, Message, load_examples  # noqa: F401  (re-exported)
 from psyinsight.data.schema import Session, Turn
 from psyinsight.data.taxonomy import UNKNOWN
+from psyinsight.tasks.prompts import (  # noqa: F401  (load_prompts, tokenizer_counter re-exported)
+    TASKS,
+    TokenCounter,
+    heuristic_counter,
+    line_of_turn,
+    load_prompts,
+    render_prompt,
+    tokenizer_counter,
+)
 
-TASKS: tuple[str, ...] = (
-    "dialog", "reasoning", "observation_reasoning", "labels",
-    "aux_reasoning", "aux_observation", "mix", "rag",
-)  # fmt: skip
 TASK_HELP: dict[str, str] = {
     "dialog": "the counselor's reply (task 1)",
     "reasoning": "Reasoning, then the reply (task 2)",
@@ -52,12 +56,6 @@ TASK_HELP: dict[str, str] = {
     "rag": "dialog with similar training sessions retrieved into the prompt (task 4)",
 }
 SCHEDULES = ("sequential", "interleaved")
-TokenCounter = Callable[[str], int]
-
-_REQUIRED_PROMPT_KEYS = (
-    "system", "user", "history_line", "empty_history", "no_background", "default_client",
-    "default_counselor", "markers", "instructions", "retrieved", "retrieved_case",
-)  # fmt: skip
 
 
 @dataclass
@@ -121,95 +119,6 @@ class TaskBuild:
         }
 
 
-# ---------------------------------------------------------------- prompt templates
-
-
-@dataclass(frozen=True)
-class PromptTemplate:
-    """One language's wording (see prompts/en.yaml)."""
-
-    language: str
-    system: str
-    user: str
-    history_line: str
-    empty_history: str
-    no_background: str
-    default_client: str
-    default_counselor: str
-    markers: dict[str, str]
-    instructions: dict[str, str]
-    retrieved: str
-    retrieved_case: str
-    source: str = ""
-
-    def marker(self, name: str) -> str:
-        colon = "：" if self.language == "cn" else ": "
-        return self.markers[name] + colon
-
-
-def load_prompts(language: str, prompts_dir: str | Path | None = None) -> PromptTemplate:
-    """The template of ``language`` from ``prompts_dir`` or the packaged ``prompts/``."""
-    return _load_prompts(language, str(prompts_dir) if prompts_dir else None)
-
-
-@cache
-def _load_prompts(language: str, prompts_dir: str | None) -> PromptTemplate:
-    import yaml
-
-    lang = "cn" if language in ("cn", "zh") else "en"
-    if prompts_dir:
-        path = Path(prompts_dir) / f"{lang}.yaml"
-        if not path.is_file():
-            raise PsyInsightError(f"no {lang}.yaml in the prompts folder", path=prompts_dir, where="prompts_dir")
-        text = path.read_text(encoding="utf-8")
-    else:
-        res = resources.files("psyinsight") / "prompts" / f"{lang}.yaml"
-        path = Path(str(res))
-        text = res.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PsyInsightError(f"invalid YAML: {exc}", path=path) from None
-    if not isinstance(data, dict):
-        raise PsyInsightError("expected a mapping of template fields", path=path)
-    missing = [k for k in _REQUIRED_PROMPT_KEYS if k not in data]
-    if missing:
-        raise PsyInsightError(f"missing template field(s): {', '.join(missing)}", path=path)
-    for key in ("markers", "instructions"):
-        if not isinstance(data[key], dict):
-            raise PsyInsightError("expected a mapping", path=path, where=key)
-    lacking = [t for t in TASKS if t != "mix" and t not in data["instructions"]]
-    if lacking:
-        raise PsyInsightError(f"no instruction for task(s) {', '.join(lacking)}", path=path, where="instructions")
-    for name in ("observation", "reasoning", "strategy", "response"):
-        if name not in data["markers"]:
-            raise PsyInsightError(f"no marker for {name!r}", path=path, where="markers")
-    return PromptTemplate(
-        language=lang,
-        **{k: (dict(data[k]) if k in ("markers", "instructions") else str(data[k])) for k in _REQUIRED_PROMPT_KEYS},
-        source=str(path),
-    )
-
-
-# ---------------------------------------------------------------- token budget
-
-
-def heuristic_counter(language: str) -> TokenCounter:
-    """A tokenizer-free estimate that errs long: ~3.2 characters per token (en), 1 per character (cn)."""
-    if language == "cn":
-        return lambda text: len(text) + 1
-    return lambda text: len(text) // 3 + 1
-
-
-def tokenizer_counter(tokenizer: Any) -> TokenCounter:
-    """Exact counts from a transformers tokenizer (no special tokens)."""
-    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-TEMPLATE_OVERHEAD_TOKENS = 24
-"""Tokens a chat template adds around system, user and assistant turns (role headers)."""
-
-
 # ---------------------------------------------------------------- building
 
 
@@ -217,19 +126,8 @@ def _clean(text: str | None) -> str:
     return (text or "").strip()
 
 
-def _participant(turn: Turn, tpl: PromptTemplate) -> str:
-    name = turn.participant.strip().rstrip(":：").strip()
-    if name:
-        return name
-    return tpl.default_client if turn.is_client else tpl.default_counselor
 
 
-def _history_lines(turns: Sequence[Turn], tpl: PromptTemplate) -> list[str]:
-    return [
-        tpl.history_line.format(participant=_participant(t, tpl), content=" ".join(t.content.split()))
-        for t in turns
-        if t.content.strip()
-    ]
 
 
 def _real_labels(labels: Iterable[str] | None) -> list[str]:
@@ -257,30 +155,20 @@ def _render(
 ) -> tuple[list[Message], int] | None:
     """Prompt messages within the budget (oldest turns dropped), or None when even no history fits."""
     tpl = load_prompts(session.language, ctx.config.prompts_dir)
-    lines = _history_lines(history, tpl)
-    background = " ".join(_clean(session.background).split()) or tpl.no_background
-
-    def user_text(kept: list[str]) -> str:
-        hist = "\n".join(kept) if kept else tpl.empty_history
-        return tpl.user.format(background=background, history=hist, instruction=tpl.instructions[task], retrieved=retrieved)
-
-    dropped = 0
-    budget = ctx.config.max_tokens
-    if budget is not None:
-        count = ctx.count[session.language]
-        fixed = count(tpl.system) + count(user_text([])) + count(target) + TEMPLATE_OVERHEAD_TOKENS
-        if fixed > budget:
-            return None
-        costs = [count(line) + 1 for line in lines]
-        total = fixed + sum(costs)
-        while lines and total > budget:
-            total -= costs.pop(0)
-            lines.pop(0)
-            dropped += 1
-        if dropped:  # say that earlier turns exist, even when none fits
-            lines = ["…", *lines]
-    messages = [Message(role="system", content=tpl.system), Message(role="user", content=user_text(lines))]
-    return messages, dropped
+    count = ctx.count[session.language]
+    rendered = render_prompt(
+        tpl,
+        task,
+        [line_of_turn(t.participant, t.is_client, t.content, tpl) for t in history],
+        background=session.background or "",
+        retrieved=retrieved,
+        reserve=count(target) if ctx.config.max_tokens is not None else 0,
+        budget=ctx.config.max_tokens,
+        count=count,
+    )
+    if rendered is None:
+        return None
+    return [Message(**m) for m in rendered.messages], rendered.dropped
 
 
 def _example(
