@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from psyinsight.counsel.safety.corpus import load_examples, named_sets, training_rows
-from psyinsight.counsel.safety.evaluate import MAX_OVERLAP, evaluate_guard, max_overlap
+from psyinsight.counsel.safety.evaluate import MAX_OVERLAP, evaluate_guard, nearest_training_rows
 from psyinsight.counsel.safety.model import CATEGORIES, ModelScore
 from psyinsight.counsel.safety.patterns import normalize
 from psyinsight.counsel.safety.scores import first_scores
@@ -114,7 +114,7 @@ def test_held_out_sets_are_apart_from_the_training_rows(name):
     rows = load_examples(named_sets()[name])
     train = training_rows()
     assert not {normalize(r["text"]) for r in rows} & {normalize(r["text"]) for r in train}
-    close = {r["id"] for r in rows if max_overlap([r], train)[0] >= MAX_OVERLAP}
+    close = {r["id"] for r, (sim, _) in zip(rows, nearest_training_rows(rows, train)) if sim >= MAX_OVERLAP}
     assert close == INDEPENDENT_LOOKALIKES.get(name, set())
 
 

@@ -98,14 +98,11 @@ def char_ngrams(text: str, n: int = 3) -> set[str]:
     return {norm[i : i + n] for i in range(max(1, len(norm) - n + 1))}
 
 
-def max_overlap(test_rows: list[dict[str, Any]], train_rows: list[dict[str, Any]]) -> tuple[float, str, str]:
-    """The most similar (test, train) pair by character 3-gram Jaccard similarity."""
+def nearest_training_rows(test_rows: list[dict[str, Any]], train_rows: list[dict[str, Any]]) -> list[tuple[float, str]]:
+    """For each test row, its most similar training text and their character 3-gram Jaccard similarity."""
     train = [(r["text"], char_ngrams(r["text"])) for r in train_rows]
-    best = (0.0, "", "")
+    out = []
     for row in test_rows:
         grams = char_ngrams(row["text"])
-        for text, other in train:
-            sim = len(grams & other) / len(grams | other)
-            if sim > best[0]:
-                best = (sim, row["text"], text)
-    return best
+        out.append(max(((len(grams & other) / len(grams | other), text) for text, other in train), default=(0.0, "")))
+    return out
