@@ -14,10 +14,9 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.fileio import read_text
+from psyinsight.fileio import read_yaml
 from psyinsight.data.schema import Language, parse_language
 
 RESOURCES_ENV = "PSYINSIGHT_CRISIS_RESOURCES"
@@ -124,12 +123,7 @@ def _per_language(data: dict[str, Any], key: str, path: Path) -> dict[str, str]:
 def load_resources(path: str | Path | None = None) -> CrisisResources:
     """Read and check a crisis resources file (default: the bundled one)."""
     path = Path(path) if path is not None else default_resources_path()
-    try:
-        data = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        raise PsyInsightError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path, where=where) from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise PsyInsightError("expected a mapping at the top level", path=path)
     messages = _per_language(data, "messages", path)
