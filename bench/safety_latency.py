@@ -64,7 +64,8 @@ def per_message(texts: list[str], baseline: str) -> None:
 
 
 def per_turn(texts: list[str], turns: int, max_new_tokens: int) -> None:
-    from psyinsight.counsel.counselor import Counselor, GenParams
+    from psyinsight.counsel.counselor import Counselor
+    from psyinsight.counsel.engine import GenParams
 
     counselor = Counselor(params=GenParams(max_new_tokens=max_new_tokens))
     counselor.engine.load()

@@ -135,7 +135,7 @@ def main() -> None:
         results["server"] = asyncio.run(run_load(args.url, args.served_model, args.requests, args.concurrency, args.max_tokens))
         show("server", results["server"])
     else:
-        from psyinsight.counsel.counselor import LocalEngine
+        from psyinsight.counsel.engine import LocalEngine
 
         start = time.perf_counter()
         engine = LocalEngine(args.model, device=args.device, threads=args.threads)

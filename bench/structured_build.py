@@ -11,7 +11,7 @@ torch.set_num_threads(1)
 from psyinsight.build.annotate import AnnotateConfig, load_prompts, unit_jobs, _judge
 from psyinsight.build.pipeline import Build, BuildConfig
 from psyinsight.build.ingest import sample_raw_dir
-from psyinsight.counsel.counselor import GenParams, LocalEngine
+from psyinsight.counsel.engine import GenParams, LocalEngine
 from psyinsight.llm import ChatResult
 from psyinsight.serve.app import _with_json_instruction
 from psyinsight.serve.replies import extract_json_object

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from psyinsight.counsel.counselor import Generation, GenParams
+from psyinsight.counsel.engine import Generation, GenParams
 
 
 class ScriptedEngine:

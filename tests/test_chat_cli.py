@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from psyinsight.counsel.chat import ChatOptions, RemoteCounselor, run_chat
-from psyinsight.counsel.counselor import Counselor, GenParams, LocalEngine
+from psyinsight.counsel.counselor import Counselor
+from psyinsight.counsel.engine import GenParams, LocalEngine
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve import BackgroundServer, ServeConfig, create_app
 

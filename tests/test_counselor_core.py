@@ -7,18 +7,15 @@ import pytest
 from psyinsight.counsel.counselor import (
     CRISIS_PLACEHOLDER,
     Counselor,
-    GenParams,
-    Generation,
-    LocalEngine,
     PromptSettings,
     build_counselor_prompt,
-    cut_at_stop,
     detect_language,
     prompt_settings,
     validate_history,
 )
-from psyinsight.errors import PsyInsightError
+from psyinsight.counsel.engine import Generation, GenParams, LocalEngine, cut_at_stop
 from psyinsight.counsel.safety import SafetyGuard
+from psyinsight.errors import PsyInsightError
 
 
 class CountingEngine(LocalEngine):

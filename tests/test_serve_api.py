@@ -13,7 +13,7 @@ import threading
 import httpx
 import pytest
 
-from psyinsight.counsel.counselor import LocalEngine
+from psyinsight.counsel.engine import LocalEngine
 from psyinsight.serve import BackgroundServer, ServeConfig, create_app
 
 openai = pytest.importorskip("openai")
@@ -229,10 +229,13 @@ SPLIT_PROMPT = [{"role": "user", "content": "我最近压力很大，总是睡�
 
 
 def test_a_reply_cut_at_max_tokens_never_ends_in_half_a_character(engine, server):
-    from psyinsight.counsel.counselor import GenParams
+    from psyinsight.counsel.engine import GenParams
+    from psyinsight.generate.generation import generate_replies
 
-    decoded = [engine.generate([SPLIT_PROMPT], GenParams(max_new_tokens=n))[0].text for n in SPLITS]
+    engine.load()
+    decoded = [generate_replies(engine._model, engine._tokenizer, [SPLIT_PROMPT], max_new_tokens=n)[0] for n in SPLITS]
     assert any(text.endswith("\ufffd") for text in decoded), decoded  # decoding these tokens does split a character
+    assert not any(engine.generate([SPLIT_PROMPT], GenParams(max_new_tokens=n))[0].text.endswith("\ufffd") for n in SPLITS)
     with httpx.Client(base_url=server.url, timeout=300) as http:
         for n in SPLITS:
             body = {"model": "default", "messages": SPLIT_PROMPT, "max_tokens": n}

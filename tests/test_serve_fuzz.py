@@ -15,7 +15,7 @@ import json
 import httpx
 import pytest
 
-from psyinsight.counsel.counselor import LocalEngine
+from psyinsight.counsel.engine import LocalEngine
 from psyinsight.serve import BackgroundServer, ServeConfig, create_app
 
 hypothesis = pytest.importorskip("hypothesis")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from conftest import ENDLESS_MAX_TOKENS
 
-from psyinsight.counsel.counselor import Generation, GenParams, LocalEngine
+from psyinsight.counsel.engine import Generation, GenParams, LocalEngine
 from psyinsight.serve import ApiError, BackgroundServer, ModelWorker, ServeConfig, create_app
 
 JSON = {"Content-Type": "application/json"}

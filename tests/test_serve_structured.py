@@ -12,7 +12,7 @@ import json
 import httpx
 import pytest
 
-from psyinsight.counsel.counselor import GenParams, LocalEngine
+from psyinsight.counsel.engine import GenParams, LocalEngine
 from psyinsight.serve import BackgroundServer, ServeConfig, create_app
 from psyinsight.serve.config import ApiError
 from psyinsight.serve.structured import ResponseFormat, StructuredParams, constrained, parse_response_format

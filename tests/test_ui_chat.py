@@ -133,7 +133,7 @@ class ScriptedEngine:
         self.closed = 0
 
     def generate(self, prompts, params):
-        from psyinsight.counsel.counselor import Generation
+        from psyinsight.counsel.engine import Generation
 
         self.prompts.extend(prompts)
         return [Generation(self.text, 100, 30, "stop") for _ in prompts]

@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         from psyinsight.data.schema import parse_language
         from psyinsight.serve import ServeConfig, serve
 
-        if task not in COUNSELOR_TASKS:
+        if task is not None and task not in COUNSELOR_TASKS:
             raise PsyInsightError(f"unknown task {task!r}; choose from {', '.join(COUNSELOR_TASKS)}", where="--task")
         try:
             lang = parse_language(language)
@@ -111,7 +111,8 @@ def register(app: typer.Typer) -> None:
         if url:
             counselor = RemoteCounselor(url, model=server_model, api_key=api_key, max_tokens=max_tokens, guard=guard)
         else:
-            from psyinsight.counsel.counselor import Counselor, GenParams
+            from psyinsight.counsel.counselor import Counselor
+            from psyinsight.counsel.engine import GenParams
 
             counselor = Counselor(model, str(adapter) if adapter else None, lang, guard, task=task, region=region,
                                   params=GenParams(max_new_tokens=max_tokens))  # fmt: skip

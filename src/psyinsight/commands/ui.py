@@ -85,7 +85,8 @@ def register(app: typer.Typer) -> None:
             counselor: Any = RemoteCounselor(url, model=server_model, api_key=api_key, max_tokens=max_new_tokens)
             app_ = build_chat_app(counselor, config)
         else:
-            from psyinsight.counsel.counselor import Counselor, GenParams, LocalEngine
+            from psyinsight.counsel.counselor import Counselor
+            from psyinsight.counsel.engine import GenParams, LocalEngine
             from psyinsight.counsel.safety import SafetyConfig, SafetyGuard
 
             guard = SafetyGuard(SafetyConfig(resources_path=resources, region=region))

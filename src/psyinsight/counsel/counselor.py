@@ -15,19 +15,19 @@
    gives method information is replaced by the crisis message. An empty reply is an error,
    so that no caller stores it as a turn.
 
-The model sits behind ``LocalEngine``: one loaded model, a lock so concurrent callers take
-turns, batched generation (``generate.generate_replies``) and token streaming. The server
-wraps the same engine in a micro-batching queue.
+The model sits behind ``counsel.engine.LocalEngine``: one loaded model, a lock so
+concurrent callers take turns, batched and streamed generation that a caller can cancel.
+The server wraps the same engine in a micro-batching queue.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from psyinsight.counsel.engine import Generation, GenParams, LocalEngine
 from psyinsight.errors import PsyInsightError
 from psyinsight.tasks.examples import TaskConfig
 from psyinsight.tasks.prompts import TokenCounter, line_of_message, load_prompts, render_prompt
@@ -46,219 +46,6 @@ CRISIS_PLACEHOLDER: dict[str, str] = {
     "en": "(A safety message with crisis hotline numbers was shown here.)",
     "cn": "（此处显示了附有危机求助热线的安全提示。）",
 }
-
-
-# --------------------------------------------------------------------------- the engine
-@dataclass(frozen=True)
-class GenParams:
-    """Decoding settings of one request; requests with equal params can share a batch."""
-
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    """0 = greedy; > 0 samples with this temperature."""
-    top_p: float = 1.0
-    seed: int = 13
-    stop: tuple[str, ...] = ()
-    """Strings that end the reply (not included in it)."""
-    prefix: str = ""
-    """Text the reply is forced to start with (JSON mode uses "{"); part of the reply."""
-
-    @property
-    def do_sample(self) -> bool:
-        return self.temperature > 0
-
-
-@dataclass
-class Generation:
-    """One generated reply with its token accounting."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-    """"stop" (the model ended, or a stop string) or "length" (max_new_tokens reached)."""
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to the earliest stop string, and whether one was found."""
-    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-class LocalEngine:
-    """A transformers model (+ LoRA adapter) loaded once, used by one caller at a time.
-
-    The lock makes concurrent use safe (generate() is not re-entrant on one model); the
-    server's queue batches requests in front of it so the lock is rarely contended.
-    """
-
-    def __init__(self, model: str = "default", adapter: str | None = None, *, device: str | None = None, dtype: str | None = None,
-                 threads: int | None = None):  # fmt: skip
-        if adapter and model in (None, "default"):  # the base model the adapter was trained on
-            from psyinsight.models import read_adapter_meta
-
-            model = read_adapter_meta(adapter).get("base_model") or "default"
-        self.model_name = model
-        self.adapter = adapter
-        self.device = device
-        self.dtype = dtype
-        self.threads = threads
-        """torch CPU threads (process-wide). On a busy CPU, 1 thread decodes several times
-        faster than 2 that spin-wait on each other; None keeps torch's default."""
-        self.lock = threading.Lock()
-        self._load_lock = threading.Lock()
-        self._model: Any = None
-        self._tokenizer: Any = None
-
-    def load(self) -> None:
-        """Load the model now (the first request would otherwise pay for it)."""
-        with self._load_lock:
-            if self._model is None:
-                from psyinsight.models import load_model_and_tokenizer
-
-                if self.threads:
-                    import torch
-
-                    torch.set_num_threads(self.threads)
-                self._model, self._tokenizer = load_model_and_tokenizer(self.model_name, self.adapter, device=self.device, dtype=self.dtype)
-
-    @property
-    def tokenizer(self) -> Any:
-        self.load()
-        return self._tokenizer
-
-    def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
-        from psyinsight.train.templates import render_prompt
-
-        return len(self.tokenizer(render_prompt(self.tokenizer, messages), add_special_tokens=False)["input_ids"])
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` under this model's tokenizer."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
-
-    _count = count_tokens
-
-    def generate(self, prompts: Sequence[Sequence[dict[str, str]]], params: GenParams) -> list[Generation]:
-        """Generate one reply per prompt (one batch; all prompts share ``params``)."""
-        from psyinsight.generate.generation import generate_replies
-
-        self.load()
-        with self.lock:
-            if params.prefix:
-                texts = self._generate_prefixed(prompts, params)
-            else:
-                texts = generate_replies(
-                    self._model, self._tokenizer, [list(p) for p in prompts],
-                    max_new_tokens=params.max_new_tokens, do_sample=params.do_sample,
-                    temperature=params.temperature if params.do_sample else 0.7,
-                    top_p=params.top_p if params.do_sample else 0.9,
-                    seed=params.seed, batch_size=max(1, len(prompts)),
-                )  # fmt: skip
-            out = []
-            for prompt, text in zip(prompts, texts):
-                # generate_replies returns text: tokens are counted by re-encoding it, capped at
-                # the limit (a byte-level tokenizer may re-encode broken characters differently).
-                completion = min(self._count(text), params.max_new_tokens)
-                text, stopped = cut_at_stop(text, params.stop)
-                finish = "stop" if stopped or completion < params.max_new_tokens else "length"
-                if stopped:
-                    completion = min(self._count(text), completion)
-                out.append(Generation(text.strip(), self.count_prompt_tokens(prompt), completion, finish))
-        return out
-
-    def _decode_kwargs(self, params: GenParams) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "pad_token_id": self._tokenizer.pad_token_id, "do_sample": params.do_sample}
-        if params.do_sample:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p)
-        else:  # silence "temperature is ignored" warnings from generation configs that set them
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        return kwargs
-
-    def _generate_prefixed(self, prompts: Sequence[Sequence[dict[str, str]]], params: GenParams) -> list[str]:
-        """Like ``generate_replies``, with the assistant turn opened by ``params.prefix``."""
-        import torch
-
-        from psyinsight.train.templates import render_prompt
-
-        tok = self._tokenizer
-        texts = [render_prompt(tok, p) + params.prefix for p in prompts]
-        side, tok.padding_side = tok.padding_side, "left"
-        try:
-            batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        finally:
-            tok.padding_side = side
-        device = next(self._model.parameters()).device
-        batch = {k: v.to(device) for k, v in batch.items()}
-        torch.manual_seed(params.seed)
-        with torch.inference_mode():
-            out = self._model.generate(**batch, **self._decode_kwargs(params))
-        decoded = tok.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-        return [params.prefix + d for d in decoded]
-
-    def stream(self, prompt: Sequence[dict[str, str]], params: GenParams) -> Iterator[str]:
-        """Yield the reply's text piece by piece as the model writes it.
-
-        Holds the lock for the whole generation. A stop string, or the caller closing the
-        iterator (a client that went away), cancels the generation at the next token.
-        """
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
-        from psyinsight.train.templates import render_prompt
-
-        self.load()
-        tok = self._tokenizer
-        cancel = threading.Event()
-
-        class _Cancelled(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
-
-        self.lock.acquire()
-        try:
-            text = render_prompt(tok, prompt) + params.prefix
-            batch = tok([text], return_tensors="pt", add_special_tokens=False)
-            device = next(self._model.parameters()).device
-            batch = {k: v.to(device) for k, v in batch.items()}
-            streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=600)
-            kwargs: dict[str, Any] = dict(batch, streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancelled()]), **self._decode_kwargs(params))
-
-            def run() -> None:
-                try:
-                    torch.manual_seed(params.seed)
-                    with torch.inference_mode():
-                        self._model.generate(**kwargs)
-                except Exception:
-                    streamer.end()  # unblock the reader; it ends with what it has
-                    raise
-                finally:
-                    self.lock.release()
-
-            thread = threading.Thread(target=run, name="psyinsight-stream", daemon=True)
-            thread.start()
-        except BaseException:
-            self.lock.release()
-            raise
-        emitted = candidate = ""
-        if params.prefix:
-            yield params.prefix
-        hold = max((len(s) for s in params.stop), default=0)
-        try:
-            for piece in streamer:
-                candidate += piece
-                cut, stopped = cut_at_stop(candidate, params.stop)
-                if stopped:
-                    if len(cut) > len(emitted):
-                        yield cut[len(emitted) :]
-                    return
-                safe = len(candidate) - hold  # hold back what could start a stop string
-                if safe > len(emitted):
-                    yield candidate[len(emitted) : safe]
-                    emitted = candidate[:safe]
-            if len(candidate) > len(emitted):
-                yield candidate[len(emitted) :]
-        finally:
-            cancel.set()
 
 
 # --------------------------------------------------------------------------- prompts

@@ -16,7 +16,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from psyinsight.counsel.counselor import Counselor, Generation, GenParams, LocalEngine
+from psyinsight.counsel.counselor import Counselor
+
+from psyinsight.counsel.engine import Generation, GenParams, LocalEngine
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve.config import API_KEY_ENV, ApiError, ServeConfig
 from psyinsight.serve.limits import TokenBucket

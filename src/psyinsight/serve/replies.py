@@ -12,7 +12,9 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from psyinsight.counsel.counselor import CounselorReply, Generation
+from psyinsight.counsel.counselor import CounselorReply
+
+from psyinsight.counsel.engine import Generation
 from psyinsight.serve.config import ApiError
 
 

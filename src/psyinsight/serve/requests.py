@@ -18,7 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from psyinsight.counsel.counselor import GenParams, validate_history
+from psyinsight.counsel.counselor import validate_history
+
+from psyinsight.counsel.engine import GenParams
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve.config import ApiError, ServeConfig
 from psyinsight.serve.structured import ResponseFormat, parse_response_format

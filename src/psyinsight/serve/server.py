@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from psyinsight.counsel.counselor import LocalEngine
+from psyinsight.counsel.engine import LocalEngine
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve.app import create_app
 from psyinsight.serve.config import API_KEY_ENV, ServeConfig

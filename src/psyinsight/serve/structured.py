@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psyinsight.counsel.counselor import Generation, GenParams, cut_at_stop
+from psyinsight.counsel.engine import Generation, GenParams, cut_at_stop
 from psyinsight.serve.config import ApiError
 
 ANY_OBJECT = '{"type": "object"}'

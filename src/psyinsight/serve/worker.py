@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from psyinsight.counsel.counselor import Generation, GenParams
+from psyinsight.counsel.engine import Generation, GenParams
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve.config import ApiError
 from psyinsight.serve.engine import ServingEngine

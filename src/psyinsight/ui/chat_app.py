@@ -255,7 +255,8 @@ def _stream_local(counselor: Any, plain: list[dict[str, str]], language: str) ->
     The guard runs first, on the history as given; the model's text is shown sentence by
     sentence once screened, and an unsafe sentence ends the turn with the crisis message.
     """
-    from psyinsight.counsel.counselor import EmptyReply, Generation, validate_history
+    from psyinsight.counsel.counselor import EmptyReply, validate_history
+    from psyinsight.counsel.engine import Generation
     from psyinsight.generate.parse import expected_fields, parse_output
     from psyinsight.counsel.safety.reply_screen import StreamScreen
 
