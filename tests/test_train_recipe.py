@@ -219,3 +219,18 @@ def test_adapter_is_saved_with_recipe_checksum_and_version(tiny_llama_dir, tmp_p
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
         assert not torch.allclose(base(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "strategy"),
+    [([], "group_by_length"), (["training.group_by_length=false"], "random"), (["tasks.task=mix", "tasks.mix_schedule=sequential"], "sequential")],
+)
+def test_training_arguments_read_the_recipe_as_transformers_5_does(tmp_path, overrides, strategy):
+    """warmup_ratio goes in as warmup_steps, which transformers 5 reads as a share of the steps
+    below 1 (4.x: 0.03 steps, no warmup at all); the sampler is named by train_sampling_strategy."""
+    from psyinsight.train.runner import LoRARecipeRunner
+
+    recipe = load_recipe("cpu-default", [f"training.output_dir={tmp_path}", "training.warmup_ratio=0.05", *overrides])
+    args = LoRARecipeRunner(recipe).training_arguments()
+    assert args.get_warmup_steps(200) == 10 and args.get_warmup_steps(10) == 1
+    assert args.train_sampling_strategy == strategy
