@@ -288,3 +288,46 @@ def test_report_keeps_no_api_key(tmp_path, monkeypatch):
         if path.is_file():
             assert b"sk-build-secret-42" not in path.read_bytes(), path
     assert json.loads((tmp_path / "out" / "report.json").read_text())["llm"]["api_key_env"] == "PSYINSIGHT_BUILD_TEST_KEY"
+
+
+def _cli_build_config(tmp_path, monkeypatch, *options: str) -> BuildConfig:
+    """The BuildConfig that `psyinsight build` makes of its options (stopped before the build runs)."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(config, log=None):
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr("psyinsight.build.pipeline.run_build", capture)
+    with pytest.raises(Stop):
+        main(["build", str(RAW), "-o", str(tmp_path / "out"), *options])
+    return seen[0]
+
+
+def test_the_cli_options_fill_the_builds_llm_config_as_before(tmp_path, monkeypatch):
+    from psyinsight.build.pipeline import Build
+
+    config = _cli_build_config(tmp_path, monkeypatch, "--base-url", "http://llm.example/v1", "--model", "m-1", "--api-key-env", "MY_KEY",
+                               "--concurrency", "3", "--max-retries", "2", "--timeout", "30", "--prompt-price", "0.5",
+                               "--completion-price", "1.5", "--no-progress", "--structured", "json_object")
+    assert config.llm == LLMConfig(base_url="http://llm.example/v1", model="m-1", api_key_env="MY_KEY", max_concurrency=3, max_retries=2,
+                                   timeout_s=30.0, cache_path=tmp_path / "out" / "cache" / "llm.sqlite", prompt_price_per_mtok=0.5,
+                                   completion_price_per_mtok=1.5, progress=False, structured="json_object")
+    # what the annotation cache keys hold of the LLM settings
+    build = Build(config)
+    build.client.close()
+    assert build.llm_fingerprint == {"model": "m-1", "temperature": 0.0, "max_tokens": None, "structured": "json_object"}
+    defaults = _cli_build_config(tmp_path, monkeypatch, "--llm-cache", str(tmp_path / "shared.sqlite")).llm
+    assert defaults == LLMConfig(timeout_s=120.0, cache_path=tmp_path / "shared.sqlite", progress=True)
+    assert _cli_build_config(tmp_path, monkeypatch, "--no-llm").llm is None
+
+
+def test_the_default_llm_cache_goes_to_a_copy_not_the_callers_config(tmp_path):
+    llm = LLMConfig(model="fake")
+    first = BuildConfig(raw_dir=RAW, out_dir=tmp_path / "a", llm=llm)
+    second = BuildConfig(raw_dir=RAW, out_dir=tmp_path / "b", llm=llm)
+    assert llm.cache_path is None
+    assert (first.llm.cache_path, second.llm.cache_path) == (tmp_path / "a" / "cache" / "llm.sqlite", tmp_path / "b" / "cache" / "llm.sqlite")

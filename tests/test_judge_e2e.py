@@ -18,6 +18,7 @@ from psyinsight.evaluate.judge import (
     JudgeConfig,
     JudgeItem,
     combine_orders,
+    judge_llm_config,
     judge_pairwise,
     judge_single,
     load_rubric,
@@ -56,7 +57,7 @@ def _items(n: int = 6) -> list[JudgeItem]:
 def _config(server: FakeOpenAI, tmp_path, **kw) -> JudgeConfig:
     base = dict(base_url=server.url, model="judge-fake", max_concurrency=4, max_retries=4, timeout_s=1.0, cache_path=tmp_path / "judge.sqlite", backoff_s=0.01)
     base.update(kw)
-    return JudgeConfig(**base)
+    return JudgeConfig(llm=judge_llm_config(**base))
 
 
 def test_single_mode_survives_faults_repairs_and_caches(tmp_path, monkeypatch):
@@ -181,3 +182,77 @@ def test_cli_judge_writes_rows_and_summary(tmp_path, monkeypatch):
     assert len(judged) == 3 and all(r["ok"] for r in judged)
     summary = json.loads((tmp_path / "judged.jsonl.summary.json").read_text(encoding="utf-8"))
     assert summary["groups"][0]["model"] == "tiny" and SECRET not in json.dumps(summary)
+
+
+# -- the judge's settings: one LLMConfig with the judge's defaults ------------------------------
+
+
+@pytest.fixture
+def judge_env(monkeypatch, tmp_path):
+    for name in ("PSYINSIGHT_JUDGE_BASE_URL", "OPENAI_BASE_URL", "PSYINSIGHT_JUDGE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PSYINSIGHT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _cli_config(tmp_path, monkeypatch, *options: str) -> JudgeConfig:
+    """The JudgeConfig that `psyinsight judge` builds from its options (stopped before any request)."""
+    from psyinsight.cli import main
+
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text(json.dumps({"id": "s-0", "text": "Therapist: Go on.", "meta": {"language": "en"}}) + "\n")
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(items, config, **kwargs):
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr("psyinsight.evaluate.judge.judge_single", capture)
+    with pytest.raises(Stop):
+        main(["judge", str(predictions), "-o", str(tmp_path / "j.jsonl"), *options])
+    return seen[0]
+
+
+def test_the_cli_options_fill_the_judges_llm_config_as_before(tmp_path, monkeypatch, judge_env):
+    from psyinsight.llm import LLMConfig
+
+    config = _cli_config(tmp_path, monkeypatch, "--base-url", "http://judge.example/v1", "--model", "m-1", "--api-key-env", "MY_KEY",
+                         "--concurrency", "3", "--retries", "2", "--timeout", "7.5", "--cache", str(tmp_path / "c.sqlite"))
+    assert config.llm == LLMConfig(base_url="http://judge.example/v1", model="m-1", api_key_env="MY_KEY", max_concurrency=3, max_retries=2,
+                                   timeout_s=7.5, cache_path=tmp_path / "c.sqlite", max_tokens=400, temperature=0.0)
+    assert (config.repair, config.max_context_chars) == (True, 4000)
+    # the summary's `judge` settings keep their flat keys
+    public = config.public_dict()
+    assert {k: public[k] for k in ("base_url", "model", "api_key_env", "max_concurrency", "max_retries", "timeout_s", "max_tokens", "backoff_s")} == {
+        "base_url": "http://judge.example/v1", "model": "m-1", "api_key_env": "MY_KEY", "max_concurrency": 3, "max_retries": 2,
+        "timeout_s": 7.5, "max_tokens": 400, "backoff_s": 0.5,
+    }
+    assert public["cache_path"] == str(tmp_path / "c.sqlite") and public["repair"] is True and public["max_context_chars"] == 4000
+
+
+def test_without_options_the_judge_takes_its_endpoint_and_model_from_the_environment(tmp_path, monkeypatch, judge_env):
+    config = _cli_config(tmp_path, monkeypatch)
+    assert (config.llm.base_url, config.llm.model, config.llm.api_key_env) == ("http://127.0.0.1:8000/v1", "gpt-4o-mini", "OPENAI_API_KEY")
+    assert config.llm.cache_path is None and config.llm_config().cache_path == tmp_path / "cache" / "judge" / "llm.sqlite"
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://openai.example/v1")
+    assert _cli_config(tmp_path, monkeypatch).llm.base_url == "http://openai.example/v1"
+    monkeypatch.setenv("PSYINSIGHT_JUDGE_BASE_URL", "http://judge.example/v1")
+    monkeypatch.setenv("PSYINSIGHT_JUDGE_MODEL", "judge-model")
+    config = _cli_config(tmp_path, monkeypatch, "--model", "m-2")
+    assert (config.llm.base_url, config.llm.model) == ("http://judge.example/v1", "m-2")
+    assert (JudgeConfig().llm.base_url, JudgeConfig().llm.model) == ("http://judge.example/v1", "judge-model")
+
+
+def test_a_judge_cache_written_before_keeps_hitting(judge_env):
+    """The key of a judge request is what it was when JudgeConfig declared its own fields (the
+    hash was computed with that version), so an existing cache answers a rerun for free."""
+    from psyinsight.llm import ChatRequest, LLMClient
+
+    client = LLMClient(JudgeConfig().llm_config())
+    try:
+        key = client.key_of(ChatRequest(messages=[{"role": "user", "content": "hi"}], json_mode=True, tag="judge"))
+    finally:
+        client.close()
+    assert key == "73b2fbefacc4b0565406d4239c89f0de99e36e19776efdfbf1613d8771e5b15c"

@@ -56,6 +56,70 @@ def test_bad_recipes_fail_with_one_clear_error(tmp_path, text, message):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        ("nme: x\n", "(nme)", "unknown setting 'nme'; did you mean 'name'?"),
+        ("tasks:\n  tsk: dialog\n", "(tasks.tsk)", "unknown setting 'tsk'; did you mean 'task'?"),
+        ("generation:\n  max_new_token: 9\n", "(generation.max_new_token)", "did you mean 'max_new_tokens'?"),
+        ("lora:\n  zzz: 1\n", "(lora.zzz)", "unknown setting 'zzz'; known keys: r, alpha, dropout, target_modules, lm_head"),
+        ("training:\n  batch_size: '2'\n", "(training.batch_size)", "expected int, got str '2'"),
+        ("training:\n  batch_size: 2.0\n", "(training.batch_size)", "expected int, got float 2.0"),
+        ("training:\n  eval_base: 1\n", "(training.eval_base)", "expected bool, got int 1"),
+        ("training:\n  learning_rate: 'fast'\n", "(training.learning_rate)", "expected float, got str 'fast'"),
+        ("training:\n  num_threads: 2.5\n", "(training.num_threads)", "expected int | None, got float 2.5"),
+        ("name: 3\n", "(name)", "expected str, got int 3"),
+        ("lora:\n  target_modules: [q_proj, 1]\n", "(lora.target_modules)", "expected list[str], got list ['q_proj', 1]"),
+        ("tasks:\n  mix_tasks: dialog\n", "(tasks.mix_tasks)", "expected tuple[str, ...], got str 'dialog'"),
+        ("data:\n  split_file: 2024-01-01\n", "(data.split_file)", "date datetime.date(2024, 1, 1) is not a setting value"),
+        ("generation: [1]\n", "(generation)", "expected a mapping of settings, got list"),
+        ("tasks:\n  task: dialogue\n", "(tasks.task)", "unknown task 'dialogue'"),
+        ("generation:\n  max_new_tokens: 0\n", "(generation.max_new_tokens)", "must be at least 1"),
+    ],
+)
+def test_a_wrong_key_or_type_is_one_line_naming_file_key_and_fix(tmp_path, text, where, message):
+    path = write(tmp_path, text)
+    with pytest.raises(PsyInsightError) as info:
+        load_recipe(path)
+    assert str(info.value).startswith(f"{path} {where}: ")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_strict_json_types_keep_what_yaml_means(tmp_path):
+    """YAML's own types pass unchanged: an int where a float is due, a list for a tuple, null for a section."""
+    path = write(tmp_path, "training:\n  epochs: 2\n  num_threads: null\ntasks:\n  task: mix\n  mix_tasks: [labels, dialog]\nlora:\n")
+    recipe = load_recipe(path)
+    assert recipe.training.epochs == 2.0 and isinstance(recipe.training.epochs, float)
+    assert recipe.tasks.mix_tasks == ("labels", "dialog")
+    assert recipe.lora == Recipe().lora and recipe.training.num_threads is None
+
+
+def test_a_recipe_saved_with_an_adapter_loads_back_the_same():
+    """Adapter metadata stores ``to_dict()`` as JSON (tuples become lists); ``generate`` rebuilds it."""
+    import json
+
+    from psyinsight.train.recipe import build_section
+
+    for name in shipped_recipes():
+        recipe = load_recipe(name, ["tasks.task=mix", "tasks.mix_tasks=[aux_reasoning, dialog]"])
+        saved = json.loads(json.dumps(recipe.to_dict()))
+        assert build_section(Recipe, saved, path="adapter", section="") == recipe
+    saved["training"]["learnig_rate"] = 0.1
+    with pytest.raises(PsyInsightError, match=r"^adapter \(training.learnig_rate\): unknown setting 'learnig_rate'; did you mean 'learning_rate'\?$"):
+        build_section(Recipe, saved, path="adapter", section="")
+
+
+def test_the_cli_prints_a_bad_recipe_as_one_line_and_exits_2(tmp_path, capsys):
+    from psyinsight.cli import main
+
+    path = write(tmp_path, "training:\n  max_stepz: 10\n")
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(path), "--show"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err == f"error: {path} (training.max_stepz): unknown setting 'max_stepz'; did you mean 'max_steps'?\n"
+
+
 def test_overrides_are_typed_and_checked():
     r = load_recipe("cpu-default", ["training.max_steps=7", "tasks.task=labels"])
     assert r.training.max_steps == 7 and r.tasks.task == "labels"
@@ -155,3 +219,18 @@ def test_adapter_is_saved_with_recipe_checksum_and_version(tiny_llama_dir, tmp_p
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
         assert not torch.allclose(base(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "strategy"),
+    [([], "group_by_length"), (["training.group_by_length=false"], "random"), (["tasks.task=mix", "tasks.mix_schedule=sequential"], "sequential")],
+)
+def test_training_arguments_read_the_recipe_as_transformers_5_does(tmp_path, overrides, strategy):
+    """warmup_ratio goes in as warmup_steps, which transformers 5 reads as a share of the steps
+    below 1 (4.x: 0.03 steps, no warmup at all); the sampler is named by train_sampling_strategy."""
+    from psyinsight.train.runner import LoRARecipeRunner
+
+    recipe = load_recipe("cpu-default", [f"training.output_dir={tmp_path}", "training.warmup_ratio=0.05", *overrides])
+    args = LoRARecipeRunner(recipe).training_arguments()
+    assert args.get_warmup_steps(200) == 10 and args.get_warmup_steps(10) == 1
+    assert args.train_sampling_strategy == strategy

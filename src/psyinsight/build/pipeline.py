@@ -20,7 +20,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,8 @@ class BuildConfig:
         if self.batch_size < 1:
             raise PsyInsightError(f"must be at least 1, got {self.batch_size}", where="BuildConfig.batch_size")
         if self.llm is not None and self.llm.cache_path is None:
-            self.llm.cache_path = self.out_dir / "cache" / "llm.sqlite"
+            # A copy: the caller's LLMConfig may serve another build with another OUT.
+            self.llm = replace(self.llm, cache_path=self.out_dir / "cache" / "llm.sqlite")
 
 
 def _hash(*parts: Any) -> str:

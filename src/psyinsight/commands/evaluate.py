@@ -23,8 +23,14 @@ def _help(cls_path: str, name: str) -> str:
     return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
 
 
+def _judge_help(name: str) -> str:
+    """The judge's wording of one of its LLM settings."""
+    from psyinsight.evaluate.judge import OPTION_HELP
+
+    return OPTION_HELP[name]
+
+
 M = "psyinsight.evaluate.metrics.suite.MetricConfig"
-J = "psyinsight.evaluate.judge.JudgeConfig"
 KEY_ENV_NAME = "PSYINSIGHT_JUDGE_API_KEY"
 
 MetricsOpt = typer.Option(None, "--metrics", help=_help(M, "metrics") + " (comma-separated; default: all)")
@@ -166,14 +172,14 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Ratings JSONL to write; a summary goes to <out>.summary.json."),
         pairwise: Path = typer.Option(None, "--pairwise", help="A second predictions file (system B): compare A and B in both orders instead of rating."),
         examples: Path = typer.Option(None, "--examples", help="Examples JSONL giving each prediction's dialogue context (joined by id)."),
-        base_url: str = typer.Option(None, "--base-url", help=_help(J, "base_url") + "; default http://127.0.0.1:8000/v1 (`psyinsight serve`)"),
-        model: str = typer.Option(None, "--model", help=_help(J, "model") + "; default gpt-4o-mini"),
-        api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=_help(J, "api_key_env")),
+        base_url: str = typer.Option(None, "--base-url", help=_judge_help("base_url") + "; default http://127.0.0.1:8000/v1 (`psyinsight serve`)"),
+        model: str = typer.Option(None, "--model", help=_judge_help("model") + "; default gpt-4o-mini"),
+        api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=_judge_help("api_key_env")),
         api_key: str = typer.Option(None, "--api-key", envvar=KEY_ENV_NAME, show_envvar=False, help="The API key itself (prefer an environment variable; never logged or written)."),
-        concurrency: int = typer.Option(8, "--concurrency", help=_help(J, "max_concurrency")),
-        retries: int = typer.Option(4, "--retries", help=_help(J, "max_retries")),
-        timeout: float = typer.Option(60.0, "--timeout", help=_help(J, "timeout_s")),
-        cache: Path = typer.Option(None, "--cache", help=_help(J, "cache_path")),
+        concurrency: int = typer.Option(8, "--concurrency", help=_judge_help("max_concurrency")),
+        retries: int = typer.Option(4, "--retries", help=_judge_help("max_retries")),
+        timeout: float = typer.Option(60.0, "--timeout", help=_judge_help("timeout_s")),
+        cache: Path = typer.Option(None, "--cache", help=_judge_help("cache_path")),
         rubric: Path = typer.Option(None, "--rubric", help="A rubric YAML replacing the packaged one (same keys as prompts/judge_en.yaml)."),
         limit: int = typer.Option(None, "--limit", help="Judge only the first N predictions."),
     ) -> None:
@@ -182,7 +188,7 @@ def register(app: typer.Typer) -> None:
 
         from psyinsight.evaluate.scoring import load_predictions, model_name_for
         from psyinsight.fileio import write_json, write_jsonl
-        from psyinsight.evaluate.judge import KEY_ENV, JudgeConfig, items_from_predictions, judge_pairwise, judge_single
+        from psyinsight.evaluate.judge import KEY_ENV, JudgeConfig, items_from_predictions, judge_llm_config, judge_pairwise, judge_single
         from psyinsight.records import load_examples
 
         from psyinsight.commands import checks
@@ -197,12 +203,12 @@ def register(app: typer.Typer) -> None:
         if api_key:
             os.environ[KEY_ENV] = api_key  # in this process only, so the key is never a config value
             api_key_env = KEY_ENV
-        config = JudgeConfig(api_key_env=api_key_env, max_concurrency=concurrency, max_retries=retries, timeout_s=timeout, cache_path=cache)
-        if base_url:
-            config.base_url = base_url
-        if model:
-            config.model = model
-        typer.echo(f"judge: {config.model} at {config.base_url} (key from ${config.api_key_env})", err=True)
+        endpoint = {"base_url": base_url} if base_url else {}
+        endpoint |= {"model": model} if model else {}
+        config = JudgeConfig(
+            llm=judge_llm_config(api_key_env=api_key_env, max_concurrency=concurrency, max_retries=retries, timeout_s=timeout, cache_path=cache, **endpoint)
+        )
+        typer.echo(f"judge: {config.llm.model} at {config.llm.base_url} (key from ${config.llm.api_key_env})", err=True)
         context = load_examples(examples) if examples else None
         preds = load_predictions(predictions)[:limit] if limit else load_predictions(predictions)
         items = items_from_predictions(preds, context, default_model=model_name_for(predictions), max_context_chars=config.max_context_chars)
@@ -218,7 +224,7 @@ def register(app: typer.Typer) -> None:
         if rows and not usable:
             reasons = sorted({str(r.get("error") or "no parsable rating")[:160] for r in rows})[:3]
             raise PsyInsightError(
-                f"no usable answer from {config.model} at {config.base_url} ({'; '.join(reasons)}); "
+                f"no usable answer from {config.llm.model} at {config.llm.base_url} ({'; '.join(reasons)}); "
                 "check --base-url, --model and the API key; nothing was written",
                 where="judge",
             )

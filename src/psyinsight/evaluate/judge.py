@@ -20,7 +20,7 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +29,7 @@ import yaml
 
 from psyinsight.errors import PsyInsightError
 from psyinsight.evaluate.metrics.base import language_code, strip_speaker
+from psyinsight.llm import ChatRequest, LLMClient, LLMConfig, parse_json_object
 from psyinsight.records import Example, Prediction
 
 CRITERIA: tuple[str, ...] = ("interactivity", "helpfulness", "comfort", "explainability")
@@ -192,36 +193,55 @@ def pairwise_messages(rubric: Rubric, first: JudgeItem, second: JudgeItem) -> li
 # -- running -----------------------------------------------------------------------------
 
 
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_MAX_TOKENS = 400
+"""Enough for four scores and a short rationale; part of every cached answer's key."""
+
+OPTION_HELP = {
+    "base_url": "OpenAI-compatible base URL (env PSYINSIGHT_JUDGE_BASE_URL or OPENAI_BASE_URL)",
+    "model": "judge model name (env PSYINSIGHT_JUDGE_MODEL)",
+    "api_key_env": "name of the environment variable holding the API key (never logged or written)",
+    "max_concurrency": "requests in flight at once",
+    "max_retries": "retries on 429, 5xx, timeouts and unreadable bodies",
+    "timeout_s": "seconds per attempt",
+    "cache_path": "SQLite cache of answers (default: <cache>/judge/llm.sqlite); reruns are free",
+}
+"""What the judge's LLM settings mean for the judge (the CLI's help), beside the defaults they name."""
+
+
+def judge_llm_config(**settings: Any) -> LLMConfig:
+    """An ``LLMConfig`` with the judge's defaults, ``settings`` overriding them.
+
+    The endpoint and model come from the environment (``PSYINSIGHT_JUDGE_BASE_URL`` or
+    ``OPENAI_BASE_URL``; ``PSYINSIGHT_JUDGE_MODEL``) when not given; answers are capped at
+    ``DEFAULT_MAX_TOKENS`` and sampled at temperature 0 so a rerun reproduces (and hits the cache).
+    """
+    defaults: dict[str, Any] = {
+        "base_url": os.environ.get("PSYINSIGHT_JUDGE_BASE_URL") or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1",
+        "model": os.environ.get("PSYINSIGHT_JUDGE_MODEL", DEFAULT_MODEL),
+        "max_tokens": DEFAULT_MAX_TOKENS,
+        "temperature": 0.0,
+    }
+    return LLMConfig(**(defaults | settings))
+
+
 @dataclass
 class JudgeConfig:
-    """Where the judge runs and how hard it tries; the key is read from the environment only."""
+    """The judge's LLM (endpoint, model, retries, cache: one ``LLMConfig``) and what it does with replies."""
 
-    base_url: str = field(default_factory=lambda: os.environ.get("PSYINSIGHT_JUDGE_BASE_URL") or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1", metadata={"help": "OpenAI-compatible base URL (env PSYINSIGHT_JUDGE_BASE_URL or OPENAI_BASE_URL)"})
-    model: str = field(default_factory=lambda: os.environ.get("PSYINSIGHT_JUDGE_MODEL", "gpt-4o-mini"), metadata={"help": "judge model name (env PSYINSIGHT_JUDGE_MODEL)"})
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "name of the environment variable holding the API key (never logged or written)"})
-    max_concurrency: int = field(default=8, metadata={"help": "requests in flight at once"})
-    max_retries: int = field(default=4, metadata={"help": "retries on 429, 5xx, timeouts and unreadable bodies"})
-    timeout_s: float = field(default=60.0, metadata={"help": "seconds per attempt"})
-    cache_path: Path | None = field(default=None, metadata={"help": "SQLite cache of answers (default: <cache>/judge/llm.sqlite); reruns are free"})
-    max_tokens: int | None = field(default=400, metadata={"help": "completion token limit per request"})
+    llm: LLMConfig = field(default_factory=judge_llm_config, metadata={"help": "endpoint, model, retries and cache (defaults: judge_llm_config)"})
     repair: bool = field(default=True, metadata={"help": "ask once more when a reply is not valid JSON in the schema"})
     max_context_chars: int = field(default=4000, metadata={"help": "dialogue context kept before the response (most recent characters)"})
-    backoff_s: float = field(default=0.5, metadata={"help": "first retry delay in seconds (doubles each retry)"})
 
-    def llm_config(self):
-        from psyinsight.llm import LLMConfig
+    def llm_config(self) -> LLMConfig:
+        """The client's settings: ``llm``, caching under ``<cache>/judge/llm.sqlite`` unless it names a file."""
         from psyinsight.paths import cache_dir
 
-        return LLMConfig(
-            base_url=self.base_url, model=self.model, api_key_env=self.api_key_env, max_concurrency=self.max_concurrency,
-            max_retries=self.max_retries, timeout_s=self.timeout_s, cache_path=self.cache_path or cache_dir() / "judge" / "llm.sqlite",
-            temperature=0.0, max_tokens=self.max_tokens, backoff_s=self.backoff_s,
-        )
+        return self.llm if self.llm.cache_path else replace(self.llm, cache_path=cache_dir() / "judge" / "llm.sqlite")
 
     def public_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["cache_path"] = str(self.cache_path) if self.cache_path else None
-        return data
+        """The settings for the summary, flat as before the LLM settings became one ``LLMConfig`` (no key)."""
+        return self.llm.public_dict() | {"repair": self.repair, "max_context_chars": self.max_context_chars}
 
 
 @dataclass
@@ -238,8 +258,6 @@ class Verdict:
 
 def _ask(client: Any, conversations: list[list[dict[str, str]]], validate: Any, rubric_for: list[Rubric], repair: bool) -> list[Verdict]:
     """Send the prompts; repair once the replies that fail validation; keep raw text on failure."""
-    from psyinsight.llm import ChatRequest, parse_json_object
-
     def requests(convs: list[list[dict[str, str]]]) -> list[Any]:
         return [ChatRequest(messages=c, json_mode=True, tag="judge") for c in convs]
 
@@ -281,8 +299,6 @@ def _ask(client: Any, conversations: list[list[dict[str, str]]], validate: Any, 
 
 def judge_single(items: Sequence[JudgeItem], config: JudgeConfig, *, client: Any = None, rubric_path: str | Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rate every item 1-5 per criterion; returns (one row per item, summary)."""
-    from psyinsight.llm import LLMClient
-
     own = client is None
     client = client or LLMClient(config.llm_config())
     try:
@@ -340,8 +356,6 @@ def judge_pairwise(
     items_a: Sequence[JudgeItem], items_b: Sequence[JudgeItem], config: JudgeConfig, *, client: Any = None, rubric_path: str | Path | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Compare two systems on the ids they share, asking each pair in both orders."""
-    from psyinsight.llm import LLMClient
-
     by_id_b = {i.id: i for i in items_b}
     pairs = [(a, by_id_b[a.id]) for a in items_a if a.id in by_id_b]
     if not pairs:

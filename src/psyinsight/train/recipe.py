@@ -1,9 +1,10 @@
 """Training recipes: config dataclasses with help text, loaded strictly from YAML.
 
 A recipe has sections ``model``, ``lora``, ``data``, ``tasks`` (tasks.TaskConfig),
-``training`` and ``generation`` (generate.GenerationConfig). Loading is strict: an
-unknown key (a typo) or a value of the wrong type is an error naming the file, the key
-and the fix, never silently ignored. Shipped recipes live in ``psyinsight/recipes/``
+``training`` and ``generation`` (generate.GenerationConfig). The dataclasses carry the
+help text; pydantic checks a file against them strictly (``extra="forbid"``, strict JSON
+types): an unknown key (a typo) or a value of the wrong type is an error naming the file,
+the key and the fix, never silently ignored. Shipped recipes live in ``psyinsight/recipes/``
 and are found by name (``psyinsight train cpu-default``).
 """
 
@@ -11,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
+import functools
+import json
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError, create_model
 
 from psyinsight.errors import PsyInsightError
 from psyinsight.generate.generation import GenerationConfig
@@ -154,39 +158,65 @@ class Recipe:
 
 # ---------------------------------------------------------------- strict loading
 
+_STRICT = ConfigDict(extra="forbid", strict=True)
+"""No unknown key, and no coercion: ``"2"`` is not an int, ``2.0`` is not an int, ``1`` is not a bool."""
 
-def _type_ok(value: Any, annotation: Any) -> tuple[bool, Any]:
-    """Does ``value`` fit ``annotation``? Returns (ok, value converted: int -> float, list -> tuple)."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(annotation):
-            ok, converted = _type_ok(value, option)
-            if ok:
-                return True, converted
-        return False, value
-    if annotation is type(None):
-        return value is None, value
-    if annotation is bool:
-        return isinstance(value, bool), value
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if annotation is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return ok, float(value) if ok else value
-    if annotation is str:
-        return isinstance(value, str), value
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return False, value
-        (item,) = typing.get_args(annotation)[:1] or (Any,)
-        converted = []
-        for x in value:
-            ok, c = _type_ok(x, item) if item is not Any and item is not Ellipsis else (True, x)
-            if not ok:
-                return False, value
-            converted.append(c)
-        return True, tuple(converted) if origin is tuple else converted
-    return True, value
+
+def _join(outer: str | None, inner: str | None) -> str | None:
+    """``outer.inner``, unless ``inner`` already starts with ``outer`` (a section naming itself)."""
+    if not outer or not inner:
+        return outer or inner
+    return inner if inner == outer or inner.startswith(outer + ".") else f"{outer}.{inner}"
+
+
+def _relocated(exc: PsyInsightError, *, path: str | Path | None, where: str | None) -> PsyInsightError:
+    """``exc`` (raised by a section's own checks, where= relative to it) placed in the file and the section."""
+    message = str(exc)
+    if exc.path is None and exc.where:
+        message = message.removeprefix(f"{exc.where}: ")
+    return PsyInsightError(message, path=exc.path or path, where=_join(where, exc.where))
+
+
+@functools.cache
+def _validator(cls: type) -> TypeAdapter[Any]:
+    """A strict pydantic model with the fields of dataclass ``cls``. A nested section is taken here
+    as a mapping (or null: its defaults) and validated on its own, so its errors carry its name."""
+    hints = typing.get_type_hints(cls)
+    fields: dict[str, Any] = {
+        f.name: (dict[str, Any] | None if dataclasses.is_dataclass(hints[f.name]) else hints[f.name], None) for f in dataclasses.fields(cls)
+    }
+    return TypeAdapter(create_model(f"{cls.__name__}Settings", __config__=_STRICT, **fields))
+
+
+def _json_text(data: Any, *, path: str | Path | None, where: str) -> str:
+    """The settings as JSON text, which pydantic validates in its strict JSON mode: YAML gives
+    JSON types (a list is fine for a tuple field), anything else (a date, a set) is refused here."""
+
+    def plain(value: Any, at: str) -> Any:
+        if isinstance(value, dict):
+            return {str(k): plain(v, _join(at, str(k)) or "") for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v, at) for v in value]
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        raise PsyInsightError(f"{type(value).__name__} {value!r} is not a setting value; quote it to make it text", path=path, where=at or None)
+
+    return json.dumps(plain(data, where))
+
+
+def _one_line(error: ValidationError, cls: type, data: dict[str, Any], *, path: str | Path | None, section: str) -> PsyInsightError:
+    """The first problem pydantic found, as one line naming the key (and the closest known key for a typo)."""
+    name = str(error.errors()[0]["loc"][0])
+    where = _join(section, name)
+    known = [f.name for f in dataclasses.fields(cls)]
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+        return PsyInsightError(f"unknown setting {name!r}{hint}", path=path, where=where)
+    annotation, value = typing.get_type_hints(cls)[name], data[name]
+    if dataclasses.is_dataclass(annotation):
+        return PsyInsightError(f"expected a mapping of settings, got {type(value).__name__}", path=path, where=where)
+    return PsyInsightError(f"expected {_type_name(annotation)}, got {type(value).__name__} {value!r}", path=path, where=where)
 
 
 def _type_name(annotation: Any) -> str:
@@ -194,34 +224,32 @@ def _type_name(annotation: Any) -> str:
 
 
 def build_section(cls: type, data: Any, *, path: str | Path | None, section: str) -> Any:
-    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    """Instantiate dataclass ``cls`` (a recipe, or one of its sections) from a mapping.
+
+    pydantic checks it (``extra="forbid"``, strict JSON types; nested sections in turn); the first
+    problem becomes one ``PsyInsightError`` naming the file and the key, with "did you mean"
+    for an unknown key. ``cls``'s own checks (``__post_init__``) run as usual.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise PsyInsightError(f"expected a mapping of settings, got {type(data).__name__}", path=path, where=section or "top level")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        where = f"{section}.{key}" if section else str(key)
-        if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
-            raise PsyInsightError(f"unknown setting {key!r}{hint}", path=path, where=where)
-        annotation = hints[key]
-        if dataclasses.is_dataclass(annotation):
-            kwargs[key] = build_section(annotation, value, path=path, section=where)
-            continue
-        ok, converted = _type_ok(value, annotation)
-        if not ok:
-            raise PsyInsightError(
-                f"expected {_type_name(annotation)}, got {type(value).__name__} {value!r}", path=path, where=where
-            )
-        kwargs[key] = converted
+    text = _json_text(data, path=path, where=section)
     try:
-        return cls(**kwargs)
+        checked = _validator(cls).validate_json(text)
+    except ValidationError as exc:
+        raise _one_line(exc, cls, data, path=path, section=section) from None
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name in checked.model_fields_set:
+        value = getattr(checked, name)
+        if dataclasses.is_dataclass(hints[name]):
+            value = build_section(hints[name], value, path=path, section=_join(section, name) or name)
+        values[name] = value
+    try:
+        return cls(**values)
     except PsyInsightError as exc:
-        raise PsyInsightError(f"{exc}", path=path, where=section or None) from None
+        raise _relocated(exc, path=path, where=section or None) from None
 
 
 def shipped_recipes() -> dict[str, Path]:

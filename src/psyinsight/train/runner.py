@@ -314,7 +314,7 @@ class LoRARecipeRunner:
             gradient_accumulation_steps=t.grad_accum,
             learning_rate=t.learning_rate,
             lr_scheduler_type=t.lr_scheduler,
-            warmup_steps=t.warmup_ratio,
+            warmup_steps=t.warmup_ratio,  # transformers>=5: a float below 1 is a share of the steps (4.x: a step count)
             weight_decay=t.weight_decay,
             num_train_epochs=t.epochs,
             max_steps=t.max_steps,
@@ -329,7 +329,7 @@ class LoRARecipeRunner:
             use_cpu=not cuda,
             remove_unused_columns=False,
             report_to="none",
-            train_sampling_strategy=strategy,
+            train_sampling_strategy=strategy,  # transformers>=5.2 (before: group_by_length=, no sequential choice)
             eval_strategy="no",
             dataloader_num_workers=0,
             disable_tqdm=True,
