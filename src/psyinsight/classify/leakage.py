@@ -17,6 +17,7 @@ from functools import cache
 
 from psyinsight.data import taxonomy
 from psyinsight.errors import PsyInsightError
+from psyinsight.language import has_cjk
 
 MASK = "[LABEL]"
 GUARDED_TASKS: tuple[str, ...] = ("psychotherapy", "topic")
@@ -57,7 +58,7 @@ def label_names(task: str) -> tuple[str, ...]:
 
 
 def _piece(name: str) -> str:
-    if re.search(r"[\u4e00-\u9fff]", name):
+    if has_cjk(name):
         return re.escape(name)
     if name.isupper():  # an abbreviation: whole word, as written (CBT, not "act")
         return rf"(?-i:\b{re.escape(name)}\b)"

@@ -31,7 +31,7 @@ from typing import Any
 
 from psyinsight.errors import PsyInsightError
 from psyinsight.counsel.safety import SafetyGuard, SafetyResult
-from psyinsight.counsel.safety.text import has_cjk
+from psyinsight.language import detect_language
 from psyinsight.data.schema import Language, parse_language
 
 COUNSELOR_TASKS = ("dialog", "reasoning", "observation_reasoning")
@@ -265,11 +265,6 @@ def prompt_templates(language: Language) -> dict[str, Any]:
     return data
 
 
-def detect_language(text: str, default: Language = "en") -> Language:
-    """cn when the text has Chinese characters, else ``default``."""
-    return "cn" if has_cjk(text or "") else default
-
-
 def build_counselor_prompt(
     history: Sequence[dict[str, str]],
     language: Language,
@@ -387,7 +382,7 @@ class Counselor:
             except ValueError as exc:
                 raise PsyInsightError(str(exc), where="language") from None
         latest = next((m.get("content") for m in reversed(history) if isinstance(m, dict) and m.get("role") == "user"), "")
-        return detect_language(latest if isinstance(latest, str) else "", self.language)
+        return detect_language(latest if isinstance(latest, str) else "", self.language, cjk_share=0)  # type: ignore[return-value]
 
     def crisis_language(self, history: Sequence[dict[str, Any]], language: str | None) -> Language:
         """The crisis message's language; never fails (an unknown code reads the message's script)."""
