@@ -53,7 +53,7 @@ def label_names(task: str) -> tuple[str, ...]:
     if task not in GUARDED_TASKS:
         return ()
     labels = [lab for lab in taxonomy.LABELS[task] if lab not in (taxonomy.UNKNOWN, taxonomy.OTHERS)]  # type: ignore[index]
-    aliases = [a for a, c in taxonomy._ALIASES[task].items() if c in labels and (task != "topic" or " " in a)]  # type: ignore[index]
+    aliases = [a for a, c in taxonomy.ALIASES[task].items() if c in labels and (task != "topic" or " " in a)]  # type: ignore[index]
     return tuple(dict.fromkeys([*labels, *aliases, *EXTRA_NAMES.get(task, ())]))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from psyinsight import __version__
-from psyinsight.classify.estimators import Classifier
+from psyinsight.classify.base import Classifier
 from psyinsight.classify.tasks import ExtractConfig, get_task
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import read_json, sha256_file, write_json
