@@ -64,17 +64,6 @@ def _show(value: float | None) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
-def _no_nan(obj):
-    """JSON has no NaN: undefined statistics are written as null."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _no_nan(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_no_nan(v) for v in obj]
-    return obj
-
-
 def _check_encoders(config, languages: set[str]) -> None:
     """Each BERTScore encoder the predictions need is loadable (offline: the fix names ``minilm``)."""
     from psyinsight.evaluate.metrics.base import language_code
@@ -224,7 +213,7 @@ def register(app: typer.Typer) -> None:
             )
         write_jsonl(out, rows)
         summary_path = out.with_name(out.name + ".summary.json")
-        write_json(summary_path, _no_nan(summary))
+        write_json(summary_path, summary)
         if summary["mode"] == "single":
             for group in summary["groups"]:
                 means = ", ".join(f"{k} {_show(v)}" for k, v in group["means"].items())
@@ -250,6 +239,6 @@ def register(app: typer.Typer) -> None:
         for key, stats in result["criteria"].items():
             typer.echo(f"{key:<15} " + "  ".join(f"{name} {_show(value)}" for name, value in stats.items()))
         if out:
-            write_json(out, _no_nan(result))
+            write_json(out, result)
             typer.echo(f"wrote {out}")
 
