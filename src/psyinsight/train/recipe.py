@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from psyinsight.data.splits import check_split
 from psyinsight.errors import PsyInsightError
 from psyinsight.generate.generation import GenerationConfig
 from psyinsight.train.loss import DEFAULT_W_PROMPT, check_prompt_sample, check_w_prompt
@@ -84,8 +85,8 @@ class DataSection:
     def __post_init__(self) -> None:
         for name in ("train_split", "eval_split"):
             value = getattr(self, name)
-            if value is not None and value not in ("train", "validation", "test"):
-                raise PsyInsightError(f"unknown split {value!r}; choose train, validation or test", where=f"data.{name}")
+            if value is not None:
+                check_split(value, f"data.{name}")
 
 
 @dataclass
