@@ -225,19 +225,24 @@ def register(app: typer.Typer) -> None:
 
     @app.command("agreement")
     def agreement(
-        first: Path = typer.Argument(..., help="Ratings: a judge output JSONL, or a CSV/JSONL with id (or item), criteria columns, and optionally model/system and rater."),
-        second: Path = typer.Argument(None, help="Ratings to compare with (same units). Without it: agreement between the raters inside FIRST."),
+        first: Path = typer.Argument(..., help="Ratings: a judge output JSONL, the rating app's database (ui rate --db) or its CSV export, or a CSV/JSONL with id (or item), criteria columns, and optionally model/system and rater."),
+        second: Path = typer.Argument(None, help="Ratings to compare with (same units). Without it: agreement between the raters inside FIRST, with mean scores per system and A/B preferences."),
+        study: str | None = typer.Option(None, "--study", help="Only this study's ratings."),
         out: Path = typer.Option(None, "--out", "-o", help="Write the statistics to this JSON file."),
     ) -> None:
-        """Spearman and Krippendorff's alpha between two raters (judge vs judge, or judge vs humans)."""
+        """Agreement between raters: Spearman, Krippendorff's and Cronbach's alpha (judge vs judge, judge vs humans, humans among themselves)."""
         from psyinsight.fileio import write_json
         from psyinsight.evaluate.agreement import agreement_between, agreement_within
         from psyinsight.commands import checks
 
         checks.output_file(out, "--out")
-        result = agreement_between(first, second) if second else agreement_within(first)
+        result = agreement_between(first, second, study=study) if second else agreement_within(first, study=study)
         for key, stats in result["criteria"].items():
             typer.echo(f"{key:<15} " + "  ".join(f"{name} {_show(value)}" for name, value in stats.items()))
+        for system, means in result.get("means", {}).items():
+            typer.echo(f"mean {system}: " + ", ".join(f"{name} {_show(value)}" for name, value in means.items()))
+        for name, counts in result.get("preferences", {}).items():
+            typer.echo(f"preferences in {name!r}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if out:
             write_json(out, result)
             typer.echo(f"wrote {out}")
