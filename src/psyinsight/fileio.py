@@ -127,8 +127,15 @@ def finite_or_null(obj: Any) -> Any:
 
 
 def dumps(obj: Any, *, indent: int | None = None) -> str:
-    """JSON text as the project writes it: UTF-8 characters kept, NaN and infinity as null."""
-    return json.dumps(finite_or_null(obj), ensure_ascii=False, indent=indent, allow_nan=False)
+    """JSON text as the project writes it: UTF-8 characters kept, NaN and infinity as null.
+
+    Most documents hold no such number, so they are dumped as they are; only one that does is
+    walked and rewritten.
+    """
+    try:
+        return json.dumps(obj, ensure_ascii=False, indent=indent, allow_nan=False)
+    except ValueError:  # "Out of range float values are not JSON compliant"
+        return json.dumps(finite_or_null(obj), ensure_ascii=False, indent=indent, allow_nan=False)
 
 
 def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
