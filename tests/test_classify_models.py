@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from psyinsight.classify.features import FeatureConfig, cjk_ratio, detect_language
+from psyinsight.classify.features import FeatureConfig
 from psyinsight.classify.metrics import confusion_figure, results_markdown, score, score_sets
 from psyinsight.classify.estimators import LinearConfig, MajorityClassifier, TfidfLinearClassifier
 from psyinsight.classify.persistence import LanguageMismatchWarning, load_classifier, save_classifier
@@ -116,12 +116,6 @@ def test_figure_and_table(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     table = results_markdown([{"task": "emotion", "f1": 0.41234}], [("task", "task"), ("f1", "macro-F1")])
     assert table.splitlines() == ["| task | macro-F1 |", "|---|---|", "| emotion | 0.412 |"]
-
-
-def test_language_detection():
-    assert cjk_ratio("我很难过 ok") == pytest.approx(4 / 6)
-    assert detect_language(["I am sad"]) == "en" and detect_language(["我很难过"]) == "cn"
-    assert detect_language(["123 !!"]) is None
 
 
 @pytest.fixture()

@@ -42,7 +42,6 @@ UNWRITABLE: dict[str, list[str]] = {
     "safety train": ["safety", "train", "--out", "BLOCK/risk_model.npz"],
     "ui rate": ["ui", "rate", "{pred}", "--db", "BLOCK/ratings.sqlite"],
     "ui export-ratings": ["ui", "export-ratings", "{tmp}/ratings.sqlite", "-o", "BLOCK/ratings.csv"],
-    "ui agreement": ["ui", "agreement", "{ratings}", "--json", "BLOCK/agreement.json"],
     "build": ["build", "--no-llm", "--out", "BLOCK/build"],
 }
 

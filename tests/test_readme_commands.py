@@ -135,7 +135,7 @@ def adapt(argv: list[str], s: Session) -> tuple[list[str], str | None, str | Non
     if first == "judge":
         preds = _predictions(s)
         return psy(_replace(argv, {"P.jsonl": preds, "A.jsonl": preds, "B.jsonl": preds, "URL": s.judge_url, "NAME": "fake"})), None, None
-    if first == "agreement":
+    if first == "agreement" and any(a.endswith("judged.jsonl") for a in argv):
         judged = [json.loads(line) for line in (s.work / "judged.jsonl").read_text(encoding="utf-8").splitlines()]
         lines = ["id,model,rater,interactivity,helpfulness,comfort,explainability"]
         lines += [f"{row['id']},{row['model']},human,{3 + i % 2},4,3,{2 + i % 3}" for i, row in enumerate(judged)]
@@ -165,8 +165,6 @@ def adapt(argv: list[str], s: Session) -> tuple[list[str], str | None, str | Non
         return psy(argv) + ["--port", str(s.port(name))], None, None
     if name == "ui export-ratings":
         _seed_ratings(s)
-        return psy(argv), None, None
-    if name == "ui agreement":
         return psy(argv), None, None
     if first == "classify":
         extra = {"train": ["--sample"], "eval": ["--sample"], "benchmark": ["--sample", "--n-splits", "2", "--tasks", "emotion"]}
@@ -288,7 +286,7 @@ def test_every_readme_command_runs(tmp_path, tiny_chat_model_dir, monkeypatch):
             s.stop_background()
     # The commands the README promises, all of them run.
     for expected in ("psyinsight data validate", "psyinsight evaluate", "psyinsight report", "psyinsight safety eval --set xstest_safe",
-                     "psyinsight ui agreement ratings.csv", "psyinsight classify benchmark"):  # fmt: skip
+                     "psyinsight agreement ratings.csv", "psyinsight classify benchmark"):  # fmt: skip
         assert any(label.startswith(expected) for label in s.ran), expected
     assert (work / "runs" / "report" / "report.md").is_file() and (work / "runs" / "merged").is_dir()
 

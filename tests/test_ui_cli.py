@@ -1,4 +1,4 @@
-"""``psyinsight ui`` commands: export-ratings, agreement, and their errors."""
+"""``psyinsight ui`` commands: export-ratings and its errors; ``psyinsight agreement`` on the app's ratings."""
 
 from __future__ import annotations
 
@@ -15,16 +15,17 @@ from psyinsight.ui.ratings import CRITERIA, Rating, RatingStore
 
 
 def cli_app() -> typer.Typer:
-    """A Typer app with just the ``ui`` commands, as ``psyinsight`` registers them."""
-    from psyinsight.commands import ui
+    """A Typer app with the ``ui`` commands and ``agreement``, as ``psyinsight`` registers them."""
+    from psyinsight.commands import evaluate, ui
 
     app = typer.Typer()
 
     @app.callback()
     def _root() -> None:
-        """psyinsight (ui commands only)."""
+        """psyinsight (ui and evaluate commands only)."""
 
     ui.register(app)
+    evaluate.register(app)
     return app
 
 
@@ -43,11 +44,12 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "ratings.sqlite"
 
 
-def test_help_lists_the_four_commands() -> None:
+def test_help_lists_the_three_commands() -> None:
     result = run("ui", "--help")
     assert result.exit_code == 0
-    for name in ("chat", "rate", "export-ratings", "agreement"):
+    for name in ("chat", "rate", "export-ratings"):
         assert name in result.output
+    assert "│ agreement" not in result.output  # one agreement command: psyinsight agreement
 
 
 def test_export_and_agreement(tmp_path: Path, db: Path) -> None:
@@ -60,23 +62,25 @@ def test_export_and_agreement(tmp_path: Path, db: Path) -> None:
 
     report_path = tmp_path / "agreement.json"
     for source in (db, out):
-        result = run("ui", "agreement", str(source), "--json", str(report_path))
+        result = run("agreement", str(source), "--out", str(report_path))
         assert result.exit_code == 0, result.output
-        assert "Krippendorff" in result.output or "Kripp" in result.output
+        assert "alpha_interval" in result.output and "preferences in 'm vs g'" in result.output
         report = json.loads(report_path.read_text(encoding="utf-8"))
-        crit = {c["criterion"]: c for c in report["criteria"]}
+        crit = report["criteria"]
         assert set(crit) == set(CRITERIA)
-        assert crit["comfort"]["n_raters"] == 3 and crit["comfort"]["n_units"] == 8 and crit["comfort"]["cronbach_units"] == 8
-        assert 0.5 < crit["comfort"]["krippendorff_interval"] <= 1.0
+        assert report["raters"] == ["r1", "r2", "r3"] and report["units"] == 8 and crit["comfort"]["complete_units"] == 8
+        assert 0.5 < crit["comfort"]["alpha_interval"] <= 1.0 and crit["comfort"]["cronbach"] > 0.5
         assert report["preferences"] == {"m vs g": {"m": 6, "tie": 6}}
         assert set(report["means"]) == {"m", "g"}
+    result = run("agreement", str(db), "--study", "other", "--out", str(report_path))
+    assert isinstance(result.exception, PsyInsightError) and "no ratings for study 'other'" in str(result.exception)
 
 
 def test_errors_name_the_file(tmp_path: Path) -> None:
     result = run("ui", "export-ratings", str(tmp_path / "missing.sqlite"))
     assert isinstance(result.exception, PsyInsightError) and "missing.sqlite: no such ratings database" in str(result.exception)
     empty = RatingStore(tmp_path / "empty.sqlite").path
-    result = run("ui", "agreement", str(empty))
+    result = run("agreement", str(empty))
     assert isinstance(result.exception, PsyInsightError) and "no ratings" in str(result.exception)
     result = run("ui", "rate", str(tmp_path / "nope.jsonl"), "--db", str(tmp_path / "r.sqlite"))
     assert isinstance(result.exception, PsyInsightError) and "nope.jsonl: no such file" in str(result.exception)
@@ -99,9 +103,9 @@ def test_export_never_writes_to_its_input(tmp_path: Path, db: Path) -> None:
     before = _snapshot(inputs)
     for name, words in (("empty.sqlite", "not an SQLite file"), ("other.sqlite", "has no ratings table")):
         for command in (("export-ratings", str(inputs / name), "-o", str(tmp_path / "x.csv")), ("agreement", str(inputs / name))):
-            result = run("ui", *command)
+            result = run(*(command if command[0] == "agreement" else ("ui", *command)))
             assert result.exit_code != 0 and isinstance(result.exception, PsyInsightError), (command, result.output)
-            if command[0] == "export-ratings" or name == "other.sqlite":  # agreement reads a non-SQLite file as a CSV
+            if command[0] == "export-ratings" or name == "other.sqlite":  # agreement reads a non-SQLite file as JSONL
                 assert f"{name}: not a ratings database" in str(result.exception) and words in str(result.exception)
     assert _snapshot(inputs) == before  # no table added, no WAL switch, no file created
     assert not (tmp_path / "x.csv").exists()

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from psyinsight.errors import PsyInsightError
+from psyinsight.evaluate.agreement import rating_rows, within_rows
 from psyinsight.ui.items import blind_sides, load_items, rater_order
 from psyinsight.ui.ratings import (
     CRITERIA,
     EXPORT_FIELDS,
     Rating,
     RatingStore,
-    agreement_report,
     export_csv,
     load_rows,
     read_export,
@@ -207,23 +207,29 @@ def _rows(table: dict[str, list[int]], systems: tuple[str, ...] = ("m",)) -> lis
     return rows
 
 
+def agreement_report(rows: list[dict]) -> dict:
+    """The agreement of the app's long rows, as ``psyinsight agreement`` computes it."""
+    return within_rows(rating_rows(rows, "ratings.csv"))
+
+
 def test_agreement_is_perfect_for_identical_raters_and_undefined_for_one() -> None:
     report = agreement_report(_rows({"r1": [1, 2, 3, 4, 5], "r2": [1, 2, 3, 4, 5], "r3": [1, 2, 3, 4, None]}))
-    for c in report.criteria:
-        assert c.n_raters == 3 and c.n_units == 5 and c.n_ratings == 14 and c.cronbach_units == 4
-        assert c.krippendorff_ordinal == pytest.approx(1.0) and c.krippendorff_interval == pytest.approx(1.0)
-        assert c.cronbach == pytest.approx(1.0)
+    assert len(report["raters"]) == 3 and report["units"] == 5
+    for c in report["criteria"].values():
+        assert c["complete_units"] == 4
+        assert c["alpha_ordinal"] == pytest.approx(1.0) and c["alpha_interval"] == pytest.approx(1.0)
+        assert c["cronbach"] == pytest.approx(1.0)
     alone = agreement_report(_rows({"r1": [1, 2, 3]}))
-    assert all(c.krippendorff_interval is None and c.cronbach is None for c in alone.criteria)
+    assert all(math.isnan(c["alpha_interval"]) and math.isnan(c["cronbach"]) for c in alone["criteria"].values())
 
 
 def test_agreement_drops_when_raters_disagree_and_means_are_per_system() -> None:
     agree = agreement_report(_rows({"r1": [1, 2, 4, 5], "r2": [1, 3, 4, 5]}))
     reverse = agreement_report(_rows({"r1": [1, 2, 4, 5], "r2": [5, 3, 2, 1]}))
-    assert agree.criteria[0].krippendorff_interval > 0.8
-    assert reverse.criteria[0].krippendorff_interval < 0
-    assert reverse.criteria[0].cronbach < 0
-    means = agreement_report(_rows({"r1": [2, 4]}, systems=("a", "b"))).means
+    assert agree["criteria"]["interactivity"]["alpha_interval"] > 0.8
+    assert reverse["criteria"]["interactivity"]["alpha_interval"] < 0
+    assert reverse["criteria"]["interactivity"]["cronbach"] < 0
+    means = agreement_report(_rows({"r1": [2, 4]}, systems=("a", "b")))["means"]
     assert means == {s: {**{c: 3.0 for c in CRITERIA}, "n": 2} for s in ("a", "b")}
 
 
@@ -231,8 +237,8 @@ def test_preferences_count_once_per_rating() -> None:
     rows = _rows({"r1": [3, 3]}, systems=("a", "b"))
     for r in rows:
         r["preferred_system"] = "b" if r["item"] == "i0" else "tie"
-    assert agreement_report(rows).preferences == {"s": {"b": 1, "tie": 1}}
-    assert all(not math.isnan(v) for v in agreement_report(rows).means["a"].values())
+    assert agreement_report(rows)["preferences"] == {"s": {"b": 1, "tie": 1}}
+    assert all(not math.isnan(v) for v in agreement_report(rows)["means"]["a"].values())
 
 
 def test_agreement_matches_the_krippendorff_package_on_messy_data() -> None:
@@ -242,7 +248,7 @@ def test_agreement_matches_the_krippendorff_package_on_messy_data() -> None:
     rng = random.Random(3)
     truth = [rng.randint(1, 5) for _ in range(30)]
     table = {f"r{k}": [None if rng.random() < 0.2 else max(1, min(5, t + rng.choice((-1, 0, 0, 1)))) for t in truth] for k in range(4)}
-    report = agreement_report(_rows(table, systems=("a",)))
+    report = agreement_report(_rows(table, systems=("a",)))["criteria"]["interactivity"]
     matrix = [[math.nan if v is None else v for v in table[r]] for r in sorted(table)]
-    for level, got in (("ordinal", report.criteria[0].krippendorff_ordinal), ("interval", report.criteria[0].krippendorff_interval)):
+    for level, got in (("ordinal", report["alpha_ordinal"]), ("interval", report["alpha_interval"])):
         assert got == pytest.approx(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level), abs=1e-9)

@@ -3,7 +3,8 @@
 Writes are atomic (a temporary file in the same folder, then ``os.replace``), so an
 interrupted run never leaves a half-written output. Reads turn every way a file can be
 unusable (missing, not UTF-8, not JSON, empty) into a ``PsyInsightError`` naming the file
-and the place.
+and the place. JSON has no NaN or infinity: the JSON writers write an undefined number
+(a statistic of too few values) as null, so every output stays valid JSON.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -113,14 +115,37 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
+def finite_or_null(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float (in dicts, lists and tuples) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, *, indent: int | None = None) -> str:
+    """JSON text as the project writes it: UTF-8 characters kept, NaN and infinity as null.
+
+    Most documents hold no such number, so they are dumped as they are; only one that does is
+    walked and rewritten.
+    """
+    try:
+        return json.dumps(obj, ensure_ascii=False, indent=indent, allow_nan=False)
+    except ValueError:  # "Out of range float values are not JSON compliant"
+        return json.dumps(finite_or_null(obj), ensure_ascii=False, indent=indent, allow_nan=False)
+
+
 def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
-    return write_text(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
+    return write_text(path, dumps(obj, indent=indent) + "\n")
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
     with atomic_open(path) as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(dumps(row) + "\n")
     return Path(path)
 
 

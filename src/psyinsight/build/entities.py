@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from psyinsight.data.schema import Language
+from psyinsight.language import CJK_RANGE, has_cjk
 
 EntityType = str  # person | place | email | phone | url | date
 
@@ -81,8 +82,8 @@ CN_PLACES = set(
     """北京 上海 天津 重庆 杭州 成都 广州 深圳 南京 武汉 西安 苏州 长沙 郑州 青岛 大连 厦门 沈阳 哈尔滨 昆明 合肥 济南 福州
     南昌 贵阳 兰州 太原 石家庄 宁波 无锡 香港 澳门 台北 台湾 东北 美国 英国 日本 加拿大 澳大利亚""".split()
 )
-_CN_PLACE_SUFFIX = re.compile(r"[\u4e00-\u9fff]{2,4}(?:省|市|县|区|镇|村|路|街|大道|小区|医院|大学|中学|小学)")
-_CN_XIAO = re.compile(r"[小老阿][\u4e00-\u9fff](?=[^\u4e00-\u9fff]|[说问道的是和也又就在今想把被让]|$)")
+_CN_PLACE_SUFFIX = re.compile(rf"[{CJK_RANGE}]{{2,4}}(?:省|市|县|区|镇|村|路|街|大道|小区|医院|大学|中学|小学)")
+_CN_XIAO = re.compile(rf"[小老阿][{CJK_RANGE}](?=[^{CJK_RANGE}]|[说问道的是和也又就在今想把被让]|$)")
 CN_COUNTER_XIAO = {"小时", "小学", "小心", "小说", "小孩", "老师", "老板", "老人", "老家", "阿姨", "小组", "小事", "老公", "老婆", "小的", "老是", "小姐"}
 
 
@@ -171,7 +172,7 @@ def jieba_names(text: str) -> list[tuple[int, int]]:
         pos = start + len(word) if start >= 0 else pos
         if flag != "nr" or start < 0 or not 2 <= len(word) <= 4 or word in _CN_NR_NOT_NAMES or word in _CN_COMMON_WORDS:
             continue
-        if not all("\u4e00" <= ch <= "\u9fff" for ch in word):
+        if not all(has_cjk(ch) for ch in word):
             continue
         if word[0] in CN_NAME_SURNAMES or (word[0] in "小老阿" and len(word) == 2 and word not in CN_COUNTER_XIAO):
             spans.append((start, start + len(word)))
@@ -195,12 +196,12 @@ def _detect_cn(text: str, found: list[Entity]) -> None:
         if ch not in CN_SURNAMES:
             continue
         prev = text[i - 1] if i else "。"
-        if "\u4e00" <= prev <= "\u9fff" and prev not in _CN_STOP_AFTER and prev not in "叫名" and text[max(0, i - 2) : i] not in _CN_KIN:
+        if has_cjk(prev) and prev not in _CN_STOP_AFTER and prev not in "叫名" and text[max(0, i - 2) : i] not in _CN_KIN:
             continue
         j = i + 1
-        while j < len(text) and j - i < 3 and "\u4e00" <= text[j] <= "\u9fff" and text[j] not in _CN_STOP_AFTER:
+        while j < len(text) and j - i < 3 and has_cjk(text[j]) and text[j] not in _CN_STOP_AFTER:
             j += 1
         name = text[i:j]
         follows = text[j] if j < len(text) else "。"
-        if 2 <= len(name) <= 3 and name not in _CN_COMMON_WORDS and (follows in _CN_STOP_AFTER or not "\u4e00" <= follows <= "\u9fff"):
+        if 2 <= len(name) <= 3 and name not in _CN_COMMON_WORDS and (follows in _CN_STOP_AFTER or not has_cjk(follows)):
             _add(found, text, "person", i, j)

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 
 from psyinsight.build.records import Document, Piece
 from psyinsight.errors import PsyInsightError
 from psyinsight.data.schema import Language
+from psyinsight.language import detect_language
 
 SUFFIXES = (".txt", ".md", ".jsonl")
-_CJK = re.compile(r"[\u4e00-\u9fff]")
-_LATIN = re.compile(r"[A-Za-z]")
 
 
 def discover(raw_dir: str | Path) -> list[Path]:
@@ -42,9 +40,8 @@ def discover(raw_dir: str | Path) -> list[Path]:
 
 
 def guess_language(text: str) -> Language:
-    """cn when CJK characters are at least a third of the letters."""
-    cjk, latin = len(_CJK.findall(text)), len(_LATIN.findall(text))
-    return "cn" if cjk and cjk * 3 >= cjk + latin else "en"
+    """cn when Chinese characters are a large share of the letters (``psyinsight.language``)."""
+    return "cn" if detect_language(text) == "cn" else "en"
 
 
 def decode(data: bytes, path: Path) -> str:

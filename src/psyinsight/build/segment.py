@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from psyinsight.build.records import Document, Piece
 from psyinsight.build.quotes import INTRO_END, clauses, find_quotes, find_speaker, group_quotes
 from psyinsight.data.schema import SEEKER, SUPPORTER, Language, Role
+from psyinsight.language import CJK_RANGE
 
 SUPPORTER_LABELS = {
     "en": {"therapist", "counselor", "counsellor", "t", "th", "ther", "dr", "doctor", "analyst", "psychologist",
@@ -49,12 +50,12 @@ _EN_PREFIX = re.compile(
     r"^(?P<lead>[ \t>*_-]*)(?P<name>(?:(?:Dr|Mr|Mrs|Ms|Miss|Prof)\.?\s+)?[A-Z][\w'’.-]*(?:\s+[A-Z][\w'’.-]*){0,2})"
     r"[*_]*\s*:[*_]*\s+(?P<rest>\S.*)$"
 )
-_CN_PREFIX = re.compile(r"^(?P<lead>[ \t>*_-]*)(?P<name>[\u4e00-\u9fffA-Za-z]{1,8})[*_]*\s*[：:][*_]*\s*(?P<rest>\S.*)$")
+_CN_PREFIX = re.compile(rf"^(?P<lead>[ \t>*_-]*)(?P<name>[{CJK_RANGE}A-Za-z]{{1,8}})[*_]*\s*[：:][*_]*\s*(?P<rest>\S.*)$")
 _CN_SPEECH_END = ("说", "道", "问", "答", "讲", "表示", "补充", "喊", "想")
 _SPEECH_VERB = {
     "en": re.compile(r"^\W*(?:(?:I|she|he|[A-Z][a-z]+)\s+(?:said|asked|replied|answered|added|whispered|told|continued)\b"
                      r"|(?:said|asked|replied)\s)", re.IGNORECASE),
-    "cn": re.compile(r"^\W*[\u4e00-\u9fff]{0,4}(?:说|问|道|答|回答)"),
+    "cn": re.compile(rf"^\W*[{CJK_RANGE}]{{0,4}}(?:说|问|道|答|回答)"),
 }
 
 

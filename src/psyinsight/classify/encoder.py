@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from psyinsight.classify.estimators import Classifier, _as_sets
+from psyinsight.classify.base import Classifier, as_label_sets
 from psyinsight.errors import PsyInsightError
 
 
@@ -96,7 +96,7 @@ class EncoderClassifier(Classifier):
 
         cfg = self.config
         folder = check_model_folder(cfg.model_path)
-        sets = _as_sets(labels)
+        sets = as_label_sets(labels)
         if not sets:
             raise ValueError("no training rows")
         self.multi_label = any(len(s) > 1 for s in sets)

@@ -15,54 +15,11 @@ from typing import Literal
 
 import numpy as np
 
+from psyinsight.classify.base import Classifier, as_label_sets
 from psyinsight.classify.features import FeatureConfig, TextFeaturizer
 
 ModelType = Literal["majority", "tfidf", "encoder"]
 MODEL_TYPES: tuple[str, ...] = ("majority", "tfidf", "encoder")
-LabelSets = Sequence[Sequence[str]]
-
-
-def _as_sets(labels: Sequence[str] | LabelSets) -> list[list[str]]:
-    return [[lab] if isinstance(lab, str) else list(lab) for lab in labels]
-
-
-class Classifier:
-    """Shared surface; subclasses set ``labels_`` and implement ``fit``/``predict_proba``."""
-
-    model_type: str = ""
-    labels_: list[str]
-    multi_label: bool = False
-
-    def fit(self, texts: Sequence[str], labels: Sequence[str] | LabelSets, contexts: Sequence[str] | None = None):
-        raise NotImplementedError
-
-    def predict_proba(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
-        raise NotImplementedError
-
-    def predict(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[str]:
-        """The most likely label of each text."""
-        if len(texts) == 0:
-            return []
-        proba = self.predict_proba(texts, contexts)
-        return [self.labels_[i] for i in proba.argmax(axis=1)]
-
-    def predict_sets(
-        self, texts: Sequence[str], contexts: Sequence[str] | None = None, threshold: float = 0.5
-    ) -> list[list[str]]:
-        """Every label whose probability reaches ``threshold`` (at least the best one)."""
-        if len(texts) == 0:
-            return []
-        proba = self.predict_proba(texts, contexts)
-        if not self.multi_label:
-            return [[self.labels_[i]] for i in proba.argmax(axis=1)]
-        out = []
-        for row in proba:
-            picked = [self.labels_[i] for i in np.argsort(-row) if row[i] >= threshold]
-            out.append(picked or [self.labels_[int(row.argmax())]])
-        return out
-
-    def config_dict(self) -> dict:
-        return {}
 
 
 class MajorityClassifier(Classifier):
@@ -71,7 +28,7 @@ class MajorityClassifier(Classifier):
     model_type = "majority"
 
     def fit(self, texts, labels, contexts=None):
-        sets = _as_sets(labels)
+        sets = as_label_sets(labels)
         if not sets:
             raise ValueError("no training rows")
         self.multi_label = any(len(s) > 1 for s in sets)
@@ -141,7 +98,7 @@ class TfidfLinearClassifier(Classifier):
         from sklearn.multiclass import OneVsRestClassifier
         from sklearn.preprocessing import MultiLabelBinarizer
 
-        sets = _as_sets(labels)
+        sets = as_label_sets(labels)
         if not sets:
             raise ValueError("no training rows")
         self.multi_label = any(len(s) > 1 for s in sets)

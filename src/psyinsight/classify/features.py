@@ -18,25 +18,7 @@ import numpy as np
 
 from psyinsight.classify.tasks import NEXT_MARKER
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _WORD = re.compile(r"(?u)\b\w+\b")
-
-
-def cjk_ratio(text: str) -> float:
-    """Share of letters that are CJK ideographs (0 for empty text)."""
-    letters = _LETTER.findall(text)
-    if not letters:
-        return 0.0
-    return sum(1 for ch in letters if _CJK.match(ch)) / len(letters)
-
-
-def detect_language(texts: Sequence[str]) -> str | None:
-    """``cn`` when most letters are CJK, ``en`` when almost none are, None for no letters."""
-    joined = "".join(texts)
-    if not _LETTER.search(joined):
-        return None
-    return "cn" if cjk_ratio(joined) >= 0.3 else "en"
 
 
 def tokenize_en(text: str) -> list[str]:

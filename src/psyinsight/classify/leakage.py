@@ -17,6 +17,7 @@ from functools import cache
 
 from psyinsight.data import taxonomy
 from psyinsight.errors import PsyInsightError
+from psyinsight.language import has_cjk
 
 MASK = "[LABEL]"
 GUARDED_TASKS: tuple[str, ...] = ("psychotherapy", "topic")
@@ -52,12 +53,12 @@ def label_names(task: str) -> tuple[str, ...]:
     if task not in GUARDED_TASKS:
         return ()
     labels = [lab for lab in taxonomy.LABELS[task] if lab not in (taxonomy.UNKNOWN, taxonomy.OTHERS)]  # type: ignore[index]
-    aliases = [a for a, c in taxonomy._ALIASES[task].items() if c in labels and (task != "topic" or " " in a)]  # type: ignore[index]
+    aliases = [a for a, c in taxonomy.ALIASES[task].items() if c in labels and (task != "topic" or " " in a)]  # type: ignore[index]
     return tuple(dict.fromkeys([*labels, *aliases, *EXTRA_NAMES.get(task, ())]))
 
 
 def _piece(name: str) -> str:
-    if re.search(r"[\u4e00-\u9fff]", name):
+    if has_cjk(name):
         return re.escape(name)
     if name.isupper():  # an abbreviation: whole word, as written (CBT, not "act")
         return rf"(?-i:\b{re.escape(name)}\b)"

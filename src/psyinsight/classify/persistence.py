@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from psyinsight import __version__
-from psyinsight.classify.features import detect_language
-from psyinsight.classify.estimators import Classifier
+from psyinsight.classify.base import Classifier
 from psyinsight.classify.tasks import ExtractConfig, get_task
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import read_json, sha256_file, write_json
+from psyinsight.language import detect_language, has_letters
 
 MANIFEST = "manifest.json"
 FORMAT = "psyinsight-classifier"
@@ -87,7 +87,7 @@ class SavedClassifier:
 
     def check_language(self, texts: Sequence[str], *, strict: bool = False) -> str | None:
         """Warn (or raise, when ``strict``) if ``texts`` look like another language than the model's."""
-        found = detect_language(texts)
+        found = detect_language(texts) if has_letters(texts) else None
         if found is None or found == self.language:
             return found
         message = (

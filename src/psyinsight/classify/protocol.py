@@ -17,7 +17,7 @@ import numpy as np
 
 from psyinsight import __version__
 from psyinsight.classify.metrics import ClassificationResult, score
-from psyinsight.classify.estimators import Classifier
+from psyinsight.classify.base import Classifier
 from psyinsight.classify.tasks import ExtractConfig, LabelledText
 from psyinsight.errors import PsyInsightError
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from psyinsight.classify.metrics import ClassificationResult, confusion_figure, per_class_markdown, score, score_sets
-from psyinsight.classify.estimators import Classifier, build_classifier
+from psyinsight.classify.base import Classifier
+from psyinsight.classify.estimators import build_classifier
 from psyinsight.classify.persistence import SavedClassifier
 from psyinsight.classify.tasks import ExtractConfig, LabelledText, extract_examples, get_task
 from psyinsight.errors import PsyInsightError

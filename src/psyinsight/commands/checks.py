@@ -13,9 +13,7 @@ from pathlib import Path
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import check_writable
 from psyinsight.data.schema import Language, parse_language
-
-SPLIT_NAMES = ("train", "validation", "test", "all")
-
+from psyinsight.data.splits import check_split
 
 def language(value: str, option: str = "--language") -> Language:
     """``en``/``cn`` (and synonyms), or an error naming the option."""
@@ -55,7 +53,8 @@ def choice(value: str | None, allowed: Sequence[str], option: str) -> None:
 
 
 def split_name(value: str, option: str = "--split") -> None:
-    choice(value, SPLIT_NAMES, option)
+    """A split name or ``all``."""
+    check_split(value, option, also=("all",))
 
 
 def one_source(sample: bool, files: Sequence[Path] | None, data_dir: Path | None) -> None:

@@ -186,10 +186,10 @@ def predict(
 def _check_rows_language(rows: list[dict], language: str, path: Path, *, strict: bool) -> int:
     """Rows whose own text is in another language than the model's: counted and warned about
     (an error under ``--strict-language``); a whole-file check misses one Chinese row among English ones."""
-    from psyinsight.classify.features import detect_language
+    from psyinsight.language import detect_language, has_letters
     from psyinsight.errors import PsyInsightError
 
-    odd = [str(r.get("id", i + 1)) for i, r in enumerate(rows) if detect_language([r["text"]]) not in (None, language)]
+    odd = [str(r.get("id", i + 1)) for i, r in enumerate(rows) if has_letters(r["text"]) and detect_language(r["text"]) != language]
     if not odd:
         return 0
     shown = ", ".join(odd[:5]) + (" ..." if len(odd) > 5 else "")

@@ -70,17 +70,6 @@ def _show(value: float | None) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
-def _no_nan(obj):
-    """JSON has no NaN: undefined statistics are written as null."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _no_nan(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_no_nan(v) for v in obj]
-    return obj
-
-
 def _check_encoders(config, languages: set[str]) -> None:
     """Each BERTScore encoder the predictions need is loadable (offline: the fix names ``minilm``)."""
     from psyinsight.evaluate.metrics.base import language_code
@@ -230,7 +219,7 @@ def register(app: typer.Typer) -> None:
             )
         write_jsonl(out, rows)
         summary_path = out.with_name(out.name + ".summary.json")
-        write_json(summary_path, _no_nan(summary))
+        write_json(summary_path, summary)
         if summary["mode"] == "single":
             for group in summary["groups"]:
                 means = ", ".join(f"{k} {_show(v)}" for k, v in group["means"].items())
@@ -242,20 +231,25 @@ def register(app: typer.Typer) -> None:
 
     @app.command("agreement")
     def agreement(
-        first: Path = typer.Argument(..., help="Ratings: a judge output JSONL, or a CSV/JSONL with id (or item), criteria columns, and optionally model/system and rater."),
-        second: Path = typer.Argument(None, help="Ratings to compare with (same units). Without it: agreement between the raters inside FIRST."),
+        first: Path = typer.Argument(..., help="Ratings: a judge output JSONL, the rating app's database (ui rate --db) or its CSV export, or a CSV/JSONL with id (or item), criteria columns, and optionally model/system and rater."),
+        second: Path = typer.Argument(None, help="Ratings to compare with (same units). Without it: agreement between the raters inside FIRST, with mean scores per system and A/B preferences."),
+        study: str | None = typer.Option(None, "--study", help="Only this study's ratings."),
         out: Path = typer.Option(None, "--out", "-o", help="Write the statistics to this JSON file."),
     ) -> None:
-        """Spearman and Krippendorff's alpha between two raters (judge vs judge, or judge vs humans)."""
+        """Agreement between raters: Spearman, Krippendorff's and Cronbach's alpha (judge vs judge, judge vs humans, humans among themselves)."""
         from psyinsight.fileio import write_json
         from psyinsight.evaluate.agreement import agreement_between, agreement_within
         from psyinsight.commands import checks
 
         checks.output_file(out, "--out")
-        result = agreement_between(first, second) if second else agreement_within(first)
+        result = agreement_between(first, second, study=study) if second else agreement_within(first, study=study)
         for key, stats in result["criteria"].items():
             typer.echo(f"{key:<15} " + "  ".join(f"{name} {_show(value)}" for name, value in stats.items()))
+        for system, means in result.get("means", {}).items():
+            typer.echo(f"mean {system}: " + ", ".join(f"{name} {_show(value)}" for name, value in means.items()))
+        for name, counts in result.get("preferences", {}).items():
+            typer.echo(f"preferences in {name!r}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if out:
-            write_json(out, _no_nan(result))
+            write_json(out, result)
             typer.echo(f"wrote {out}")
 

@@ -99,9 +99,9 @@ def safety_check(
     json_out: bool = typer.Option(False, "--json", help="Print the whole verdict as JSON instead of one line."),
 ) -> None:
     """Judge a message as the chat would: one line saying why; on risk, the crisis message it would send."""
-    from psyinsight.counsel.counselor import detect_language
     from psyinsight.counsel.safety import SafetyConfig, SafetyGuard
     from psyinsight.data.schema import parse_language
+    from psyinsight.language import detect_language
 
     if language is not None:
         try:
@@ -123,7 +123,7 @@ def safety_check(
         typer.echo(f"{verdict} ({result.source or 'nothing decided risk'}): {result.reason}{covered}")
     if result.risk:
         typer.echo("")
-        typer.echo(guard.crisis_message(language or detect_language(messages[-1]), region, category=result.category))
+        typer.echo(guard.crisis_message(language or detect_language(messages[-1], cjk_share=0), region, category=result.category))
 
 
 @safety_app.command("train")

@@ -1,4 +1,4 @@
-"""``psyinsight ui``: the counselor chat and human-rating web apps, rating export and agreement.
+"""``psyinsight ui``: the counselor chat and human-rating web apps, and rating export (``psyinsight agreement`` reads it).
 
 Gradio and the model stack are imported inside the commands, so ``psyinsight --help``
 stays fast.
@@ -7,45 +7,15 @@ stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
 from psyinsight.errors import PsyInsightError
 
-if TYPE_CHECKING:
-    from psyinsight.ui.ratings import AgreementReport
-
-
-def _print_agreement(report: AgreementReport, source: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from psyinsight.ui.ratings import CRITERIA
-
-    def fmt(x: float | None) -> str:
-        return "n/a" if x is None else f"{x:.3f}"
-
-    console = Console()
-    table = Table(title=f"Inter-rater agreement ({source})")
-    for col in ("criterion", "raters", "units", "ratings", "Kripp. α ordinal", "Kripp. α interval", "Cronbach α", "complete units"):
-        table.add_column(col, justify="left" if col == "criterion" else "right")
-    for c in report.criteria:
-        table.add_row(c.criterion, str(c.n_raters), str(c.n_units), str(c.n_ratings), fmt(c.krippendorff_ordinal), fmt(c.krippendorff_interval), fmt(c.cronbach), str(c.cronbach_units))
-    console.print(table)
-    means = Table(title="Mean rating per system (1 to 5)")
-    means.add_column("system")
-    for c in (*CRITERIA, "n"):
-        means.add_column(c, justify="right")
-    for system, row in report.means.items():
-        means.add_row(system, *(f"{row[c]:.2f}" for c in CRITERIA), str(row["n"]))
-    console.print(means)
-    for study, counts in report.preferences.items():
-        console.print(f"preferences in {study!r}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-
 
 def register(app: typer.Typer) -> None:
-    ui = typer.Typer(help="Web apps: chat with the counselor, rate responses; export and analyse ratings.", no_args_is_help=True)
+    ui = typer.Typer(help="Web apps: chat with the counselor, rate responses; export ratings (psyinsight agreement analyses them).", no_args_is_help=True)
     app.add_typer(ui, name="ui")
 
     @ui.command("chat")
@@ -149,24 +119,3 @@ def register(app: typer.Typer) -> None:
             raise PsyInsightError("no such ratings database; `psyinsight ui rate --db` writes it", path=db)
         n = export_csv(RatingStore.open_readonly(db), out, study=study)
         typer.echo(f"wrote {n} rows to {out}")
-
-    @ui.command("agreement")
-    def agreement(
-        source: Path = typer.Argument(..., help="A ratings database or a CSV from `psyinsight ui export-ratings`."),
-        study: str | None = typer.Option(None, "--study", help="Only this study."),
-        json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
-    ) -> None:
-        """Inter-rater agreement per criterion (Krippendorff's alpha, Cronbach's alpha) and mean ratings per system."""
-        from psyinsight.fileio import check_writable, write_json
-        from psyinsight.ui.ratings import agreement_report, load_rows
-
-        if json_out is not None:
-            check_writable(json_out, option="--json")
-        rows = load_rows(source, study=study)
-        if not rows:
-            raise PsyInsightError("no ratings" + (f" for study {study!r}" if study else ""), path=source)
-        report = agreement_report(rows)
-        _print_agreement(report, str(source))
-        if json_out:
-            write_json(json_out, report.as_dict())
-            typer.echo(f"wrote {json_out}")

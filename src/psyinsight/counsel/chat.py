@@ -19,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from psyinsight.counsel.counselor import CounselorReply, EmptyReply, detect_language
+from psyinsight.counsel.counselor import CounselorReply, EmptyReply
 from psyinsight.errors import PsyInsightError
 from psyinsight.counsel.safety import SafetyGuard, SafetyResult
 from psyinsight.data.schema import Language, parse_language
+from psyinsight.language import detect_language
 
 HELP = "commands: /reasoning (toggle), /lang en|cn, /reset, /help, /quit"
 LABELS = {
@@ -76,9 +77,9 @@ class RemoteCounselor:
         risk = self.guard.check_history(history)
         if risk.risk:
             try:
-                lang = parse_language(language) if language else detect_language(str(history[-1].get("content") or ""))
+                lang = parse_language(language) if language else detect_language(str(history[-1].get("content") or ""), cjk_share=0)
             except ValueError:  # an unknown code: the message's own script decides, never an error
-                lang = detect_language(str(history[-1].get("content") or ""))
+                lang = detect_language(str(history[-1].get("content") or ""), cjk_share=0)
             message = self.guard.crisis_message(lang, region, category=risk.category)
             return CounselorReply(response=message, flagged=True, risk=risk, language=lang)
         try:

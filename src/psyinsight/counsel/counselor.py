@@ -32,7 +32,7 @@ from psyinsight.errors import PsyInsightError
 from psyinsight.tasks.examples import TaskConfig
 from psyinsight.tasks.prompts import TokenCounter, line_of_message, load_prompts, render_prompt
 from psyinsight.counsel.safety import SafetyGuard, SafetyResult
-from psyinsight.counsel.safety.text import has_cjk
+from psyinsight.language import detect_language
 from psyinsight.data.schema import Language, parse_language
 
 COUNSELOR_TASKS = ("dialog", "reasoning", "observation_reasoning", "labels", "rag")
@@ -79,11 +79,6 @@ def prompt_settings(adapter: str | None, task: str | None = None) -> PromptSetti
             path=adapter if trained == chosen else None, where="task",
         )  # fmt: skip
     return PromptSettings(chosen, tasks.get("max_tokens", DEFAULT_BUDGET), tasks.get("prompts_dir"))
-
-
-def detect_language(text: str, default: Language = "en") -> Language:
-    """cn when the text has Chinese characters, else ``default``."""
-    return "cn" if has_cjk(text or "") else default
 
 
 def build_counselor_prompt(
@@ -197,7 +192,7 @@ class Counselor:
             except ValueError as exc:
                 raise PsyInsightError(str(exc), where="language") from None
         latest = next((m.get("content") for m in reversed(history) if isinstance(m, dict) and m.get("role") == "user"), "")
-        return detect_language(latest if isinstance(latest, str) else "", self.language)
+        return detect_language(latest if isinstance(latest, str) else "", self.language, cjk_share=0)  # type: ignore[return-value]
 
     def crisis_language(self, history: Sequence[dict[str, Any]], language: str | None) -> Language:
         """The crisis message's language; never fails (an unknown code reads the message's script)."""

@@ -9,7 +9,6 @@ the session and the turn.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,12 @@ from psyinsight.data.findings import Finding
 from psyinsight.paths import RELEASE_FILES, release_dir
 from psyinsight.data.repair import participant_variants, repair_session
 from psyinsight.data.schema import LANGUAGES, Language, Session, parse_language
+from psyinsight.language import detect_language
 
 MAX_FILE_MB_ENV = "PSYINSIGHT_MAX_FILE_MB"
 DEFAULT_MAX_FILE_MB = 100
 """The release files are 3-4 MB; a file 25x larger is almost surely not a release file."""
 
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 ROLES = ("Seeker", "Supporter")
 
 
@@ -87,7 +86,7 @@ def structure_findings(data: Any, path: str | Path) -> list[Finding]:
 
 
 def guess_language(path: str | Path, data: list[dict[str, Any]]) -> Language:
-    """From the file name (``en_...``/``cn_...``), else from the share of CJK characters."""
+    """From the file name (``en_...``/``cn_...``), else from the share of Chinese characters."""
     name = Path(path).name.lower()
     for lang in LANGUAGES:
         if name.startswith(f"{lang}_") or name.startswith(f"{lang}-"):
@@ -95,7 +94,7 @@ def guess_language(path: str | Path, data: list[dict[str, Any]]) -> Language:
     if name.startswith(("zh_", "zh-")):
         return "cn"
     text = "".join(t.get("content", "") for s in data[:20] for t in s.get("dialog", [])[:10] if isinstance(t, dict) and isinstance(t.get("content"), str))
-    return "cn" if text and len(_CJK.findall(text)) / len(text) > 0.2 else "en"
+    return "cn" if detect_language(text) == "cn" else "en"
 
 
 def load_raw(path: str | Path) -> list[dict[str, Any]]:

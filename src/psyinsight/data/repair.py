@@ -20,6 +20,7 @@ from typing import Any
 
 from psyinsight.data import taxonomy
 from psyinsight.data.schema import SEEKER, SUPPORTER, Repair
+from psyinsight.language import has_cjk
 
 RawSession = dict[str, Any]
 
@@ -225,7 +226,6 @@ def fix_duplicates(session: RawSession, log: list[Repair]) -> None:
     session["dialog"] = kept
 
 
-_CJK_CHAR = re.compile(r"[\u4e00-\u9fff]")
 _PARTICIPANT_NOTE = re.compile(r"\s*[（(][^）)]*[）)]\s*$")
 
 
@@ -252,7 +252,7 @@ def _is_variant(rare: str, common: str) -> bool:
     letters (not digits, not a plural "s"): "Mrs. Smith" and "Student 1" stay apart.
     CJK names (6+ characters) may differ by one character.
     """
-    if _CJK_CHAR.search(rare) or _CJK_CHAR.search(common):
+    if has_cjk(rare) or has_cjk(common):
         if min(len(rare), len(common)) < 6 or abs(len(rare) - len(common)) > 1:
             return False
         matcher = difflib.SequenceMatcher(None, rare, common)

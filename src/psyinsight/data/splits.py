@@ -28,6 +28,18 @@ from psyinsight.data.schema import Session
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[Split, ...] = ("train", "validation", "test")
+
+
+def check_split(value: object, where: str | None = None, *, path: str | Path | None = None, also: Sequence[str] = ()) -> str:
+    """``value`` when it names a split (or one of ``also``, such as "all"), else the one error listing the names.
+
+    The recipe, the split file and every ``--split`` option check the name here, so all of
+    them accept the same names and say the same thing about a wrong one.
+    """
+    allowed = (*SPLITS, *also)
+    if value not in allowed:
+        raise PsyInsightError(f"unknown split {value!r}; choose from {', '.join(allowed)}", path=path, where=where)
+    return str(value)
 DEFAULT_SEED = 13
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 
@@ -99,8 +111,7 @@ class SplitAssignment:
     version: str = __version__
 
     def select(self, sessions: Iterable[Session], split: Split) -> list[Session]:
-        if split not in SPLITS:
-            raise PsyInsightError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+        check_split(split)
         return [s for s in sessions if self.split_of.get(s.uid) == split]
 
     def counts(self) -> dict[str, int]:
@@ -133,9 +144,8 @@ class SplitAssignment:
         data = read_json(path)
         if not isinstance(data, dict) or not isinstance(data.get("split_of"), dict):
             raise PsyInsightError("not a split file (expected an object with 'split_of')", path=path)
-        bad = {v for v in data["split_of"].values() if v not in SPLITS}
-        if bad:
-            raise PsyInsightError(f"unknown split name(s) {sorted(bad)}; expected {', '.join(SPLITS)}", path=path, where="split_of")
+        for name in sorted({str(v) for v in data["split_of"].values()}):
+            check_split(name, "split_of", path=path)
         return cls(
             split_of=data["split_of"],
             seed=int(data.get("seed", DEFAULT_SEED)),

@@ -57,7 +57,7 @@ LABELS: dict[LabelKind, tuple[str, ...]] = {
     "stage": STAGES,
 }
 
-_ALIASES: dict[LabelKind, dict[str, str]] = {
+ALIASES: dict[LabelKind, dict[str, str]] = {
     "emotion": {"Happy": "Happiness", "Sad": "Sadness", "Guilt": "Guilty", "Other": OTHERS, "Angry": "Anger"},
     "strategy": {
         "Questions": "Question",
@@ -100,7 +100,7 @@ def _key(text: str) -> str:
 
 
 _LOOKUP: dict[LabelKind, dict[str, str]] = {
-    kind: {**{_key(a): c for a, c in _ALIASES[kind].items()}, **{_key(c): c for c in LABELS[kind]}}
+    kind: {**{_key(a): c for a, c in ALIASES[kind].items()}, **{_key(c): c for c in LABELS[kind]}}
     for kind in LABEL_KINDS
 }
 

@@ -10,8 +10,10 @@ human-rating app and notebooks share one implementation. Conventions:
 
 Each returns NaN when the statistic is undefined (too few values, no variance).
 
-The file readers at the end (``read_ratings``, ``agreement_between``, ``agreement_within``)
-feed these functions from judge outputs and the rating app's CSV export.
+The readers at the end (``read_ratings``, ``agreement_between``, ``agreement_within``) feed
+these functions from one row format (unit, rater, a score per criterion), read from judge
+outputs, ratings CSV/JSONL files and the rating app's database; ``psyinsight agreement`` is
+their one command.
 """
 
 from __future__ import annotations
@@ -167,27 +169,43 @@ def compare_raters(x: Sequence[Value], y: Sequence[Value]) -> dict[str, float]:
 CRITERIA: tuple[str, ...] = ("interactivity", "helpfulness", "comfort", "explainability")
 
 
-def read_ratings(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of {unit, rater, criterion scores} from a judge JSONL or a ratings CSV/JSONL.
+def read_ratings(path: str | Path, *, study: str | None = None) -> list[dict[str, Any]]:
+    """Rows of {unit, rater, study, preferred_system, one score per criterion} from a ratings source.
 
     Accepted: ``psyinsight judge`` output (``id``, ``model``, ``scores``), the rating app's
-    CSV export (``item``, ``system``, ``rater``, one column per criterion), or any CSV/JSONL
-    with ``id``/``item`` and criterion columns. A unit is (id, model/system).
+    database (``psyinsight ui rate --db``) or its CSV export (``item``, ``system``, ``rater``,
+    one column per criterion), or any CSV/JSONL with ``id``/``item`` and criterion columns.
+    A unit is (id, model/system); ``study`` keeps one study's ratings.
     """
     from psyinsight.errors import PsyInsightError
     from psyinsight.fileio import read_jsonl, read_text
 
     path = Path(path)
-    if path.suffix.lower() == ".csv":
+    if not path.is_file():
+        raise PsyInsightError("no such file", path=path)
+    from psyinsight.ui.ratings import is_sqlite_file, load_rows
+
+    if is_sqlite_file(path):
+        raw: list[Any] = load_rows(path)
+    elif path.suffix.lower() == ".csv":
         raw = list(csv.DictReader(read_text(path).splitlines()))
     else:
         raw = read_jsonl(path)
+    return rating_rows(raw, path, study=study, first_record=2 if path.suffix.lower() == ".csv" else 1)
+
+
+def rating_rows(raw: Sequence[Any], path: str | Path, *, study: str | None = None, first_record: int = 1) -> list[dict[str, Any]]:
+    """The records of one ratings source in the one row format (``read_ratings``), checked."""
+    from psyinsight.errors import PsyInsightError
+
     rows = []
-    for lineno, row in enumerate(raw, start=2 if path.suffix.lower() == ".csv" else 1):
+    for lineno, row in enumerate(raw, start=first_record):
         if not isinstance(row, dict):
             raise PsyInsightError("expected an object per line", path=path, where=f"record {lineno}")
         if "ok" in row and not row["ok"]:
             continue  # a judge call that failed: no rating
+        if study is not None and str(row.get("study", "")) != study:
+            continue
         unit_id = row.get("id", row.get("item"))
         if unit_id in (None, ""):
             raise PsyInsightError("needs an 'id' (or 'item') field", path=path, where=f"record {lineno}")
@@ -205,9 +223,11 @@ def read_ratings(path: str | Path) -> list[dict[str, Any]]:
         if all(v is None for v in values.values()):
             raise PsyInsightError(f"no criterion column ({', '.join(CRITERIA)})", path=path, where=f"record {lineno}")
         unit = (str(unit_id), str(row.get("model", row.get("system", ""))))
-        rows.append({"unit": unit, "rater": str(row.get("rater", path.stem)), **values})
+        rater = str(row.get("rater", Path(path).stem))
+        extra = {"study": str(row.get("study") or ""), "preferred_system": str(row.get("preferred_system") or "")}
+        rows.append({"unit": unit, "rater": rater, **extra, **values})
     if not rows:
-        raise PsyInsightError("no ratings in the file", path=path)
+        raise PsyInsightError(f"no ratings for study {study!r}" if study is not None else "no ratings in the file", path=path)
     return rows
 
 
@@ -219,11 +239,11 @@ def _unit_means(rows: list[dict[str, Any]], criterion: str) -> dict[tuple[str, s
     return {unit: sum(v) / len(v) for unit, v in sums.items()}
 
 
-def agreement_between(first: str | Path, second: str | Path) -> dict[str, Any]:
+def agreement_between(first: str | Path, second: str | Path, *, study: str | None = None) -> dict[str, Any]:
     """Compare two rating sources unit by unit (several raters of a unit are averaged)."""
     from psyinsight.errors import PsyInsightError
 
-    a, b = read_ratings(first), read_ratings(second)
+    a, b = read_ratings(first, study=study), read_ratings(second, study=study)
     result: dict[str, Any] = {"first": str(first), "second": str(second), "criteria": {}}
     for criterion in CRITERIA:
         ma, mb = _unit_means(a, criterion), _unit_means(b, criterion)
@@ -234,24 +254,61 @@ def agreement_between(first: str | Path, second: str | Path) -> dict[str, Any]:
     return result
 
 
-def agreement_within(path: str | Path) -> dict[str, Any]:
-    """Agreement among the raters inside one file (its ``rater`` column)."""
+def agreement_within(path: str | Path, *, study: str | None = None) -> dict[str, Any]:
+    """Agreement among the raters inside one source (its ``rater`` column), with means and preferences."""
     from psyinsight.errors import PsyInsightError
 
-    rows = read_ratings(path)
-    raters = sorted({r["rater"] for r in rows})
-    if len(raters) < 2:
+    rows = read_ratings(path, study=study)
+    if len({r["rater"] for r in rows}) < 2:
         raise PsyInsightError("holds one rater only; give a second file to compare with", path=path)
+    return {"file": str(path), **within_rows(rows)}
+
+
+def within_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per criterion: Krippendorff's alpha (every rating, missing cells allowed), the mean pairwise
+    Spearman, and Cronbach's alpha with raters as the scale's items over the units every rater
+    rated; then the mean score per system and the A/B preferences per study."""
+    raters = sorted({r["rater"] for r in rows})
     units = sorted({r["unit"] for r in rows})
-    result: dict[str, Any] = {"file": str(path), "raters": raters, "units": len(units), "criteria": {}}
+    result: dict[str, Any] = {"raters": raters, "units": len(units), "criteria": {}}
     for criterion in CRITERIA:
         table = {(r["rater"], r["unit"]): r[criterion] for r in rows}
         matrix = [[table.get((rater, unit)) for unit in units] for rater in raters]
         pair_rhos = [spearman(matrix[i], matrix[j]) for i in range(len(raters)) for j in range(i + 1, len(raters))]
         pair_rhos = [r for r in pair_rhos if not math.isnan(r)]
+        complete = [[row[j] for row in matrix] for j in range(len(units)) if not any(_is_missing(row[j]) for row in matrix)]
         result["criteria"][criterion] = {
             "alpha_ordinal": krippendorff_alpha(matrix, "ordinal"),
             "alpha_interval": krippendorff_alpha(matrix, "interval"),
             "mean_pairwise_spearman": float(np.mean(pair_rhos)) if pair_rhos else float("nan"),
+            "cronbach": cronbach_alpha(complete) if len(raters) >= 2 else float("nan"),
+            "complete_units": float(len(complete)),
         }
+    result["means"] = system_means(rows)
+    result["preferences"] = preferences(rows)
     return result
+
+
+def system_means(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """System -> criterion -> mean score (missing scores left out), with "n": the system's ratings."""
+    by_system: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_system.setdefault(row["unit"][1], []).append(row)
+    means: dict[str, dict[str, float]] = {}
+    for system, group in sorted(by_system.items()):
+        given = {c: [r[c] for r in group if r[c] is not None] for c in CRITERIA}
+        means[system] = {**{c: round(sum(v) / len(v), 4) if v else float("nan") for c, v in given.items()}, "n": len(group)}
+    return means
+
+
+def preferences(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Study -> preferred system (or "tie") -> count, one per rater and item (a comparison has two rows)."""
+    counts: dict[str, dict[str, int]] = {}
+    seen: set[tuple[str, str, str]] = set()
+    for row in rows:
+        key = (row["study"], row["rater"], row["unit"][0])
+        if row["preferred_system"] and key not in seen:
+            seen.add(key)
+            study = counts.setdefault(row["study"], {})
+            study[row["preferred_system"]] = study.get(row["preferred_system"], 0) + 1
+    return counts

@@ -9,7 +9,6 @@ document; re-running on an unchanged input with the same settings reuses it.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ class GroupResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "task": self.task, "language": self.language, "n": self.n,
-            "scores": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.scores.items()},
+            "scores": dict(self.scores),
             "signatures": self.signatures, "seconds": self.seconds,
         }
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError, create_model
 
+from psyinsight.data.splits import check_split
 from psyinsight.errors import PsyInsightError
 from psyinsight.generate.generation import GenerationConfig
 from psyinsight.train.loss import DEFAULT_W_PROMPT, check_prompt_sample, check_w_prompt
@@ -88,8 +89,8 @@ class DataSection:
     def __post_init__(self) -> None:
         for name in ("train_split", "eval_split"):
             value = getattr(self, name)
-            if value is not None and value not in ("train", "validation", "test"):
-                raise PsyInsightError(f"unknown split {value!r}; choose train, validation or test", where=f"data.{name}")
+            if value is not None:
+                check_split(value, f"data.{name}")
 
 
 @dataclass

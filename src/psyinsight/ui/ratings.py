@@ -1,4 +1,4 @@
-"""Human ratings: SQLite storage, CSV export and agreement statistics.
+"""Human ratings: SQLite storage and CSV export (``psyinsight agreement`` reads either).
 
 One row per (study, rater, item): the scores of side A (and B), which system sat on each
 side, the seed that drew it, and when the rating was first made and last changed. Saving
@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import math
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -279,93 +277,18 @@ def read_export(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def is_sqlite_file(path: str | Path) -> bool:
+    """Whether ``path`` starts as an SQLite database does (a ratings database, or another one)."""
+    with open(path, "rb") as handle:
+        return handle.read(16) == b"SQLite format 3\x00"
+
+
 def load_rows(source: str | Path, *, study: str | None = None) -> list[dict[str, Any]]:
     """Long rows from a ratings database or a CSV export (chosen by the file's first bytes)."""
     path = Path(source)
     if not path.is_file():
         raise PsyInsightError("no such file; give the ratings database (.sqlite) or a CSV export", path=path)
-    with open(path, "rb") as handle:
-        is_sqlite = handle.read(16) == b"SQLite format 3\x00"
-    if is_sqlite:
+    if is_sqlite_file(path):
         return long_rows(RatingStore.open_readonly(path).ratings(study=study))
     rows = read_export(path)
     return [r for r in rows if study is None or r["study"] == study]
-
-
-@dataclass
-class CriterionAgreement:
-    criterion: str
-    n_raters: int
-    n_units: int
-    n_ratings: int
-    krippendorff_ordinal: float | None
-    krippendorff_interval: float | None
-    cronbach: float | None
-    cronbach_units: int
-    """Units rated by every rater: Cronbach's alpha needs complete cases."""
-
-
-@dataclass
-class AgreementReport:
-    """Agreement per criterion, mean scores per system, and A/B preferences."""
-
-    criteria: list[CriterionAgreement]
-    means: dict[str, dict[str, float]] = field(default_factory=dict)
-    """system -> criterion -> mean score (with "n": number of ratings)."""
-    preferences: dict[str, dict[str, int]] = field(default_factory=dict)
-    """study -> system (or "tie") -> count."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "criteria": [vars(c) for c in self.criteria],
-            "means": self.means,
-            "preferences": self.preferences,
-        }
-
-
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
-def agreement_report(rows: list[dict[str, Any]]) -> AgreementReport:
-    """Inter-rater agreement over the long rows; a unit is one response (study, item, system).
-
-    Krippendorff's alpha (ordinal and interval) uses every rating, missing cells allowed;
-    Cronbach's alpha treats raters as the scale's items over units every rater rated. A
-    statistic that is undefined (one rater, no variation, too few complete units) is None.
-    """
-    from psyinsight.evaluate import agreement as stats
-
-    raters = sorted({r["rater"] for r in rows})
-    units = sorted({(r["study"], r["item"], r["system"]) for r in rows})
-    col = {u: j for j, u in enumerate(units)}
-    row_of = {name: i for i, name in enumerate(raters)}
-    result = []
-    for c in CRITERIA:
-        matrix = [[math.nan] * len(units) for _ in raters]
-        for r in rows:
-            matrix[row_of[r["rater"]]][col[(r["study"], r["item"], r["system"])]] = float(r[c])
-        complete = [j for j in range(len(units)) if all(not math.isnan(matrix[i][j]) for i in range(len(raters)))]
-        k_ord = k_int = cron = None
-        if len(raters) >= 2 and units:
-            k_ord = _finite(stats.krippendorff_alpha(matrix, level="ordinal"))
-            k_int = _finite(stats.krippendorff_alpha(matrix, level="interval"))
-        if len(raters) >= 2 and len(complete) >= 2:
-            # Cronbach: cases (units) x items (raters).
-            cases = [[matrix[i][j] for i in range(len(raters))] for j in complete]
-            cron = _finite(stats.cronbach_alpha(cases))
-        result.append(CriterionAgreement(c, len(raters), len(units), len(rows), k_ord, k_int, cron, len(complete)))
-    sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for r in rows:
-        for c in CRITERIA:
-            sums[r["system"]][c] += r[c]
-        sums[r["system"]]["n"] += 1
-    means = {s: {**{c: round(v[c] / v["n"], 4) for c in CRITERIA}, "n": int(v["n"])} for s, v in sorted(sums.items())}
-    prefs: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    seen: set[tuple[str, str, str]] = set()
-    for r in rows:
-        key = (r["study"], r["rater"], r["item"])
-        if r.get("preferred_system") and key not in seen:
-            seen.add(key)
-            prefs[r["study"]][r["preferred_system"]] += 1
-    return AgreementReport(result, means, {s: dict(v) for s, v in prefs.items()})

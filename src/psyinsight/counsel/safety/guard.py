@@ -26,7 +26,7 @@ from psyinsight.counsel.safety.model import ModelScore, RiskModel
 from psyinsight.counsel.safety.patterns import PatternMatch, match_patterns, normalize
 from psyinsight.counsel.safety.reply_screen import ReplyVerdict, screen_reply
 from psyinsight.counsel.safety.resources import CrisisResources, load_resources
-from psyinsight.counsel.safety.text import language_of
+from psyinsight.language import detect_language
 from psyinsight.data.schema import parse_language
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class SafetyGuard:
     def decide(self, text: str, score: ModelScore, *, ask: bool = True) -> SafetyResult:
         """The verdict on one message given its model score (the one decision rule)."""
         found = match_patterns(text)
-        language = language_of(text)
+        language = detect_language(text, cjk_share=0, identify=True)
         covered = language in ("en", "cn")
         if not covered:
             log.info("safety: message in %s, which the patterns do not cover; screened by the multilingual model", language)

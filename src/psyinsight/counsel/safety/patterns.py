@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from psyinsight.counsel.safety.text import canonical, compact, has_cjk
+from psyinsight.counsel.safety.text import canonical, compact
+from psyinsight.language import has_cjk
 
 CATEGORIES: tuple[str, ...] = ("medical_emergency", "danger_from_others", "suicide", "self_harm", "harm_others")
 """Risk categories, in order of precedence when several match: an overdose already taken

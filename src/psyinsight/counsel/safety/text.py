@@ -21,19 +21,13 @@ import re
 import unicodedata
 from functools import lru_cache
 
-CJK_RANGE = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-"""Chinese characters: the unified ideographs, extension A and the compatibility block."""
-_CJK = re.compile(f"[{CJK_RANGE}]")
+from psyinsight.language import CJK_RANGE
+
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i", "|": "l", "+": "t"})
 _LEET_WORD = re.compile(r"(?<![\w@$!|+])[\w@$!|+]*[a-z][\w@$!|+]*(?![\w@$!|+])")
 _SPELLED = re.compile(r"(?<![a-z])(?:[a-z][ .\-_*·•]){2,}[a-z](?![a-z])")
 _BETWEEN_CJK = re.compile(f"(?<=[{CJK_RANGE}])[\\s\\W_]+?(?=[{CJK_RANGE}])")
 _CJK_PUNCT = set("，。！？、；：“”‘’（）《》「」『』…—～·,.!?;:()")
-
-
-def has_cjk(text: str) -> bool:
-    """Whether ``text`` has a Chinese character (the one test of script in the safety layer)."""
-    return bool(_CJK.search(text))
 
 
 @lru_cache(maxsize=1)
@@ -102,25 +96,3 @@ def compact(text: str) -> str:
     """``canonical`` text with every space and symbol removed: "kill my self" and
     "k-i-l-l-m-y-s-e-l-f" both read "killmyself" (matched against ``patterns.COMPACT``)."""
     return re.sub(r"[\W_]+", "", canonical(text))
-
-
-def language_of(text: str) -> str:
-    """The language of a message: "cn" for Chinese, else an ISO 639-1 code ("en", "fr", ...).
-
-    Short Latin-script messages ("ok", "yes", "kms") carry too little to identify, and are
-    read as English; the answer is used to log messages the patterns do not cover, never to
-    skip the check.
-    """
-    if has_cjk(text):
-        return "cn"
-    words = re.findall(r"[^\W\d_]+", text)
-    if len(words) < 4:
-        return "en"
-    return _langid(text)
-
-
-@lru_cache(maxsize=2048)
-def _langid(text: str) -> str:
-    import py3langid
-
-    return str(py3langid.classify(text)[0])

@@ -18,10 +18,10 @@ import re
 from typing import Literal
 
 from psyinsight.evaluate.metrics.base import lib_version
+from psyinsight.language import CJK_RANGE, has_cjk
 
-CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RUN = re.compile(f"([{CJK}]+)")
-_NOT_KEPT = re.compile(f"[^a-z0-9{CJK}]+")
+_CJK_RUN = re.compile(f"([{CJK_RANGE}]+)")
+_NOT_KEPT = re.compile(f"[^a-z0-9{CJK_RANGE}]+")
 
 ZhUnit = Literal["word", "char"]
 
@@ -44,10 +44,6 @@ def words(text: str) -> list[str]:
 
 def words_signature() -> str:
     return f"jieba-{lib_version('jieba')}-nospace"
-
-
-def has_cjk(text: str) -> bool:
-    return bool(_CJK_RUN.search(text))
 
 
 class RougeTokenizer:
