@@ -12,11 +12,7 @@ import psyinsight
 
 ROOT = Path(psyinsight.__file__).parent
 
-PRIVATE_IMPORTS_LEFT = {
-    # train/templates.py is being rewritten around one prompt renderer; its message helper gets
-    # a public name there.
-    ("psyinsight.generate.generation", "psyinsight.train.templates", "_as_dicts"),
-}
+PRIVATE_IMPORTS_LEFT: set[tuple[str, str, str]] = set()
 
 
 def _modules() -> dict[str, ast.Module]:

@@ -171,7 +171,7 @@ class LocalEngine:
 
     _count = count_tokens
 
-    def _decode_kwargs(self, params: GenParams) -> dict[str, Any]:
+    def decode_kwargs(self, params: GenParams) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "pad_token_id": self._tokenizer.pad_token_id, "do_sample": params.do_sample}
         if params.do_sample:
             kwargs.update(temperature=params.temperature, top_p=params.top_p)
@@ -200,7 +200,7 @@ class LocalEngine:
             batch = {k: v.to(device) for k, v in batch.items()}
             torch.manual_seed(params.seed)
             with torch.inference_mode():
-                out = model.generate(**batch, **self._decode_kwargs(params), stopping_criteria=[_stop_rows(lambda: [f.is_set() for f in flags])])
+                out = model.generate(**batch, **self.decode_kwargs(params), stopping_criteria=[_stop_rows(lambda: [f.is_set() for f in flags])])
             ends = self._end_ids()
             results = []
             for prompt, row in zip(prompts, out[:, batch["input_ids"].shape[1] :].tolist()):
@@ -246,7 +246,7 @@ class LocalEngine:
             batch = {k: v.to(device) for k, v in batch.items()}
             streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=600)
             stop = _stop_rows(lambda: [cancel.is_set() or done.is_set()])
-            kwargs: dict[str, Any] = dict(batch, streamer=streamer, stopping_criteria=[stop], **self._decode_kwargs(params))
+            kwargs: dict[str, Any] = dict(batch, streamer=streamer, stopping_criteria=[stop], **self.decode_kwargs(params))
 
             def run() -> None:
                 try:

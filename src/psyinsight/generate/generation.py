@@ -234,7 +234,7 @@ def _generate_vllm(
         ) from None
     if not model:
         raise PsyInsightError("the vLLM backend needs the base model path", where="--model")
-    from psyinsight.train.templates import _as_dicts
+    from psyinsight.train.templates import as_dicts
 
     llm = LLM(model=model, enable_lora=adapter is not None, seed=config.seed)
     params = SamplingParams(
@@ -249,5 +249,5 @@ def _generate_vllm(
         from vllm.lora.request import LoRARequest  # type: ignore[import-not-found]
 
         kwargs["lora_request"] = LoRARequest("adapter", 1, adapter)
-    results = llm.chat([_as_dicts(p) for p in prompts], params, **kwargs)
+    results = llm.chat([as_dicts(p) for p in prompts], params, **kwargs)
     save(list(range(len(prompts))), [r.outputs[0].text.strip() for r in results])

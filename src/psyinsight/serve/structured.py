@@ -186,7 +186,7 @@ class StructuredEngine:
     def _kwargs(self, params: StructuredParams) -> dict[str, Any]:
         from transformers import LogitsProcessorList
 
-        kwargs = self.engine._decode_kwargs(params)
+        kwargs = self.engine.decode_kwargs(params)
         kwargs["logits_processor"] = LogitsProcessorList([self._cache().processor(params.response_format)])  # type: ignore[arg-type]
         return kwargs
 

@@ -42,7 +42,8 @@ class EncodedExample:
         return sum(1 for r in self.roles if r == PROMPT)
 
 
-def _as_dicts(messages: Sequence[Any]) -> list[dict[str, str]]:
+def as_dicts(messages: Sequence[Any]) -> list[dict[str, str]]:
+    """Messages as role/content dicts, from dicts or records.Message objects."""
     out = []
     for m in messages:
         if isinstance(m, dict):
@@ -76,7 +77,7 @@ def render_chat(
             "the tokenizer has no chat template; use an instruction-tuned model or add a chat_template to its tokenizer_config.json",
             where="tokenizer",
         )
-    msgs = _as_dicts(messages)
+    msgs = as_dicts(messages)
     try:
         return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
     except Exception as first:
@@ -119,7 +120,7 @@ def encode_example(
     target_text = target.strip()
     if not target_text:
         raise PsyInsightError("empty target", where=where)
-    msgs = _as_dicts(messages)
+    msgs = as_dicts(messages)
     full = render_chat(tokenizer, [*msgs, {"role": "assistant", "content": target_text}], add_generation_prompt=False)
     # The target is the last message, so its last occurrence is its own place (the same
     # sentence may also occur in the history).
