@@ -16,12 +16,13 @@ from typing import Literal
 
 from psyinsight.errors import PsyInsightError
 from psyinsight.data.schema import Session
+from psyinsight.language import CJK_RANGE
 
 Method = Literal["bm25", "tfidf"]
 METHODS: tuple[Method, ...] = ("bm25", "tfidf")
 
 _WORD = re.compile(r"[a-z0-9']+")
-_HAN = re.compile(r"[\u4e00-\u9fff]+")
+_HAN = re.compile(f"[{CJK_RANGE}]+")
 
 
 def tokenize(text: str, language: str) -> list[str]:
