@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from psyinsight.commands import add_commands
+
 
 def build(
     raw_dir: Path = typer.Argument(None, help="A raw .txt/.md/.jsonl file, or a folder of them (default: the bundled raw excerpts)."),
@@ -115,4 +117,6 @@ def _summary(report: dict, out: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("build")(build)
+    add_commands(app, {
+        "build": build,
+    })

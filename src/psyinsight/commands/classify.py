@@ -6,12 +6,9 @@ from pathlib import Path
 
 import typer
 
-from psyinsight.commands import checks
+from psyinsight.commands import add_group, checks
 
-classify_app = typer.Typer(
-    help="Label recognition: client emotion, counselor strategy, session psychotherapy and topic (en and cn).",
-    no_args_is_help=True,
-)
+HELP = "Label recognition: client emotion, counselor strategy, session psychotherapy and topic (en and cn)."
 
 _TASK_HELP = "emotion (Seeker turns), strategy (Supporter turns), psychotherapy or topic (sessions)."
 _DATA_DIR_HELP = "Folder with the release files (default: $PSYINSIGHT_DATA_DIR or ../shared/data/psy-insight)."
@@ -38,7 +35,6 @@ def _csv(value: str | None) -> list[str] | None:
     return [x.strip() for x in value.split(",") if x.strip()] if value else None
 
 
-@classify_app.command("train")
 def train(
     task: str = typer.Option(..., "--task", "-t", help=_TASK_HELP),
     language: str = typer.Option(..., "--language", "-l", help="en or cn (zh)."),
@@ -110,7 +106,6 @@ def train(
     typer.echo(f"trained {model} {spec.name} ({lang}) on {len(rows)} rows, {len(fitted.labels_)} labels -> {out}")
 
 
-@classify_app.command("eval")
 def evaluate(
     model_dir: Path = typer.Option(..., "--model", "-m", help="A folder written by `classify train`."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.json, report.md, confusion.png, predictions.jsonl."),
@@ -139,7 +134,6 @@ def evaluate(
     )
 
 
-@classify_app.command("predict")
 def predict(
     model_dir: Path = typer.Option(..., "--model", "-m", help="A folder written by `classify train`."),
     input_path: Path = typer.Option(..., "--input", "-i", help="A .txt file (one text per line), a .jsonl file (text, optional context and id), or a release-format session file."),
@@ -200,7 +194,6 @@ def _check_rows_language(rows: list[dict], language: str, path: Path, *, strict:
     return len(odd)
 
 
-@classify_app.command("benchmark")
 def benchmark(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for results.md, results.json and per-pair confusion figures."),
     tasks: str = typer.Option("emotion,strategy,psychotherapy,topic", "--tasks", help="Comma list of tasks."),
@@ -240,4 +233,9 @@ def benchmark(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(classify_app, name="classify")
+    add_group(app, "classify", HELP, {
+        "train": train,
+        "eval": evaluate,
+        "predict": predict,
+        "benchmark": benchmark,
+    })

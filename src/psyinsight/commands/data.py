@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from psyinsight.commands import checks
+from psyinsight.commands import add_group, checks
 from psyinsight.errors import PsyInsightError
 
-data_app = typer.Typer(help="Get, check, describe, split and export the Psy-Insight data.", no_args_is_help=True)
+HELP = "Get, check, describe, split and export the Psy-Insight data."
 
 DataDirOpt = typer.Option(None, "--data-dir", help="Folder with the release files (default: $PSYINSIGHT_DATA_DIR, ../shared/data/psy-insight, or the fetch cache).")
 SampleOpt = typer.Option(False, "--sample", help="Use the bundled synthetic sample instead of the release.")
@@ -35,7 +35,6 @@ def load_input(data_dir: Path | None, sample: bool, files: list[Path] | None, la
     return [s for s in sessions if s.language in wanted]
 
 
-@data_app.command("fetch")
 def fetch(
     dest: Path = typer.Option(None, "--dest", help="Where to store the files (default: the user cache folder)."),
     source: Path = typer.Option(None, "--source", help="Copy from this local folder instead of downloading."),
@@ -52,7 +51,6 @@ def fetch(
         typer.echo(f"ok  {path}")
 
 
-@data_app.command("validate")
 def validate(
     files: list[Path] = typer.Argument(None, help="Files to check (default: the release files)."),
     data_dir: Path = DataDirOpt,
@@ -98,7 +96,6 @@ def validate(
     raise typer.Exit(1 if problems else 0)
 
 
-@data_app.command("stats")
 def stats(
     data_dir: Path = DataDirOpt,
     sample: bool = SampleOpt,
@@ -131,7 +128,6 @@ def stats(
     typer.echo(f"wrote {out}/stats.md, stats.csv, labels.csv, stats_as_released.* and {'figures/' if figures else 'no figures'}")
 
 
-@data_app.command("split")
 def split(
     data_dir: Path = DataDirOpt,
     sample: bool = SampleOpt,
@@ -174,7 +170,6 @@ def split(
     typer.echo(f"wrote {out} (checksum {assignment.checksum()[:12]})")
 
 
-@data_app.command("export")
 def export(
     out: Path = typer.Argument(..., help="Output file (or folder for --format hf)."),
     fmt: str = typer.Option("jsonl", "--format", help="json | jsonl | hf (save_to_disk) | parquet | chat (messages). hf and parquet rename a few fields: see the README's table."),
@@ -215,4 +210,10 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(data_app, name="data")
+    add_group(app, "data", HELP, {
+        "fetch": fetch,
+        "validate": validate,
+        "stats": stats,
+        "split": split,
+        "export": export,
+    })

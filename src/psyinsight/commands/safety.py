@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from psyinsight.commands import add_group
 from psyinsight.errors import PsyInsightError
 
 if TYPE_CHECKING:
     from psyinsight.counsel.safety import SafetyGuard
 
-safety_app = typer.Typer(help="The crisis-safety layer: its honest numbers, one message's verdict, retraining its model.",
-                         no_args_is_help=True)  # fmt: skip
+HELP = "The crisis-safety layer: its honest numbers, one message's verdict, retraining its model."
 
 RegionOpt = typer.Option(None, "--region", help="Crisis hotline region: US, CA, UK, IE, AU, NZ, SG, IN, CN, HK, TW or INTL (default: per language).")
 ResourcesOpt = typer.Option(None, "--crisis-resources", help="Crisis message + hotline YAML (default: $PSYINSIGHT_CRISIS_RESOURCES or the bundled file).")
@@ -35,7 +35,6 @@ def _guard(model: Path | None, threshold: float | None = None) -> SafetyGuard:
     return SafetyGuard(SafetyConfig(model_path=str(model) if model else None, threshold=threshold))
 
 
-@safety_app.command("eval")
 def safety_eval(
     set_name: str = typer.Option(None, "--set", help="Score a labelled set now: a bundled set by name (blindset4, valid, openai_moderation, xstest_safe, legacy_testset, ...) or a JSONL file."),
     test_file: Path = typer.Option(None, "--test-file", help="Same as --set with a file path."),
@@ -87,7 +86,6 @@ def safety_eval(
         write_json(json_out, report.to_dict())
 
 
-@safety_app.command("check")
 def safety_check(
     messages: list[str] = typer.Argument(..., help="User messages, oldest first (the last one is judged, with the earlier ones as context)."),
     language: str = typer.Option(None, "--language", "-l", help="Language of the crisis message: en or cn (default: detected)."),
@@ -126,7 +124,6 @@ def safety_check(
         typer.echo(guard.crisis_message(language or detect_language(messages[-1]), region, category=result.category))
 
 
-@safety_app.command("train")
 def safety_train(
     out: Path = typer.Option(Path("runs/safety/risk_model.npz"), "--out", "-o", help="Where to write the model (.npz, with its .json card beside it)."),
     max_fpr: float = typer.Option(0.04, "--max-fpr", help="Calibration: the lowest threshold whose validation false-positive rate stays at or under this."),
@@ -152,4 +149,8 @@ def safety_train(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(safety_app, name="safety")
+    add_group(app, "safety", HELP, {
+        "eval": safety_eval,
+        "check": safety_check,
+        "train": safety_train,
+    })

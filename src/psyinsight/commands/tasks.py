@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
-tasks_app = typer.Typer(help="Build instruction-tuning examples (one per counselor turn) for each task.", no_args_is_help=True)
+from psyinsight.commands import add_group
+
+HELP = "Build instruction-tuning examples (one per counselor turn) for each task."
 
 
-@tasks_app.command("list")
 def list_tasks() -> None:
     """List the tasks and what each one's target holds."""
     from psyinsight.tasks.examples import TASK_HELP
@@ -18,7 +19,6 @@ def list_tasks() -> None:
         typer.echo(f"{name:22} {text}")
 
 
-@tasks_app.command("build")
 def build(
     out: Path = typer.Option(..., "--out", "-o", help="Output JSONL of Examples (a .manifest.json is written beside it)."),
     task: str = typer.Option("dialog", "--task", "-t", help="dialog, reasoning, observation_reasoning, labels, aux_reasoning, aux_observation, mix or rag (see `tasks list`)."),
@@ -94,4 +94,7 @@ def build(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(tasks_app, name="tasks")
+    add_group(app, "tasks", HELP, {
+        "list": list_tasks,
+        "build": build,
+    })

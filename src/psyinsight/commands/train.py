@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from psyinsight.commands import add_commands
 from psyinsight.errors import PsyInsightError
 
 
@@ -151,6 +152,8 @@ def generate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
-    app.command("merge")(merge)
-    app.command("generate")(generate)
+    add_commands(app, {
+        "train": train,
+        "merge": merge,
+        "generate": generate,
+    })
