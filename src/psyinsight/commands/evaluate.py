@@ -6,40 +6,16 @@ Heavy libraries (torch, bert-score, nltk, openai) are imported inside the comman
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from pathlib import Path
 
 import typer
 
-from psyinsight.commands import add_commands
+from psyinsight.commands import add_commands, options
+from psyinsight.commands.options import config_help as _help
 from psyinsight.errors import PsyInsightError
 
-
-def _help(cls_path: str, name: str) -> str:
-    """Help text of a config field, so the CLI and the config say the same thing."""
-    import importlib
-
-    module, cls_name = cls_path.rsplit(".", 1)
-    cls = getattr(importlib.import_module(module), cls_name)
-    return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
-
-
-M = "psyinsight.evaluate.metrics.suite.MetricConfig"
 J = "psyinsight.evaluate.judge.JudgeConfig"
 KEY_ENV_NAME = "PSYINSIGHT_JUDGE_API_KEY"
-
-MetricsOpt = typer.Option(None, "--metrics", help=_help(M, "metrics") + " (comma-separated; default: all)")
-BsEnOpt = typer.Option(None, "--bertscore-model-en", help=_help(M, "bertscore_model_en"))
-BsEnLayerOpt = typer.Option(None, "--bertscore-layer-en", help=_help(M, "bertscore_layer_en"))
-BsZhOpt = typer.Option(None, "--bertscore-model-zh", help=_help(M, "bertscore_model_zh"))
-BsZhLayerOpt = typer.Option(None, "--bertscore-layer-zh", help=_help(M, "bertscore_layer_zh"))
-BsBatchOpt = typer.Option(64, "--bertscore-batch-size", help=_help(M, "bertscore_batch_size"))
-RescaleOpt = typer.Option(False, "--bertscore-rescale", help=_help(M, "bertscore_rescale"))
-DeviceOpt = typer.Option(None, "--device", help=_help(M, "device"))
-ZhUnitOpt = typer.Option("word", "--zh-rouge-unit", help=_help(M, "zh_rouge_unit"))
-WordnetOpt = typer.Option(None, "--wordnet-dir", help=_help(M, "wordnet_dir"))
-KeepSpeakerOpt = typer.Option(False, "--keep-speaker", help="score the texts with their 'Therapist:' markers (the release's way; not recommended)")
-ForceOpt = typer.Option(False, "--force", help="recompute even when an up-to-date evaluation file exists")
 
 
 def _metric_config(metrics, bs_en, bs_en_layer, bs_zh, bs_zh_layer, bs_batch, rescale, device, zh_unit, wordnet_dir, keep_speaker):
@@ -95,10 +71,10 @@ def _check_encoders(config, languages: set[str]) -> None:
 def evaluate(
     predictions: list[Path] = typer.Argument(..., help="Predictions JSONL files (from `psyinsight generate`)."),
     out: Path = typer.Option(None, "--out", "-o", help="Evaluation JSON to write (one input only; default: <input>.eval.json next to it)."),
-    metrics: str = MetricsOpt, bertscore_model_en: str = BsEnOpt, bertscore_layer_en: int = BsEnLayerOpt,
-    bertscore_model_zh: str = BsZhOpt, bertscore_layer_zh: int = BsZhLayerOpt, bertscore_batch_size: int = BsBatchOpt,
-    bertscore_rescale: bool = RescaleOpt, device: str = DeviceOpt, zh_rouge_unit: str = ZhUnitOpt,
-    wordnet_dir: str = WordnetOpt, keep_speaker: bool = KeepSpeakerOpt, force: bool = ForceOpt,
+    metrics: str = options.METRICS, bertscore_model_en: str = options.BERTSCORE_MODEL_EN, bertscore_layer_en: int = options.BERTSCORE_LAYER_EN,
+    bertscore_model_zh: str = options.BERTSCORE_MODEL_ZH, bertscore_layer_zh: int = options.BERTSCORE_LAYER_ZH, bertscore_batch_size: int = options.BERTSCORE_BATCH_SIZE,
+    bertscore_rescale: bool = options.BERTSCORE_RESCALE, device: str = options.METRIC_DEVICE, zh_rouge_unit: str = options.ZH_ROUGE_UNIT,
+    wordnet_dir: str = options.WORDNET_DIR, keep_speaker: bool = options.KEEP_SPEAKER, force: bool = options.FORCE,
     signatures: bool = typer.Option(False, "--signatures", help="Also print each metric's signature."),
     allow_missing_references: bool = typer.Option(False, "--allow-missing-references", help="Score the predictions that have a reference and report how many had none (default: refuse)."),
 ) -> None:
@@ -140,10 +116,10 @@ def report(
     runs: list[Path] = typer.Argument(..., help="Evaluation files (*.eval.json), predictions (*.jsonl) or run folders."),
     out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for report.md, report.html, report.json and the charts."),
     no_paper: bool = typer.Option(False, "--no-paper", help="Leave out the release's published numbers."),
-    metrics: str = MetricsOpt, bertscore_model_en: str = BsEnOpt, bertscore_layer_en: int = BsEnLayerOpt,
-    bertscore_model_zh: str = BsZhOpt, bertscore_layer_zh: int = BsZhLayerOpt, bertscore_batch_size: int = BsBatchOpt,
-    bertscore_rescale: bool = RescaleOpt, device: str = DeviceOpt, zh_rouge_unit: str = ZhUnitOpt,
-    wordnet_dir: str = WordnetOpt, keep_speaker: bool = KeepSpeakerOpt, force: bool = ForceOpt,
+    metrics: str = options.METRICS, bertscore_model_en: str = options.BERTSCORE_MODEL_EN, bertscore_layer_en: int = options.BERTSCORE_LAYER_EN,
+    bertscore_model_zh: str = options.BERTSCORE_MODEL_ZH, bertscore_layer_zh: int = options.BERTSCORE_LAYER_ZH, bertscore_batch_size: int = options.BERTSCORE_BATCH_SIZE,
+    bertscore_rescale: bool = options.BERTSCORE_RESCALE, device: str = options.METRIC_DEVICE, zh_rouge_unit: str = options.ZH_ROUGE_UNIT,
+    wordnet_dir: str = options.WORDNET_DIR, keep_speaker: bool = options.KEEP_SPEAKER, force: bool = options.FORCE,
     show: bool = typer.Option(True, "--show/--no-show", help="Print the Markdown report when done."),
 ) -> None:
     """The paper's table (per language, one row per model and task) in Markdown and HTML, with a bar chart."""
@@ -165,9 +141,9 @@ def judge(
     out: Path = typer.Option(..., "--out", "-o", help="Ratings JSONL to write; a summary goes to <out>.summary.json."),
     pairwise: Path = typer.Option(None, "--pairwise", help="A second predictions file (system B): compare A and B in both orders instead of rating."),
     examples: Path = typer.Option(None, "--examples", help="Examples JSONL giving each prediction's dialogue context (joined by id)."),
-    base_url: str = typer.Option(None, "--base-url", help=_help(J, "base_url") + "; default http://127.0.0.1:8000/v1 (`psyinsight serve`)"),
+    base_url: str = options.base_url(None, _help(J, "base_url") + "; default http://127.0.0.1:8000/v1 (`psyinsight serve`)"),
     model: str = typer.Option(None, "--model", help=_help(J, "model") + "; default gpt-4o-mini"),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=_help(J, "api_key_env")),
+    api_key_env: str = options.api_key_env(_help(J, "api_key_env")),
     api_key: str = typer.Option(None, "--api-key", envvar=KEY_ENV_NAME, show_envvar=False, help="The API key itself (prefer an environment variable; never logged or written)."),
     concurrency: int = typer.Option(8, "--concurrency", help=_help(J, "max_concurrency")),
     retries: int = typer.Option(4, "--retries", help=_help(J, "max_retries")),

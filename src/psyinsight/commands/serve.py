@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from psyinsight.commands import add_commands
-from psyinsight.commands.safety import RegionOpt, ResourcesOpt, SecondOpinionModelOpt, SecondOpinionOpt
+from psyinsight.commands import add_commands, options
 from psyinsight.errors import PsyInsightError
 
 
@@ -16,15 +15,15 @@ def serve_cmd(
     adapter: Path = typer.Option(None, "--adapter", help="LoRA adapter folder written by `psyinsight train`."),
     counselor: bool = typer.Option(False, "--counselor", help="Serve every model name in counselor mode: safety layer and reasoning split always on."),
     guard: bool = typer.Option(True, "--guard/--no-guard", help="The safety guard in plain mode too (default on; --no-guard turns it off there and the server says so at start; counselor mode always has it)."),
-    second_opinion_url: str = SecondOpinionOpt,
-    second_opinion_model: str = SecondOpinionModelOpt,
+    second_opinion_url: str = options.SECOND_OPINION_URL,
+    second_opinion_model: str = options.SECOND_OPINION_MODEL,
     name: str = typer.Option(None, "--name", help="Model id to serve as (default: from the model or adapter folder)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default keeps the server on this machine."),
     port: int = typer.Option(8000, "--port", help="Port to bind."),
-    language: str = typer.Option("en", "--language", "-l", help="Counselor language when a message has no Chinese: en or cn."),
+    language: str = options.language("en", "Counselor language when a message has no Chinese: en or cn."),
     task: str = typer.Option("observation_reasoning", "--task", help="Counselor prompt: dialog, reasoning or observation_reasoning (match the adapter's training task)."),
-    region: str = RegionOpt,
-    crisis_resources: Path = ResourcesOpt,
+    region: str = options.REGION,
+    crisis_resources: Path = options.CRISIS_RESOURCES,
     max_body_bytes: int = typer.Option(256 * 1024, "--max-body-bytes", help="Largest request body (larger: 413)."),
     max_tokens_limit: int = typer.Option(1024, "--max-tokens-limit", help="Largest max_tokens a request may ask for."),
     default_max_tokens: int = typer.Option(256, "--default-max-tokens", help="max_tokens when a request gives none."),
@@ -35,7 +34,7 @@ def serve_cmd(
     api_key_env: str = typer.Option(None, "--api-key-env", help="Require 'Authorization: Bearer KEY', KEY read from this environment variable (recommended; $PSYINSIGHT_SERVE_KEY is read when no key is given)."),
     api_key: str = typer.Option(None, "--api-key", help="Require 'Authorization: Bearer KEY'. Visible to every user in `ps`: prefer --api-key-env."),
     allowed_host: list[str] = typer.Option(None, "--allowed-host", help="A Host name to answer besides 127.0.0.1, localhost, ::1 and --host (repeatable; '*' answers any; against DNS rebinding)."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1... (default: cuda when available)."),
+    device: str = options.DEVICE,
     threads: int = typer.Option(None, "--threads", help="torch CPU threads (1 is fastest on a CPU shared with other work; default: torch's)."),
     shutdown_timeout: float = typer.Option(10.0, "--shutdown-timeout", help="Seconds open requests get to finish on SIGTERM or Ctrl-C; then those still generating end with a 503."),
 ) -> None:
@@ -80,14 +79,14 @@ def chat_cmd(
     url: str = typer.Option(None, "--url", help="Talk to a running `psyinsight serve` at this address (e.g. http://127.0.0.1:8000/v1) instead of loading a model."),
     server_model: str = typer.Option("counselor", "--server-model", help="Model name to ask the server for (its counselor mode)."),
     api_key: str = typer.Option(None, "--api-key", help="API key for the server, if it requires one."),
-    language: str = typer.Option("en", "--language", "-l", help="en or cn (zh accepted); Chinese messages get Chinese replies either way."),
+    language: str = options.language("en", "en or cn (zh accepted); Chinese messages get Chinese replies either way."),
     show_reasoning: bool = typer.Option(False, "--show-reasoning", help="Print the counselor's observation and reasoning with each reply."),
     task: str = typer.Option("observation_reasoning", "--task", help="Counselor prompt for a local chat: dialog, reasoning or observation_reasoning."),
     max_tokens: int = typer.Option(200, "--max-tokens", help="Most tokens per reply."),
-    region: str = RegionOpt,
-    crisis_resources: Path = ResourcesOpt,
-    second_opinion_url: str = SecondOpinionOpt,
-    second_opinion_model: str = SecondOpinionModelOpt,
+    region: str = options.REGION,
+    crisis_resources: Path = options.CRISIS_RESOURCES,
+    second_opinion_url: str = options.SECOND_OPINION_URL,
+    second_opinion_model: str = options.SECOND_OPINION_MODEL,
 ) -> None:
     """Chat with the counselor in the terminal (type /help for commands, /quit to leave).
 

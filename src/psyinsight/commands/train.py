@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from psyinsight.commands import add_commands
+from psyinsight.commands import add_commands, options
 from psyinsight.errors import PsyInsightError
 
 
@@ -74,10 +74,10 @@ def generate(
     do_sample: bool = typer.Option(False, "--sample-decoding/--greedy", help="Sample (seeded) or decode greedily."),
     temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature."),
     top_p: float = typer.Option(0.9, "--top-p", help="Nucleus sampling mass."),
-    seed: int = typer.Option(13, "--seed", help="Seed (batch i uses seed + i)."),
+    seed: int = options.seed("Seed (batch i uses seed + i)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Prompts per batch (left-padded)."),
     backend: str = typer.Option("transformers", "--backend", help="transformers, or vllm (GPU machines with vLLM installed)."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1... (default: cuda when available)."),
+    device: str = options.DEVICE,
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: default)."),
     label: str = typer.Option(None, "--label", help="Model name written to each prediction's meta.model (default: recipe name + task, or the base model)."),
 ) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from psyinsight.commands import add_group
+from psyinsight.commands import add_group, options
 from psyinsight.errors import PsyInsightError
 
 if TYPE_CHECKING:
@@ -50,13 +50,13 @@ def _print_agreement(report: AgreementReport, source: str) -> None:
 def chat(
     model: str = typer.Option("default", "--model", help="Base model: 'default' (the embedded SmolLM2-135M-Instruct), a local folder or a hub id."),
     adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter folder from `psyinsight train`."),
-    language: str = typer.Option("en", "--language", "-l", help="Initial language of the page and the replies: en or cn (zh)."),
+    language: str = options.language("en", "Initial language of the page and the replies: en or cn (zh)."),
     show_reasoning: bool = typer.Option(False, "--show-reasoning", help="Start with the counselor's observation and reasoning visible."),
     region: str | None = typer.Option(None, "--region", help="Crisis-line region for the safety notice and the crisis replies (US, UK, CN, INTL...); default per language."),
     crisis_resources: Path | None = typer.Option(None, "--crisis-resources", help="Your own crisis resources YAML (same keys as the bundled one)."),
     task: str = typer.Option("observation_reasoning", "--task", help="Counselor prompt: dialog, reasoning or observation_reasoning (match the adapter's training task)."),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Longest reply in tokens (observation and reasoning included)."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1... (default: cuda when available)."),
+    device: str | None = options.DEVICE,
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (1 is fastest on a CPU shared with other work; default: torch's)."),
     url: str | None = typer.Option(None, "--url", help="Use a running `psyinsight serve` at this address (e.g. http://127.0.0.1:8000/v1) instead of loading a model here."),
     server_model: str = typer.Option("counselor", "--server-model", help="With --url: the model name to ask the server for (its counselor mode)."),
@@ -105,7 +105,7 @@ def rate(
     examples: Path | None = typer.Option(None, "--examples", help="The examples JSONL the predictions answer, to show raters the dialogue."),
     names: str | None = typer.Option(None, "--names", help="Comma-separated system names (stored, never shown); default: the file names."),
     study: str | None = typer.Option(None, "--study", help="Study name stored with each rating; default: the system names."),
-    seed: int = typer.Option(13, "--seed", help="Seed of the per-rater item order and A/B sides (stored with each rating)."),
+    seed: int = options.seed("Seed of the per-rater item order and A/B sides (stored with each rating)."),
     show_reference: bool = typer.Option(False, "--show-reference", help="Also show the dataset's counselor turn as a reference."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0 lets raters on your network in)."),
     port: int = typer.Option(7861, "--port", help="Port to serve on."),
