@@ -87,7 +87,7 @@ def generate(
     from psyinsight.errors import PsyInsightError
     from psyinsight.generate.generation import GenerationConfig, generate_predictions
     from psyinsight.models import check_adapter_dir, read_adapter_meta, resolve_model_path
-    from psyinsight.train.recipe import Recipe, build_section
+    from psyinsight.train.recipe import Recipe, recipe_of_adapter
     from psyinsight.tasks.examples import load_examples
 
     from psyinsight.commands import checks
@@ -109,7 +109,7 @@ def generate(
         raise PsyInsightError("--examples already gives the examples; leave out --sample/--source", where="--examples")
     checks.output_file(out, "--out")
     meta = read_adapter_meta(check_adapter_dir(adapter)) if adapter else {}
-    recipe = build_section(Recipe, meta["recipe"], path=adapter, section="") if meta.get("recipe") else Recipe()
+    recipe = recipe_of_adapter(adapter) if adapter else Recipe()
     base = model or meta.get("base_model") or recipe.model.name
     if examples is not None:
         rows = load_examples(examples)

@@ -275,3 +275,16 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
                 raise PsyInsightError(f"{k!r} is not a section", where=f"--set {item}")
         node[keys[-1]] = yaml.safe_load(raw)
     return build_section(Recipe, data, path=path, section="")
+
+
+def recipe_of_adapter(adapter: str | Path) -> Recipe:
+    """The recipe an adapter was trained with, read from the metadata `psyinsight train` saved beside it.
+
+    An adapter saved by other tools has no such record: it gets the default recipe, so a
+    command reading the adapter's data, task and model sees the same defaults as ``train``.
+    The stored recipe is checked as strictly as a recipe file, naming the adapter folder.
+    """
+    from psyinsight.models import read_adapter_meta
+
+    stored = read_adapter_meta(adapter).get("recipe")
+    return build_section(Recipe, stored, path=adapter, section="") if stored else Recipe()
