@@ -8,6 +8,7 @@ function its area registers, and an option several commands share (``--region``,
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def test_every_command_is_a_module_level_function_of_its_area() -> None:
     commands = _commands()
     assert len(commands) > 20
     for name, command in commands.items():
-        function = command.callback
+        function = inspect.unwrap(command.callback)  # typer wraps each callback
         module = importlib.import_module(function.__module__)
         assert function.__module__.startswith("psyinsight.commands."), name
         assert function.__qualname__ == function.__name__, f"{name} is defined inside another function"
@@ -69,7 +70,7 @@ def test_every_command_is_a_module_level_function_of_its_area() -> None:
 def test_safety_commands_live_in_the_safety_module() -> None:
     safety = {n: c for n, c in _commands().items() if n.startswith("safety ")}
     assert set(safety) == {"safety eval", "safety check", "safety train"}
-    assert {c.callback.__module__ for c in safety.values()} == {"psyinsight.commands.safety"}
+    assert {inspect.unwrap(c.callback).__module__ for c in safety.values()} == {"psyinsight.commands.safety"}
 
 
 # (flag, commands that share its definition)
