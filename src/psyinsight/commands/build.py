@@ -117,6 +117,4 @@ def _summary(report: dict, out: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    add_commands(app, {
-        "build": build,
-    })
+    add_commands(app, {"build": build})

@@ -231,9 +231,4 @@ def benchmark(
 
 
 def register(app: typer.Typer) -> None:
-    add_group(app, "classify", HELP, {
-        "train": train,
-        "eval": evaluate,
-        "predict": predict,
-        "benchmark": benchmark,
-    })
+    add_group(app, "classify", HELP, {"train": train, "eval": evaluate, "predict": predict, "benchmark": benchmark})

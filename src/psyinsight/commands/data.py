@@ -207,10 +207,4 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    add_group(app, "data", HELP, {
-        "fetch": fetch,
-        "validate": validate,
-        "stats": stats,
-        "split": split,
-        "export": export,
-    })
+    add_group(app, "data", HELP, {"fetch": fetch, "validate": validate, "stats": stats, "split": split, "export": export})

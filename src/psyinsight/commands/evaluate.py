@@ -230,9 +230,4 @@ def agreement(
 
 
 def register(app: typer.Typer) -> None:
-    add_commands(app, {
-        "evaluate": evaluate,
-        "report": report,
-        "judge": judge,
-        "agreement": agreement,
-    })
+    add_commands(app, {"evaluate": evaluate, "report": report, "judge": judge, "agreement": agreement})

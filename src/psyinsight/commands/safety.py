@@ -144,8 +144,4 @@ def safety_train(
 
 
 def register(app: typer.Typer) -> None:
-    add_group(app, "safety", HELP, {
-        "eval": safety_eval,
-        "check": safety_check,
-        "train": safety_train,
-    })
+    add_group(app, "safety", HELP, {"eval": safety_eval, "check": safety_check, "train": safety_train})

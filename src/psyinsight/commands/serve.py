@@ -119,7 +119,4 @@ def chat_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    add_commands(app, {
-        "serve": serve_cmd,
-        "chat": chat_cmd,
-    })
+    add_commands(app, {"serve": serve_cmd, "chat": chat_cmd})

@@ -94,7 +94,4 @@ def build(
 
 
 def register(app: typer.Typer) -> None:
-    add_group(app, "tasks", HELP, {
-        "list": list_tasks,
-        "build": build,
-    })
+    add_group(app, "tasks", HELP, {"list": list_tasks, "build": build})

@@ -152,8 +152,4 @@ def generate(
 
 
 def register(app: typer.Typer) -> None:
-    add_commands(app, {
-        "train": train,
-        "merge": merge,
-        "generate": generate,
-    })
+    add_commands(app, {"train": train, "merge": merge, "generate": generate})

@@ -170,9 +170,4 @@ def agreement(
 
 
 def register(app: typer.Typer) -> None:
-    add_group(app, "ui", HELP, {
-        "chat": chat,
-        "rate": rate,
-        "export-ratings": export_ratings,
-        "agreement": agreement,
-    })
+    add_group(app, "ui", HELP, {"chat": chat, "rate": rate, "export-ratings": export_ratings, "agreement": agreement})
