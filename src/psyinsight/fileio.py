@@ -154,6 +154,19 @@ def read_json(path: str | Path) -> Any:
         raise PsyInsightError(f"invalid JSON: {exc.msg}", path=path, where=f"line {exc.lineno}, column {exc.colno}") from None
 
 
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file safely (no tags run code); errors name the line and column."""
+    import yaml
+
+    text = read_text(path)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        raise PsyInsightError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path, where=where) from None
+
 def read_jsonl(path: str | Path) -> list[Any]:
     """Parse a JSON-lines file (blank lines are skipped); errors name the line."""
     rows = []

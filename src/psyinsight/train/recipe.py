@@ -249,15 +249,10 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
     """Read a recipe YAML (strictly) and apply ``section.key=value`` overrides."""
     import yaml
 
-    from psyinsight.fileio import read_text
+    from psyinsight.fileio import read_yaml
 
     path = find_recipe(name_or_path)
-    try:
-        data = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        raise PsyInsightError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path, where=where) from None
+    data = read_yaml(path)
     if data is None or data == {}:
         # An empty file would run as the defaults under another name: almost surely a mistake.
         raise PsyInsightError("the recipe is empty; start from a shipped one (`psyinsight train cpu-default --show`)", path=path)
