@@ -180,16 +180,16 @@ def read_json(path: str | Path) -> Any:
 
 
 def read_yaml(path: str | Path) -> Any:
-    """A YAML file's data; a syntax error names the file, line and column."""
+    """Parse a YAML file safely (no tags run code); errors name the line and column."""
     import yaml
 
+    text = read_text(path)
     try:
-        return yaml.safe_load(read_text(path))
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
         raise PsyInsightError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path, where=where) from None
-
 
 def read_jsonl(path: str | Path) -> list[Any]:
     """Parse a JSON-lines file (blank lines are skipped); errors name the line."""

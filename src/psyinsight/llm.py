@@ -40,6 +40,17 @@ DUMMY_API_KEY = "sk-local-no-key"
 CACHE_SCHEMA_VERSION = 1
 
 
+
+def public_settings(config: Any) -> dict[str, Any]:
+    """An endpoint config (``LLMConfig``, the judge's) as a run report writes it: its fields, the cache path as text.
+
+    The key is never a field, only the name of the variable that holds it, so nothing secret is written.
+    """
+    data = asdict(config)
+    data["cache_path"] = str(config.cache_path) if config.cache_path else None
+    return data
+
+
 @dataclass
 class LLMConfig:
     """How to reach an OpenAI-compatible chat endpoint, and how hard to try."""
@@ -91,9 +102,7 @@ class LLMConfig:
 
     def public_dict(self) -> dict[str, Any]:
         """The settings for a run report (no key: only the variable's name)."""
-        data = asdict(self)
-        data["cache_path"] = str(self.cache_path) if self.cache_path else None
-        return data
+        return public_settings(self)
 
 
 @dataclass

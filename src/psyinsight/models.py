@@ -246,17 +246,18 @@ def read_adapter_meta(adapter: str | Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def check_folder_with(path: Path, marker: str, what: str, hint: str, *, where: str) -> Path:
+    """``path`` holds ``marker``, the file that makes it ``what``; else one error naming the folder, the option and the fix."""
+    if not (path / marker).is_file():
+        raise PsyInsightError(f"not {what} (no {marker}); {hint}", path=path, where=where)
+    return path
+
+
 def check_adapter_dir(adapter: str | Path) -> Path:
     path = Path(adapter).expanduser()
     if not path.is_dir():
         raise PsyInsightError("no such adapter folder", path=path, where="--adapter")
-    if not (path / "adapter_config.json").is_file():
-        raise PsyInsightError(
-            "not a LoRA adapter folder (no adapter_config.json); pass the folder `psyinsight train` wrote",
-            path=path,
-            where="--adapter",
-        )
-    return path
+    return check_folder_with(path, "adapter_config.json", "a LoRA adapter folder", "pass the folder `psyinsight train` wrote", where="--adapter")
 
 
 def load_tokenizer(name_or_path: str | Path, *, padding_side: str = "left") -> PreTrainedTokenizerBase:

@@ -20,6 +20,7 @@ import numpy as np
 
 from psyinsight.classify.base import Classifier, as_label_sets
 from psyinsight.errors import PsyInsightError
+from psyinsight.models import check_folder_with
 
 
 @dataclass
@@ -61,13 +62,8 @@ def check_model_folder(path: str) -> Path:
     folder = Path(path)
     if not path:
         raise PsyInsightError("the encoder model needs a local Hugging Face model folder", where="--encoder-path")
-    if not (folder / "config.json").is_file():
-        raise PsyInsightError(
-            "not a Hugging Face model folder (no config.json); give a local encoder such as a bert-base-chinese download",
-            path=folder,
-            where="--encoder-path",
-        )
-    return folder
+    hint = "give a local encoder such as a bert-base-chinese download"
+    return check_folder_with(folder, "config.json", "a Hugging Face model folder", hint, where="--encoder-path")
 
 
 class EncoderClassifier(Classifier):

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import typer
 
+from psyinsight.commands import add_commands, options
+
 
 def build(
     raw_dir: Path = typer.Argument(None, help="A raw .txt/.md/.jsonl file, or a folder of them (default: the bundled raw excerpts)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: en_data.json / cn_data.json, failures.jsonl, report.json, cache/."),
-    base_url: str = typer.Option("http://127.0.0.1:8000/v1", "--base-url", help="OpenAI-compatible endpoint (e.g. `psyinsight serve`, vLLM, OpenAI)."),
+    base_url: str = options.base_url("http://127.0.0.1:8000/v1", "OpenAI-compatible endpoint (e.g. `psyinsight serve`, vLLM, OpenAI)."),
     model: str = typer.Option("default", "--model", help="Model name sent to the endpoint."),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key (never stored or logged)."),
+    api_key_env: str = options.api_key_env("Environment variable holding the API key (never stored or logged)."),
     no_llm: bool = typer.Option(False, "--no-llm", help="Rules only: segment, turns and anonymise, no LLM annotation (labels become Unknown)."),
     concurrency: int = typer.Option(8, "--concurrency", help="LLM requests in flight at once."),
     max_retries: int = typer.Option(4, "--max-retries", help="Retries per request on 429, 5xx and timeouts."),
@@ -115,4 +117,4 @@ def _summary(report: dict, out: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("build")(build)
+    add_commands(app, {"build": build})

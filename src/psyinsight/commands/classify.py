@@ -6,17 +6,12 @@ from pathlib import Path
 
 import typer
 
-from psyinsight.commands import checks
+from psyinsight.commands import add_group, checks, options
 
-classify_app = typer.Typer(
-    help="Label recognition: client emotion, counselor strategy, session psychotherapy and topic (en and cn).",
-    no_args_is_help=True,
-)
+HELP = "Label recognition: client emotion, counselor strategy, session psychotherapy and topic (en and cn)."
 
 _TASK_HELP = "emotion (Seeker turns), strategy (Supporter turns), psychotherapy or topic (sessions)."
-_DATA_DIR_HELP = "Folder with the release files (default: $PSYINSIGHT_DATA_DIR or ../shared/data/psy-insight)."
-_FILE_HELP = "A session file in the release format instead of the release (repeatable)."
-_SPLIT_FILE_HELP = "A split file from `psyinsight data split` (default: the leak-free split computed with --seed)."
+FILES = options.files("A session file in the release format instead of the release (repeatable).")
 
 
 def _sessions(data_dir, sample, files, language, split, split_file, seed):
@@ -38,18 +33,17 @@ def _csv(value: str | None) -> list[str] | None:
     return [x.strip() for x in value.split(",") if x.strip()] if value else None
 
 
-@classify_app.command("train")
 def train(
     task: str = typer.Option(..., "--task", "-t", help=_TASK_HELP),
-    language: str = typer.Option(..., "--language", "-l", help="en or cn (zh)."),
+    language: str = options.language(..., "en or cn (zh)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the model and its manifest.json."),
     model: str = typer.Option("tfidf", "--model", "-m", help="tfidf (embedded default), majority (baseline) or encoder (fine-tune a local HF encoder)."),
     split: str = typer.Option("train", "--split", help="Sessions to train on: train, validation, test or all."),
-    split_file: Path = typer.Option(None, "--split-file", help=_SPLIT_FILE_HELP),
-    seed: int = typer.Option(13, "--seed", help="Seed of the computed split."),
-    sample: bool = typer.Option(False, "--sample", help="Use the bundled synthetic sample instead of the release."),
-    data_dir: Path = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
-    files: list[Path] = typer.Option(None, "--file", "-f", help=_FILE_HELP),
+    split_file: Path = options.SPLIT_FILE,
+    seed: int = options.seed("Seed of the computed split."),
+    sample: bool = options.SAMPLE,
+    data_dir: Path = options.data_dir(),
+    files: list[Path] = FILES,
     label_mode: str = typer.Option("first", "--label-mode", help="first: the first label of each list (the protocol); multi: the whole list (one-vs-rest)."),
     context_turns: int = typer.Option(2, "--context-turns", help="Preceding turns used as context for emotion/strategy (0: none)."),
     next_turns: int = typer.Option(0, "--next-turns", help="Following turns added to the context (offline labelling only; a live labeller keeps 0)."),
@@ -110,17 +104,16 @@ def train(
     typer.echo(f"trained {model} {spec.name} ({lang}) on {len(rows)} rows, {len(fitted.labels_)} labels -> {out}")
 
 
-@classify_app.command("eval")
 def evaluate(
     model_dir: Path = typer.Option(..., "--model", "-m", help="A folder written by `classify train`."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.json, report.md, confusion.png, predictions.jsonl."),
     task: str = typer.Option(None, "--task", "-t", help="Refuse a model trained for another task."),
     split: str = typer.Option("test", "--split", help="Sessions to score: train, validation, test or all."),
-    split_file: Path = typer.Option(None, "--split-file", help=_SPLIT_FILE_HELP),
-    seed: int = typer.Option(13, "--seed", help="Seed of the computed split (use the training one)."),
-    sample: bool = typer.Option(False, "--sample", help="Use the bundled synthetic sample instead of the release."),
-    data_dir: Path = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
-    files: list[Path] = typer.Option(None, "--file", "-f", help=_FILE_HELP),
+    split_file: Path = options.SPLIT_FILE,
+    seed: int = options.seed("Seed of the computed split (use the training one)."),
+    sample: bool = options.SAMPLE,
+    data_dir: Path = options.data_dir(),
+    files: list[Path] = FILES,
     allow_version_mismatch: bool = typer.Option(False, "--allow-version-mismatch", help="Load a model saved by another psyinsight/scikit-learn version (warns)."),
 ) -> None:
     """Score a saved classifier: macro/micro-F1, accuracy, per-class report, confusion matrix."""
@@ -139,7 +132,6 @@ def evaluate(
     )
 
 
-@classify_app.command("predict")
 def predict(
     model_dir: Path = typer.Option(..., "--model", "-m", help="A folder written by `classify train`."),
     input_path: Path = typer.Option(..., "--input", "-i", help="A .txt file (one text per line), a .jsonl file (text, optional context and id), or a release-format session file."),
@@ -200,7 +192,6 @@ def _check_rows_language(rows: list[dict], language: str, path: Path, *, strict:
     return len(odd)
 
 
-@classify_app.command("benchmark")
 def benchmark(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for results.md, results.json and per-pair confusion figures."),
     tasks: str = typer.Option("emotion,strategy,psychotherapy,topic", "--tasks", help="Comma list of tasks."),
@@ -208,9 +199,9 @@ def benchmark(
     models: str = typer.Option("majority,tfidf-nested", "--models", help="Comma list of models: majority, tfidf-nested (features, session inputs and C chosen by inner grouped CV on each training side; the only one held to the targets), tfidf (the fixed pick, chosen on these splits), encoder."),
     scheme: str = typer.Option("shuffle", "--scheme", help="shuffle: 5 grouped 80/20 splits; kfold: 5-fold grouped cross-validation."),
     n_splits: int = typer.Option(5, "--n-splits", help="Number of splits or folds."),
-    seed: int = typer.Option(13, "--seed", help="Seed of the grouped splits."),
-    sample: bool = typer.Option(False, "--sample", help="Use the bundled synthetic sample instead of the release."),
-    data_dir: Path = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    seed: int = options.seed("Seed of the grouped splits."),
+    sample: bool = options.SAMPLE,
+    data_dir: Path = options.data_dir(),
     encoder_path: Path = typer.Option(None, "--encoder-path", help="encoder: a local Hugging Face encoder folder."),
     epochs: int = typer.Option(3, "--epochs", help="encoder: training epochs."),
 ) -> None:
@@ -240,4 +231,4 @@ def benchmark(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(classify_app, name="classify")
+    add_group(app, "classify", HELP, {"train": train, "eval": evaluate, "predict": predict, "benchmark": benchmark})

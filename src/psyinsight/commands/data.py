@@ -6,16 +6,13 @@ from pathlib import Path
 
 import typer
 
-from psyinsight.commands import checks
+from psyinsight.commands import add_group, checks, options
 from psyinsight.errors import PsyInsightError
 
-data_app = typer.Typer(help="Get, check, describe, split and export the Psy-Insight data.", no_args_is_help=True)
+HELP = "Get, check, describe, split and export the Psy-Insight data."
 
-DataDirOpt = typer.Option(None, "--data-dir", help="Folder with the release files (default: $PSYINSIGHT_DATA_DIR, ../shared/data/psy-insight, or the fetch cache).")
-SampleOpt = typer.Option(False, "--sample", help="Use the bundled synthetic sample instead of the release.")
-FilesOpt = typer.Option(None, "--file", "-f", help="A session file in the release format (repeatable); overrides --data-dir.")
-LangOpt = typer.Option(None, "--language", "-l", help="Only this language (en or cn); repeatable.")
-RawOpt = typer.Option(False, "--raw", help="Keep the data untouched: no repair rules (duplicates, echoed labels and aliases stay).")
+DATA_DIR = options.data_dir("Folder with the release files (default: $PSYINSIGHT_DATA_DIR, ../shared/data/psy-insight, or the fetch cache).")
+FILES = options.files("A session file in the release format (repeatable); overrides --data-dir.")
 
 
 def load_input(data_dir: Path | None, sample: bool, files: list[Path] | None, languages: list[str] | None, *, repair: bool = True):
@@ -35,7 +32,6 @@ def load_input(data_dir: Path | None, sample: bool, files: list[Path] | None, la
     return [s for s in sessions if s.language in wanted]
 
 
-@data_app.command("fetch")
 def fetch(
     dest: Path = typer.Option(None, "--dest", help="Where to store the files (default: the user cache folder)."),
     source: Path = typer.Option(None, "--source", help="Copy from this local folder instead of downloading."),
@@ -52,10 +48,9 @@ def fetch(
         typer.echo(f"ok  {path}")
 
 
-@data_app.command("validate")
 def validate(
     files: list[Path] = typer.Argument(None, help="Files to check (default: the release files)."),
-    data_dir: Path = DataDirOpt,
+    data_dir: Path = DATA_DIR,
     sample: bool = typer.Option(False, "--sample", help="Check the bundled synthetic sample files instead of the release."),
     show: int = typer.Option(20, "--show", help="How many findings to list in full (0: only the summary; -1: all)."),
     notes: bool = typer.Option(False, "--notes", help="List notes (not wrong, worth knowing) as well as problems."),
@@ -98,12 +93,11 @@ def validate(
     raise typer.Exit(1 if problems else 0)
 
 
-@data_app.command("stats")
 def stats(
-    data_dir: Path = DataDirOpt,
-    sample: bool = SampleOpt,
-    files: list[Path] = FilesOpt,
-    languages: list[str] = LangOpt,
+    data_dir: Path = DATA_DIR,
+    sample: bool = options.SAMPLE,
+    files: list[Path] = FILES,
+    languages: list[str] = options.LANGUAGES,
     out: Path = typer.Option(Path("runs/stats"), "--out", help="Folder for stats.md, stats.csv, labels.csv and figures/."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the label distributions as PNG."),
 ) -> None:
@@ -131,14 +125,13 @@ def stats(
     typer.echo(f"wrote {out}/stats.md, stats.csv, labels.csv, stats_as_released.* and {'figures/' if figures else 'no figures'}")
 
 
-@data_app.command("split")
 def split(
-    data_dir: Path = DataDirOpt,
-    sample: bool = SampleOpt,
-    files: list[Path] = FilesOpt,
-    languages: list[str] = LangOpt,
+    data_dir: Path = DATA_DIR,
+    sample: bool = options.SAMPLE,
+    files: list[Path] = FILES,
+    languages: list[str] = options.LANGUAGES,
     out: Path = typer.Option(Path("runs/splits.json"), "--out", help="Where to write the assignment (JSON)."),
-    seed: int = typer.Option(13, help="Random seed: the same seed and data give the same split."),
+    seed: int = options.seed("Random seed: the same seed and data give the same split."),
     ratios: str = typer.Option(
         "0.8,0.1,0.1", "--ratios",
         help="train,validation,test shares (sum to 1). Each share is met both in sessions (within 2 points) "
@@ -174,15 +167,14 @@ def split(
     typer.echo(f"wrote {out} (checksum {assignment.checksum()[:12]})")
 
 
-@data_app.command("export")
 def export(
     out: Path = typer.Argument(..., help="Output file (or folder for --format hf)."),
     fmt: str = typer.Option("jsonl", "--format", help="json | jsonl | hf (save_to_disk) | parquet | chat (messages). hf and parquet rename a few fields: see the README's table."),
-    data_dir: Path = DataDirOpt,
-    sample: bool = SampleOpt,
-    files: list[Path] = FilesOpt,
-    languages: list[str] = LangOpt,
-    raw: bool = RawOpt,
+    data_dir: Path = DATA_DIR,
+    sample: bool = options.SAMPLE,
+    files: list[Path] = FILES,
+    languages: list[str] = options.LANGUAGES,
+    raw: bool = options.RAW,
     splits: Path = typer.Option(None, "--splits", help="A split file: write one output per split (OUT_train, OUT_validation, OUT_test); with --format hf, one DatasetDict folder."),
 ) -> None:
     """Export sessions (repaired, with their repair log) as JSON, JSONL, HF datasets, Parquet or chat messages."""
@@ -215,4 +207,4 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(data_app, name="data")
+    add_group(app, "data", HELP, {"fetch": fetch, "validate": validate, "stats": stats, "split": split, "export": export})

@@ -8,19 +8,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from psyinsight.commands import add_group, options
 from psyinsight.errors import PsyInsightError
 
 if TYPE_CHECKING:
     from psyinsight.counsel.safety import SafetyGuard
 
-safety_app = typer.Typer(help="The crisis-safety layer: its honest numbers, one message's verdict, retraining its model.",
-                         no_args_is_help=True)  # fmt: skip
+HELP = "The crisis-safety layer: its honest numbers, one message's verdict, retraining its model."
 
-RegionOpt = typer.Option(None, "--region", help="Crisis hotline region: US, CA, UK, IE, AU, NZ, SG, IN, CN, HK, TW or INTL (default: per language).")
-ResourcesOpt = typer.Option(None, "--crisis-resources", help="Crisis message + hotline YAML (default: $PSYINSIGHT_CRISIS_RESOURCES or the bundled file).")
-ModelOpt = typer.Option(None, "--model", help="Risk model (.npz written by `psyinsight safety train`; default: the bundled one).")
-SecondOpinionOpt = typer.Option(None, "--second-opinion-url", help="OpenAI-compatible URL of a guard model (e.g. Llama Guard behind vLLM) asked about borderline messages; fails closed. Off by default.")
-SecondOpinionModelOpt = typer.Option("default", "--second-opinion-model", help="Model name sent to the second-opinion endpoint.")
 
 
 def _fmt(x: float) -> str:
@@ -35,11 +30,10 @@ def _guard(model: Path | None, threshold: float | None = None) -> SafetyGuard:
     return SafetyGuard(SafetyConfig(model_path=str(model) if model else None, threshold=threshold))
 
 
-@safety_app.command("eval")
 def safety_eval(
     set_name: str = typer.Option(None, "--set", help="Score a labelled set now: a bundled set by name (blindset4, valid, openai_moderation, xstest_safe, legacy_testset, ...) or a JSONL file."),
     test_file: Path = typer.Option(None, "--test-file", help="Same as --set with a file path."),
-    model: Path = ModelOpt,
+    model: Path = options.RISK_MODEL,
     threshold: float = typer.Option(None, "--threshold", help="P(risk) at which the model flags (default: the threshold calibrated with the model)."),
     json_out: Path = typer.Option(None, "--json", help="Write the full report (counts per language, category and kind; the misses) here."),
     show_errors: bool = typer.Option(True, "--show-errors/--hide-errors", help="List the misclassified messages."),
@@ -87,15 +81,14 @@ def safety_eval(
         write_json(json_out, report.to_dict())
 
 
-@safety_app.command("check")
 def safety_check(
     messages: list[str] = typer.Argument(..., help="User messages, oldest first (the last one is judged, with the earlier ones as context)."),
-    language: str = typer.Option(None, "--language", "-l", help="Language of the crisis message: en or cn (default: detected)."),
-    region: str = RegionOpt,
-    crisis_resources: Path = ResourcesOpt,
-    model: Path = ModelOpt,
-    second_opinion_url: str = SecondOpinionOpt,
-    second_opinion_model: str = SecondOpinionModelOpt,
+    language: str = options.language(None, "Language of the crisis message: en or cn (default: detected)."),
+    region: str = options.REGION,
+    crisis_resources: Path = options.CRISIS_RESOURCES,
+    model: Path = options.RISK_MODEL,
+    second_opinion_url: str = options.SECOND_OPINION_URL,
+    second_opinion_model: str = options.SECOND_OPINION_MODEL,
     json_out: bool = typer.Option(False, "--json", help="Print the whole verdict as JSON instead of one line."),
 ) -> None:
     """Judge a message as the chat would: one line saying why; on risk, the crisis message it would send."""
@@ -126,7 +119,6 @@ def safety_check(
         typer.echo(guard.crisis_message(language or detect_language(messages[-1], cjk_share=0), region, category=result.category))
 
 
-@safety_app.command("train")
 def safety_train(
     out: Path = typer.Option(Path("runs/safety/risk_model.npz"), "--out", "-o", help="Where to write the model (.npz, with its .json card beside it)."),
     max_fpr: float = typer.Option(0.04, "--max-fpr", help="Calibration: the lowest threshold whose validation false-positive rate stays at or under this."),
@@ -152,4 +144,4 @@ def safety_train(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(safety_app, name="safety")
+    add_group(app, "safety", HELP, {"eval": safety_eval, "check": safety_check, "train": safety_train})

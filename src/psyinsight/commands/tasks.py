@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
-tasks_app = typer.Typer(help="Build instruction-tuning examples (one per counselor turn) for each task.", no_args_is_help=True)
+from psyinsight.commands import add_group, options
+
+HELP = "Build instruction-tuning examples (one per counselor turn) for each task."
 
 
-@tasks_app.command("list")
 def list_tasks() -> None:
     """List the tasks and what each one's target holds."""
     from psyinsight.tasks.examples import TASK_HELP
@@ -18,17 +19,16 @@ def list_tasks() -> None:
         typer.echo(f"{name:22} {text}")
 
 
-@tasks_app.command("build")
 def build(
     out: Path = typer.Option(..., "--out", "-o", help="Output JSONL of Examples (a .manifest.json is written beside it)."),
     task: str = typer.Option("dialog", "--task", "-t", help="dialog, reasoning, observation_reasoning, labels, aux_reasoning, aux_observation, mix or rag (see `tasks list`)."),
     split: str = typer.Option("train", "--split", help="train, validation, test or all."),
-    split_file: Path = typer.Option(None, "--split-file", help="A split file from `psyinsight data split` (default: the leak-free split computed with --seed)."),
-    seed: int = typer.Option(13, "--seed", help="Seed of the computed split and of the mix shuffle."),
-    sample: bool = typer.Option(False, "--sample", help="Use the bundled synthetic sample instead of the release."),
-    data_dir: Path = typer.Option(None, "--data-dir", help="Folder with the release files (default: $PSYINSIGHT_DATA_DIR or ../shared/data/psy-insight)."),
-    files: list[Path] = typer.Option(None, "--file", "-f", help="A session file in the release format (repeatable)."),
-    languages: list[str] = typer.Option(None, "--language", "-l", help="Only this language (en or cn); repeatable."),
+    split_file: Path = options.SPLIT_FILE,
+    seed: int = options.seed("Seed of the computed split and of the mix shuffle."),
+    sample: bool = options.SAMPLE,
+    data_dir: Path = options.data_dir(),
+    files: list[Path] = options.files("A session file in the release format (repeatable)."),
+    languages: list[str] = options.LANGUAGES,
     max_tokens: int = typer.Option(2048, "--max-tokens", help="Token budget of prompt + target; the oldest turns are dropped to fit (0: no limit)."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="Count tokens with this model's tokenizer ('smollm2' or a folder); default: a tokenizer-free estimate."),
     prompts_dir: Path = typer.Option(None, "--prompts-dir", help="Folder with en.yaml / cn.yaml replacing the packaged prompt templates."),
@@ -94,4 +94,4 @@ def build(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(tasks_app, name="tasks")
+    add_group(app, "tasks", HELP, {"list": list_tasks, "build": build})

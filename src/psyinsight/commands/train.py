@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from psyinsight.commands import add_commands, options
 from psyinsight.errors import PsyInsightError
 
 
@@ -73,10 +74,10 @@ def generate(
     do_sample: bool = typer.Option(False, "--sample-decoding/--greedy", help="Sample (seeded) or decode greedily."),
     temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature."),
     top_p: float = typer.Option(0.9, "--top-p", help="Nucleus sampling mass."),
-    seed: int = typer.Option(13, "--seed", help="Seed (batch i uses seed + i)."),
+    seed: int = options.seed("Seed (batch i uses seed + i)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Prompts per batch (left-padded)."),
     backend: str = typer.Option("transformers", "--backend", help="transformers, or vllm (GPU machines with vLLM installed)."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1... (default: cuda when available)."),
+    device: str = options.DEVICE,
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: default)."),
     label: str = typer.Option(None, "--label", help="Model name written to each prediction's meta.model (default: recipe name + task, or the base model)."),
 ) -> None:
@@ -86,7 +87,7 @@ def generate(
     from psyinsight.errors import PsyInsightError
     from psyinsight.generate.generation import GenerationConfig, generate_predictions
     from psyinsight.models import check_adapter_dir, read_adapter_meta, resolve_model_path
-    from psyinsight.train.recipe import Recipe, build_section
+    from psyinsight.train.recipe import Recipe, recipe_of_adapter
     from psyinsight.tasks.examples import load_examples
 
     from psyinsight.commands import checks
@@ -108,7 +109,7 @@ def generate(
         raise PsyInsightError("--examples already gives the examples; leave out --sample/--source", where="--examples")
     checks.output_file(out, "--out")
     meta = read_adapter_meta(check_adapter_dir(adapter)) if adapter else {}
-    recipe = build_section(Recipe, meta["recipe"], path=adapter, section="") if meta.get("recipe") else Recipe()
+    recipe = recipe_of_adapter(adapter) if adapter else Recipe()
     base = model or meta.get("base_model") or recipe.model.name
     if examples is not None:
         rows = load_examples(examples)
@@ -151,6 +152,4 @@ def generate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
-    app.command("merge")(merge)
-    app.command("generate")(generate)
+    add_commands(app, {"train": train, "merge": merge, "generate": generate})

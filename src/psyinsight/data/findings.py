@@ -22,16 +22,14 @@ class Finding:
     turn: str | None = None
     field: str | None = None
 
+    def place(self, *, sep: str = "=") -> list[str]:
+        """The dialog, turn and field the finding points at, as ``name<sep>value`` (only those set)."""
+        named = (("dialog_id", self.dialog_id), ("turn", self.turn), ("field", self.field))
+        return [f"{name}{sep}{value}" for name, value in named if value is not None]
+
     @property
     def location(self) -> str:
-        parts = [self.file]
-        if self.dialog_id is not None:
-            parts.append(f"dialog_id={self.dialog_id}")
-        if self.turn is not None:
-            parts.append(f"turn={self.turn}")
-        if self.field is not None:
-            parts.append(f"field={self.field}")
-        return " ".join(parts)
+        return " ".join([self.file, *self.place()])
 
     def to_dict(self) -> dict[str, str | None]:
         return asdict(self)

@@ -109,14 +109,7 @@ def load_raw(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _where(finding: Finding) -> str | None:
-    parts = []
-    if finding.dialog_id is not None:
-        parts.append(f"dialog_id {finding.dialog_id}")
-    if finding.turn is not None:
-        parts.append(f"turn {finding.turn}")
-    if finding.field is not None:
-        parts.append(f"field {finding.field}")
-    return ", ".join(parts) or None
+    return ", ".join(finding.place(sep=" ")) or None
 
 
 def schema_findings(raw: list[dict[str, Any]], language: Language, path: str | Path) -> list[Finding]:

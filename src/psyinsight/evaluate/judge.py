@@ -19,7 +19,8 @@ import json
 import math
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -297,11 +298,28 @@ def _ask(client: Any, conversations: list[list[dict[str, str]]], validate: Any, 
     return verdicts
 
 
+@contextmanager
+def _judge_client(config: JudgeConfig, client: Any = None) -> Iterator[Any]:
+    """The caller's client, or one made from ``config`` and closed when the judging ends."""
+    if client is not None:
+        yield client
+        return
+    own = LLMClient(config.llm_config())
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+def _with_run(summary: dict[str, Any], config: JudgeConfig, client: Any, rubrics: dict[str, Any]) -> dict[str, Any]:
+    """A summary with what produced it: the judge's settings, the client's counts and each rubric's digest."""
+    summary.update(judge=config.public_dict(), llm=client.stats.as_dict(), rubrics={l: r.digest for l, r in rubrics.items()})
+    return summary
+
+
 def judge_single(items: Sequence[JudgeItem], config: JudgeConfig, *, client: Any = None, rubric_path: str | Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rate every item 1-5 per criterion; returns (one row per item, summary)."""
-    own = client is None
-    client = client or LLMClient(config.llm_config())
-    try:
+    with _judge_client(config, client) as client:
         rubrics = {lang: load_rubric(lang, rubric_path) for lang in {i.language for i in items}}
         per_item = [rubrics[i.language] for i in items]
         verdicts = _ask(client, [single_messages(r, i) for r, i in zip(per_item, items)], validate_rating, per_item, config.repair)
@@ -314,11 +332,7 @@ def judge_single(items: Sequence[JudgeItem], config: JudgeConfig, *, client: Any
             for k, (item, v) in enumerate(zip(items, verdicts))
         ]
         summary = summarize_single(rows)
-        summary.update(judge=config.public_dict(), llm=client.stats.as_dict(), rubrics={l: r.digest for l, r in rubrics.items()})
-        return rows, summary
-    finally:
-        if own:
-            client.close()
+        return rows, _with_run(summary, config, client, rubrics)
 
 
 def summarize_single(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -360,9 +374,7 @@ def judge_pairwise(
     pairs = [(a, by_id_b[a.id]) for a in items_a if a.id in by_id_b]
     if not pairs:
         raise PsyInsightError("the two prediction sets share no id; pairwise judging needs the same examples on both sides", where="judge --pairwise")
-    own = client is None
-    client = client or LLMClient(config.llm_config())
-    try:
+    with _judge_client(config, client) as client:
         rubrics = {lang: load_rubric(lang, rubric_path) for lang in {a.language for a, _ in pairs}}
         conversations, per_prompt = [], []
         for a, b in pairs:
@@ -383,11 +395,7 @@ def judge_pairwise(
                            raw=[forward.raw, backward.raw])
             rows.append(row)
         summary = summarize_pairwise(rows)
-        summary.update(judge=config.public_dict(), llm=client.stats.as_dict(), rubrics={l: r.digest for l, r in rubrics.items()})
-        return rows, summary
-    finally:
-        if own:
-            client.close()
+        return rows, _with_run(summary, config, client, rubrics)
 
 
 def summarize_pairwise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

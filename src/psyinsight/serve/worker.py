@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,16 @@ def as_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, INPUT_ERRORS):
         return ApiError(400, f"the model cannot process this request: {type(exc).__name__}: {exc}", code="unprocessable_input")
     return ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error")
+
+
+def _fail(jobs: Sequence[_Job], exc: BaseException, error: ApiError | None = None) -> None:
+    """Answer each job not yet answered with ``error`` (default: ``exc`` as an API error); a 500 is logged."""
+    error = error or as_api_error(exc)
+    if error.status == 500:
+        log.error("generation failed", exc_info=exc)
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(error)
 
 
 def _shutting_down() -> ApiError:
@@ -223,12 +234,7 @@ class ModelWorker:
             for j, r in zip(batch, results):
                 j.future.set_result(r)
         except BaseException as exc:  # the server stays up; each request gets the error
-            error = _shutting_down() if self._closing.is_set() else as_api_error(exc)
-            if error.status == 500:
-                log.error("generation failed", exc_info=exc)
-            for j in batch:
-                if not j.future.done():
-                    j.future.set_exception(error)
+            _fail(batch, exc, _shutting_down() if self._closing.is_set() else None)
         finally:
             self._done(len(batch))
 
@@ -238,10 +244,7 @@ class ModelWorker:
             self.batches = [*self.batches[-999:], 1]
             job.future.set_result(result)
         except BaseException as exc:
-            error = as_api_error(exc)
-            if error.status == 500:
-                log.error("generation failed", exc_info=exc)
-            job.future.set_exception(error)
+            _fail([job], exc)
 
     def _run_stream(self, job: _Job) -> None:
         with self._lock:
@@ -255,10 +258,7 @@ class ModelWorker:
                 raise _shutting_down()
             job.future.set_result(None)
         except BaseException as exc:
-            error = as_api_error(exc)
-            if error.status == 500:
-                log.error("generation failed", exc_info=exc)
-            job.future.set_exception(error)
+            _fail([job], exc)
         finally:
             with self._lock:
                 self._running = []

@@ -278,15 +278,10 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
     """Read a recipe YAML (strictly) and apply ``section.key=value`` overrides."""
     import yaml
 
-    from psyinsight.fileio import read_text
+    from psyinsight.fileio import read_yaml
 
     path = find_recipe(name_or_path)
-    try:
-        data = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        raise PsyInsightError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path, where=where) from None
+    data = read_yaml(path)
     if data is None or data == {}:
         # An empty file would run as the defaults under another name: almost surely a mistake.
         raise PsyInsightError("the recipe is empty; start from a shipped one (`psyinsight train cpu-default --show`)", path=path)
@@ -304,3 +299,16 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
                 raise PsyInsightError(f"{k!r} is not a section", where=f"--set {item}")
         node[keys[-1]] = yaml.safe_load(raw)
     return build_section(Recipe, data, path=path, section="")
+
+
+def recipe_of_adapter(adapter: str | Path) -> Recipe:
+    """The recipe an adapter was trained with, read from the metadata `psyinsight train` saved beside it.
+
+    An adapter saved by other tools has no such record: it gets the default recipe, so a
+    command reading the adapter's data, task and model sees the same defaults as ``train``.
+    The stored recipe is checked as strictly as a recipe file, naming the adapter folder.
+    """
+    from psyinsight.models import read_adapter_meta
+
+    stored = read_adapter_meta(adapter).get("recipe")
+    return build_section(Recipe, stored, path=adapter, section="") if stored else Recipe()
