@@ -40,17 +40,19 @@ def main() -> None:
 
     from psyinsight.classify.benchmark import TARGETS, BenchmarkConfig, run_benchmark
     from psyinsight.classify.protocol import ProtocolConfig
-    from psyinsight.fileio import read_json, write_text
     from psyinsight.data.release import load_release
+    from psyinsight.fileio import read_json, write_text
 
     languages = [x for x in args.languages.split(",") if x]
     start, cpu = time.perf_counter(), time.process_time()
     sessions = load_release(args.data_dir, languages)
     loaded = time.perf_counter() - start
     config = BenchmarkConfig(
-        tasks=tuple(x for x in args.tasks.split(",") if x), languages=tuple(languages), models=("majority", "tfidf-nested", *(("tfidf",) if args.fixed else ())),
+        tasks=tuple(x for x in args.tasks.split(",") if x),
+        languages=tuple(languages),
+        models=("majority", "tfidf-nested", *(("tfidf",) if args.fixed else ())),
         protocol=ProtocolConfig(scheme=args.scheme, seed=args.seed),
-    )  # fmt: skip
+    )
     table = run_benchmark(sessions, config, args.out, progress=print)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     results = read_json(args.out / "results.json")["results"]

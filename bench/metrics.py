@@ -92,8 +92,11 @@ def main() -> None:
     print(f"importing torch + transformers + bert-score: {time.perf_counter() - start:.1f} s (not counted)")
     model = minilm_path()
     config = MetricConfig(
-        metrics=tuple(args.metrics.split(",")), bertscore_model_en=model, bertscore_model_zh=model,
-        device=args.device, bertscore_batch_size=args.batch_size,
+        metrics=tuple(args.metrics.split(",")),
+        bertscore_model_en=model,
+        bertscore_model_zh=model,
+        device=args.device,
+        bertscore_batch_size=args.batch_size,
     )
     metrics = build_metrics(config)
     batches = {}
@@ -156,16 +159,24 @@ def main() -> None:
         reloads.append(time.perf_counter() - start)
     total = sum(len(b) for b in batches.values())
     wall_pair, cpu_pair = sum(walls) / len(walls), sum(cpus) / len(cpus)
-    print(f"\nBERTScore on {total} pairs (ours: one load, batches sorted by token length, at most {args.batch_size} sentences and, on a CPU, 2,048 tokens):")
+    print(
+        f"\nBERTScore on {total} pairs (ours: one load, batches sorted by token length, at most {args.batch_size} sentences and, on a CPU, 2,048 tokens):"
+    )
     print(f"  ours            wall {ours_wall:8.1f} s   cpu {ours_cpu:8.1f} s")
-    print(f"  release's way   wall {wall_pair:.2f} s/pair x {total} = {wall_pair * total:8.0f} s   cpu {cpu_pair:.2f} s/pair x {total} = {cpu_pair * total:8.0f} s   (measured on {len(walls)} random pairs)")
+    print(
+        f"  release's way   wall {wall_pair:.2f} s/pair x {total} = {wall_pair * total:8.0f} s   cpu {cpu_pair:.2f} s/pair x {total} = {cpu_pair * total:8.0f} s   (measured on {len(walls)} random pairs)"
+    )
     print(f"  ratio release/ours: wall {wall_pair * total / ours_wall:.1f}x, cpu {cpu_pair * total / ours_cpu:.1f}x (target >= 20x)")
     if second_wall:
-        print(f"  a second run against the same references (embedded once): wall {second_wall:.1f} s, "
-              f"{ours_wall / second_wall:.2f}x faster than the first; ratio to the release's way {wall_pair * total / second_wall:.1f}x")
+        print(
+            f"  a second run against the same references (embedded once): wall {second_wall:.1f} s, "
+            f"{ours_wall / second_wall:.2f}x faster than the first; ratio to the release's way {wall_pair * total / second_wall:.1f}x"
+        )
     reload = sorted(reloads)[len(reloads) // 2]
-    print(f"  of the release's {wall_pair:.3f} s per pair, the model reload is {reload:.3f} s (median of 5) and scoring "
-          f"{wall_pair - reload:.3f} s; ours spends {ours_wall / total:.3f} s per pair")
+    print(
+        f"  of the release's {wall_pair:.3f} s per pair, the model reload is {reload:.3f} s (median of 5) and scoring "
+        f"{wall_pair - reload:.3f} s; ours spends {ours_wall / total:.3f} s per pair"
+    )
     print(f"load average at end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

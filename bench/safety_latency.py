@@ -56,8 +56,14 @@ def per_message(texts: list[str], baseline: str) -> None:
     if baseline == "none":
         return
     with baseline_src(baseline) as src:
-        proc = subprocess.run([sys.executable, "-c", TIMING], input=json.dumps(texts), capture_output=True, text=True,
-                              env={"PYTHONPATH": str(src), "PATH": "", "OMP_NUM_THREADS": "1"}, check=True)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", TIMING],
+            input=json.dumps(texts),
+            capture_output=True,
+            text=True,
+            env={"PYTHONPATH": str(src), "PATH": "", "OMP_NUM_THREADS": "1"},
+            check=True,
+        )
     base = json.loads(proc.stdout)
     print(f"previous guard   {percentiles(base)}  ({baseline}: patterns + TF-IDF classifier)")
     print(f"p95 ratio guard / previous: {np.percentile(ours, 95) / np.percentile(base, 95):.2f}x")
@@ -89,8 +95,10 @@ def per_turn(texts: list[str], turns: int, max_new_tokens: int) -> None:
         guard_ms[-1] += (time.perf_counter() - s) * 1000
         history.append({"role": "assistant", "content": generation.text or "..."})
     share = sum(guard_ms) / max(sum(gen_ms), 1e-9)
-    print(f"chat turn        guard {np.mean(guard_ms):.1f} ms/turn, generation {np.mean(gen_ms):.0f} ms/turn "
-          f"({max_new_tokens} new tokens): guard overhead {100 * share:.2f}% of generation time")  # fmt: skip
+    print(
+        f"chat turn        guard {np.mean(guard_ms):.1f} ms/turn, generation {np.mean(gen_ms):.0f} ms/turn "
+        f"({max_new_tokens} new tokens): guard overhead {100 * share:.2f}% of generation time"
+    )
 
 
 def main() -> None:

@@ -62,11 +62,17 @@ def main() -> None:
         "e5 + logistic regression": sk(make_pipeline(StandardScaler(), LogisticRegression(C=0.05, class_weight="balanced", max_iter=5000)), "emb"),
         "e5 + MLP (meaning)": lambda split: shipped.meaning(emb[split]),
         "char n-grams (wording)": lambda split: shipped.wording(text[split]),
-        "previous classifier (char_wb 1-4, C=16)": sk(make_pipeline(
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True),
-            LogisticRegression(C=16, class_weight="balanced", max_iter=2000)), "text"),
-        "stack: meaning + wording + patterns (ships)": lambda split: shipped.stack(shipped.meaning(emb[split]), shipped.wording(text[split]), flags[split]),
-    }  # fmt: skip
+        "previous classifier (char_wb 1-4, C=16)": sk(
+            make_pipeline(
+                TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True),
+                LogisticRegression(C=16, class_weight="balanced", max_iter=2000),
+            ),
+            "text",
+        ),
+        "stack: meaning + wording + patterns (ships)": lambda split: shipped.stack(
+            shipped.meaning(emb[split]), shipped.wording(text[split]), flags[split]
+        ),
+    }
     print(f"train {len(rows)} rows, valid {len(valid)}, XSTest safe {len(xs)}; thresholds at validation FPR <= {args.max_fpr}")
     print(f"{'candidate':46} {'valid AUC':>9} {'recall':>7} {'FPR':>6} {'XSTest FPR':>10}")
     for name, score in candidates.items():

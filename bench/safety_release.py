@@ -19,10 +19,10 @@ import time
 
 from baseline_guard import BASELINE_COMMIT, baseline_src
 
-from psyinsight.fileio import write_jsonl
-from psyinsight.data.release import load_release
 from psyinsight.counsel.safety import SafetyGuard
 from psyinsight.counsel.safety.release_check import client_turns, flag_release
+from psyinsight.data.release import load_release
+from psyinsight.fileio import write_jsonl
 
 BASELINE_CODE = """
 import json, sys
@@ -47,14 +47,22 @@ def main() -> None:
     report = flag_release(guard, sessions)
     wall = time.perf_counter() - t0
     n = sum(report.turns.values())
-    print(f"{'guard':10} turns {n:5d}  flagged {sum(report.flagged.values()):4d} ({report.rate():.4f})  "
-          + "  ".join(f"{lang} {report.flagged[lang]}/{report.turns[lang]} ({report.rate(lang):.4f})" for lang in sorted(report.turns))
-          + f"  by {dict(report.by_source)}  wall {wall:.2f}s ({1000 * wall / max(n, 1):.2f} ms/turn)")  # fmt: skip
+    print(
+        f"{'guard':10} turns {n:5d}  flagged {sum(report.flagged.values()):4d} ({report.rate():.4f})  "
+        + "  ".join(f"{lang} {report.flagged[lang]}/{report.turns[lang]} ({report.rate(lang):.4f})" for lang in sorted(report.turns))
+        + f"  by {dict(report.by_source)}  wall {wall:.2f}s ({1000 * wall / max(n, 1):.2f} ms/turn)"
+    )
     if args.baseline != "none":
         texts = [t for _, _, t in client_turns(sessions)]
         with baseline_src(args.baseline) as src:
-            proc = subprocess.run([sys.executable, "-c", BASELINE_CODE], input=json.dumps(texts), capture_output=True, text=True,
-                                  env={"PYTHONPATH": str(src), "PATH": ""}, check=True)  # fmt: skip
+            proc = subprocess.run(
+                [sys.executable, "-c", BASELINE_CODE],
+                input=json.dumps(texts),
+                capture_output=True,
+                text=True,
+                env={"PYTHONPATH": str(src), "PATH": ""},
+                check=True,
+            )
         flags = json.loads(proc.stdout)
         print(f"{'baseline':10} turns {len(texts):5d}  flagged {sum(flags):4d} ({sum(flags) / len(texts):.4f})  (guard of {args.baseline})")
     if args.flagged:

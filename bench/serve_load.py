@@ -152,8 +152,10 @@ def main() -> None:
                 "throughput_x": round(b["requests_per_s"] / base["requests_per_s"], 2),
                 "p50_latency_x": round(base["p50_s"] / b["p50_s"], 2) if b["p50_s"] else None,
             }
-            print(f"micro-batching vs none (same process, same model): {results['ratios']['throughput_x']}x requests/s, "
-                  f"{results['ratios']['p50_latency_x']}x lower median latency")  # fmt: skip
+            print(
+                f"micro-batching vs none (same process, same model): {results['ratios']['throughput_x']}x requests/s, "
+                f"{results['ratios']['p50_latency_x']}x lower median latency"
+            )
         results["device"] = device
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

@@ -4,19 +4,25 @@ before: what `psyinsight serve` did for response_format json_object (a JSON inst
         the first object pulled out of the text); after: the question's JSON Schema enforced by xgrammar.
 Valid = the build's own checker accepts the answer (parse + schema + taxonomy), first answer, no repair retry.
 """
-import json, random, sys, time
+
+import json
+import random
+import sys
+import time
 from pathlib import Path
+
 import torch
+
 torch.set_num_threads(1)
-from psyinsight.build.annotate import AnnotateConfig, load_prompts, unit_jobs, _judge
-from psyinsight.build.pipeline import Build, BuildConfig
+
+from psyinsight.build.annotate import AnnotateConfig, _judge, load_prompts, unit_jobs
 from psyinsight.build.ingest import sample_raw_dir
+from psyinsight.build.pipeline import Build, BuildConfig
 from psyinsight.counsel.engine import GenParams, LocalEngine
 from psyinsight.llm import ChatResult
 from psyinsight.serve.app import _with_json_instruction
 from psyinsight.serve.replies import extract_json_object
 from psyinsight.serve.structured import ResponseFormat, StructuredEngine, constrained
-import dataclasses
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 6
 MAX = int(sys.argv[2]) if len(sys.argv) > 2 else 64
@@ -25,7 +31,10 @@ MODES = sys.argv[4].split(",") if len(sys.argv) > 4 else ["before", "after"]
 cfg = AnnotateConfig(window=2, max_context_chars=300)
 cfg.max_tokens = dict.fromkeys(cfg.max_tokens, MAX)
 b = Build(BuildConfig(raw_dir=sample_raw_dir(), out_dir=Path("/tmp/m15/jobs"), llm=None))
-states = b.ingest(); b.segment(states); b.turns(states); b.anonymise(states)
+states = b.ingest()
+b.segment(states)
+b.turns(states)
+b.anonymise(states)
 jobs = []
 for s in states:
     prev = None
@@ -45,7 +54,8 @@ for _ in range(N):  # the same draw whatever is kept afterwards, so a subset run
         if by_task[k] and len(picked) < N:
             picked.append(by_task[k].pop(rng.randrange(len(by_task[k]))))
 picked = [j for j in picked if ONLY is None or j.task in ONLY]
-engine = StructuredEngine(LocalEngine("default", threads=1)); engine.load()
+engine = StructuredEngine(LocalEngine("default", threads=1))
+engine.load()
 rows = []
 for mode in MODES:
     tokens = seconds = valid = 0
@@ -63,10 +73,14 @@ for mode in MODES:
         text = g.text if mode == "after" else (extract_json_object(g.text) or g.text)
         value, error = _judge(j, ChatResult(text=text, finish_reason=g.finish_reason))
         ok = error is None
-        tokens += g.completion_tokens; seconds += dt; valid += ok
-        print(f"{mode:6s} {j.task:8s} {j.where[:28]:28s} tokens {g.completion_tokens:3d} {dt:6.1f}s valid {ok} {'' if ok else error[:70]}", flush=True)
+        tokens += g.completion_tokens
+        seconds += dt
+        valid += ok
+        print(
+            f"{mode:6s} {j.task:8s} {j.where[:28]:28s} tokens {g.completion_tokens:3d} {dt:6.1f}s valid {ok} {'' if ok else error[:70]}", flush=True
+        )
     rows.append((mode, valid, len(picked), tokens, seconds))
-    print(f"== {mode}: schema-valid {valid}/{len(picked)}, {tokens} tokens in {seconds:.1f}s = {tokens/seconds:.2f} tok/s", flush=True)
+    print(f"== {mode}: schema-valid {valid}/{len(picked)}, {tokens} tokens in {seconds:.1f}s = {tokens / seconds:.2f} tok/s", flush=True)
 if len(rows) == 2:
     (b_, a_) = rows
-    print(f"== tokens/s ratio after/before: {(a_[3]/a_[4])/(b_[3]/b_[4]):.2f}")
+    print(f"== tokens/s ratio after/before: {(a_[3] / a_[4]) / (b_[3] / b_[4]):.2f}")

@@ -101,12 +101,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2, help="Rounds; the best of each configuration is kept.")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
     p.add_argument("--configs", default=",".join(CONFIGS), help="Comma-separated subset of: " + ", ".join(ALL_CONFIGS))
-    p.add_argument("--metric", choices=["tokens_per_s", "tokens_per_cpu_s"], default="tokens_per_cpu_s",
-                   help="Throughput compared: wall clock, or process CPU time (steadier on a shared CPU; use tokens_per_s on a GPU).")
+    p.add_argument(
+        "--metric",
+        choices=["tokens_per_s", "tokens_per_cpu_s"],
+        default="tokens_per_cpu_s",
+        help="Throughput compared: wall clock, or process CPU time (steadier on a shared CPU; use tokens_per_s on a GPU).",
+    )
     p.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     p.add_argument("--markdown", type=Path, default=None, help="Also append the printed report to this Markdown file.")
-    p.add_argument("--gpu", action="store_true", help="The prepared GPU run (one H200, < 8 minutes): Mistral-7B-shaped parity "
-                   "table, then the full-data SmolLM2 run; both appended to docs/results.md.")  # fmt: skip
+    p.add_argument(
+        "--gpu",
+        action="store_true",
+        help="The prepared GPU run (one H200, < 8 minutes): Mistral-7B-shaped parity "
+        "table, then the full-data SmolLM2 run; both appended to docs/results.md.",
+    )
     p.add_argument("--smollm2-steps", type=int, default=600, help="--gpu: optimizer steps of the full-data SmolLM2 run (batch 16).")
     return p.parse_args(argv)
 
@@ -115,7 +123,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_examples(args: argparse.Namespace, tokenizer: Any) -> list[Any]:
-    from psyinsight.tasks.examples import TaskConfig, build_examples as build, tokenizer_counter
+    from psyinsight.tasks.examples import TaskConfig, tokenizer_counter
+    from psyinsight.tasks.examples import build_examples as build
 
     if args.release:
         from psyinsight.data.release import load_release
@@ -142,10 +151,17 @@ def load(args: argparse.Namespace) -> tuple[Any, Any]:
 
     tok = load_tokenizer(args.model, padding_side="right")
     config = MistralConfig(
-        vocab_size=max(32000, len(tok)), hidden_size=4096, intermediate_size=14336, num_hidden_layers=args.layers,
-        num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=32768, rope_theta=1e6,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-    )  # fmt: skip
+        vocab_size=max(32000, len(tok)),
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=args.layers,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=32768,
+        rope_theta=1e6,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     torch.set_default_dtype(torch.bfloat16)
     with torch.device("cuda"):
@@ -169,12 +185,25 @@ def common_args(args: argparse.Namespace, out: str, spec: dict[str, Any]) -> dic
 
     cuda = torch.cuda.is_available()
     return dict(
-        output_dir=out, per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=1, max_steps=args.steps,
-        learning_rate=1e-4, lr_scheduler_type="constant", logging_steps=10**6, save_strategy="no", report_to="none",
-        use_cpu=not cuda, bf16=cuda, disable_tqdm=True, seed=13, data_seed=13, dataloader_num_workers=0,
-        gradient_checkpointing=spec["gc"], gradient_checkpointing_kwargs={"use_reentrant": False},
+        output_dir=out,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=1,
+        max_steps=args.steps,
+        learning_rate=1e-4,
+        lr_scheduler_type="constant",
+        logging_steps=10**6,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not cuda,
+        bf16=cuda,
+        disable_tqdm=True,
+        seed=13,
+        data_seed=13,
+        dataloader_num_workers=0,
+        gradient_checkpointing=spec["gc"],
+        gradient_checkpointing_kwargs={"use_reentrant": False},
         train_sampling_strategy="group_by_length" if spec["sampler"] == "length" else "random",
-    )  # fmt: skip
+    )
 
 
 def run_one(name: str, args: argparse.Namespace, queue: Any) -> None:
@@ -199,11 +228,16 @@ def run_one(name: str, args: argparse.Namespace, queue: Any) -> None:
         from trl import SFTConfig, SFTTrainer
 
         rows = [{"prompt": [m.model_dump() for m in e.messages], "completion": [{"role": "assistant", "content": e.target}]} for e in examples]
-        cfg = SFTConfig(**common_args(args, out, spec), completion_only_loss=True,
-                        max_length=None if spec["pack"] == "padding_free" else args.max_length,  # every example fits already
-                        packing=spec["pack"] == "bfd", padding_free=spec["pack"] == "padding_free")  # fmt: skip
-        trainer = SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                             peft_config=lora_config(), callbacks=[counter])  # fmt: skip
+        cfg = SFTConfig(
+            **common_args(args, out, spec),
+            completion_only_loss=True,
+            max_length=None if spec["pack"] == "padding_free" else args.max_length,  # every example fits already
+            packing=spec["pack"] == "bfd",
+            padding_free=spec["pack"] == "padding_free",
+        )
+        trainer = SFTTrainer(
+            model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok, peft_config=lora_config(), callbacks=[counter]
+        )
     else:
         from peft import get_peft_model
         from transformers import TrainingArguments
@@ -213,8 +247,9 @@ def run_one(name: str, args: argparse.Namespace, queue: Any) -> None:
 
         targs = TrainingArguments(**common_args(args, out, spec), remove_unused_columns=False)
         collator = PackCollator() if spec["pack"] else PadCollator(tok.pad_token_id)
-        trainer = weighted_trainer_class()(model=get_peft_model(model, lora_config()), args=targs, train_dataset=feats,
-                                           data_collator=collator, callbacks=[counter])  # fmt: skip
+        trainer = weighted_trainer_class()(
+            model=get_peft_model(model, lora_config()), args=targs, train_dataset=feats, data_collator=collator, callbacks=[counter]
+        )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     cpu_start = time.process_time()
@@ -226,13 +261,24 @@ def run_one(name: str, args: argparse.Namespace, queue: Any) -> None:
         peak, where = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "cpu_rss"
     lengths = [len(f["input_ids"]) for f in feats]
     targets = sum(sum(1 for w in f["loss_weights"] if w == 1.0) for f in feats)
-    queue.put({
-        "config": name, **spec, "tokens": counter.tokens, "forwards": counter.forwards, "seconds": counter.seconds,
-        "cpu_seconds": cpu_seconds, "tokens_per_s": counter.tokens / max(counter.seconds, 1e-9),
-        "tokens_per_cpu_s": counter.tokens / max(cpu_seconds, 1e-9), "train_loss": float(result.training_loss),
-        "examples": len(feats), "peak_gb": round(peak, 3), "peak_where": where,
-        "shape": model_shape(model), "flops_per_token": flops_per_token(model_shape(model), lengths, targets / max(1, sum(lengths))),
-    })  # fmt: skip
+    queue.put(
+        {
+            "config": name,
+            **spec,
+            "tokens": counter.tokens,
+            "forwards": counter.forwards,
+            "seconds": counter.seconds,
+            "cpu_seconds": cpu_seconds,
+            "tokens_per_s": counter.tokens / max(counter.seconds, 1e-9),
+            "tokens_per_cpu_s": counter.tokens / max(cpu_seconds, 1e-9),
+            "train_loss": float(result.training_loss),
+            "examples": len(feats),
+            "peak_gb": round(peak, 3),
+            "peak_where": where,
+            "shape": model_shape(model),
+            "flops_per_token": flops_per_token(model_shape(model), lengths, targets / max(1, sum(lengths))),
+        }
+    )
 
 
 # ---------------------------------------------------------------- the machine's limit
@@ -241,8 +287,14 @@ def run_one(name: str, args: argparse.Namespace, queue: Any) -> None:
 def model_shape(model: Any) -> dict[str, int]:
     c = getattr(model, "config", None) or model.get_base_model().config
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    return {"d": c.hidden_size, "i": c.intermediate_size, "layers": c.num_hidden_layers, "vocab": c.vocab_size,
-            "q": c.num_attention_heads * head_dim, "kv": c.num_key_value_heads * head_dim}  # fmt: skip
+    return {
+        "d": c.hidden_size,
+        "i": c.intermediate_size,
+        "layers": c.num_hidden_layers,
+        "vocab": c.vocab_size,
+        "q": c.num_attention_heads * head_dim,
+        "kv": c.num_key_value_heads * head_dim,
+    }
 
 
 def flops_per_token(s: dict[str, int], lengths: list[int], target_share: float) -> float:
@@ -313,25 +365,37 @@ def setting(r: dict[str, Any]) -> str:
 
 def report(best: dict[str, dict[str, Any]], peak: dict[str, Any] | None, args: argparse.Namespace) -> list[str]:
     m = args.metric
-    lines = [f"best of {args.repeats} round(s) by {m}; {args.steps} steps x batch {args.batch_size}, max length {args.max_length}, "
-             f"{args.threads} threads", ""]  # fmt: skip
-    lines += ["| config | setting | consumed tokens | tok/s | tok/CPU-s | train loss | peak GB | vs TRL, same setting |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"best of {args.repeats} round(s) by {m}; {args.steps} steps x batch {args.batch_size}, max length {args.max_length}, {args.threads} threads",
+        "",
+    ]
+    lines += [
+        "| config | setting | consumed tokens | tok/s | tok/CPU-s | train loss | peak GB | vs TRL, same setting |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     trl_by_setting = {setting(r): r for r in best.values() if r["kind"] == "trl"}
     for name, r in best.items():
         twin = trl_by_setting.get(setting(r)) if r["kind"] == "ours" else None
         ratio = f"{r[m] / twin[m]:.2f}x" if twin else ""
-        lines.append(f"| {name} | {setting(r)} | {r['tokens']} | {r['tokens_per_s']:.1f} | {r['tokens_per_cpu_s']:.1f} | "
-                     f"{r['train_loss']:.4f} | {r['peak_gb']:.2f} | {ratio} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {setting(r)} | {r['tokens']} | {r['tokens_per_s']:.1f} | {r['tokens_per_cpu_s']:.1f} | "
+            f"{r['train_loss']:.4f} | {r['peak_gb']:.2f} | {ratio} |"
+        )
     trl = [r for r in best.values() if r["kind"] == "trl"]
     ours = [r for r in best.values() if r["kind"] == "ours" and "w_prompt" not in r]
     if trl and ours:
         bt, bo = max(trl, key=lambda r: r[m]), max(ours, key=lambda r: r[m])
-        lines += ["", f"TRL's best fair setting: {bt['config']} ({bt[m]:.1f}); ours best: {bo['config']} ({bo[m]:.1f}); "
-                      f"ratio {bo[m] / bt[m]:.2f}x; peak memory {bo['peak_gb']:.2f} vs {bt['peak_gb']:.2f} GB"]  # fmt: skip
+        lines += [
+            "",
+            f"TRL's best fair setting: {bt['config']} ({bt[m]:.1f}); ours best: {bo['config']} ({bo[m]:.1f}); "
+            f"ratio {bo[m] / bt[m]:.2f}x; peak memory {bo['peak_gb']:.2f} vs {bt['peak_gb']:.2f} GB",
+        ]
     if peak:
-        lines += ["", f"machine limit: bare matmul of the model's shapes ({peak['rows']} rows) "
-                      f"{peak['tokens_per_s'] / 1e9:.1f} GFLOP/s wall, {peak['tokens_per_cpu_s'] / 1e9:.1f} GFLOP/CPU-s"]  # fmt: skip
+        lines += [
+            "",
+            f"machine limit: bare matmul of the model's shapes ({peak['rows']} rows) "
+            f"{peak['tokens_per_s'] / 1e9:.1f} GFLOP/s wall, {peak['tokens_per_cpu_s'] / 1e9:.1f} GFLOP/CPU-s",
+        ]
         for name, r in best.items():
             used = r["flops_per_token"] * r[m] / peak[m]
             lines.append(f"  {name:22} {r['flops_per_token'] / 1e6:7.1f} MFLOP/token x {r[m]:8.1f} = {used * 100:5.1f}% of the limit")
@@ -353,8 +417,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for round_no in range(args.repeats):
         for name in names:
             r = _child(ctx, run_one, name, args)
-            print(f"round {round_no + 1} {name:22} {r['tokens']:6d} tok {r['tokens_per_s']:8.1f} tok/s {r['tokens_per_cpu_s']:8.1f} "
-                  f"tok/CPU-s  loss {r['train_loss']:.4f}", flush=True)  # fmt: skip
+            print(
+                f"round {round_no + 1} {name:22} {r['tokens']:6d} tok {r['tokens_per_s']:8.1f} tok/s {r['tokens_per_cpu_s']:8.1f} "
+                f"tok/CPU-s  loss {r['train_loss']:.4f}",
+                flush=True,
+            )
             if name not in best or r[args.metric] > best[name][args.metric]:
                 best[name] = r
         # The limit in the same run, between rounds: the same load as the rows around it.
@@ -391,25 +458,55 @@ def run_gpu(args: argparse.Namespace) -> dict[str, Any]:
     results = REPO / "docs" / "results.md"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with results.open("a") as fh:
-        fh.write(f"\n## Training throughput on {torch.cuda.get_device_name(0)} ({stamp})\n\n"
-                 "`python bench/train.py --gpu`: a random Mistral-7B-shaped model, bf16, English release examples.\n\n")  # fmt: skip
-    table_args = parse_args([
-        "--random-mistral", "--release", "--examples", "80", "--steps", "10", "--batch-size", "4", "--max-length", "1024",
-        "--repeats", "1", "--metric", "tokens_per_s", "--markdown", str(results), "--json", str(REPO / "bench-out" / "train-gpu.json"),
-    ])  # fmt: skip
+        fh.write(
+            f"\n## Training throughput on {torch.cuda.get_device_name(0)} ({stamp})\n\n"
+            "`python bench/train.py --gpu`: a random Mistral-7B-shaped model, bf16, English release examples.\n\n"
+        )
+    table_args = parse_args(
+        [
+            "--random-mistral",
+            "--release",
+            "--examples",
+            "80",
+            "--steps",
+            "10",
+            "--batch-size",
+            "4",
+            "--max-length",
+            "1024",
+            "--repeats",
+            "1",
+            "--metric",
+            "tokens_per_s",
+            "--markdown",
+            str(results),
+            "--json",
+            str(REPO / "bench-out" / "train-gpu.json"),
+        ]
+    )
     (REPO / "bench-out").mkdir(exist_ok=True)
     summary = main_table(table_args)
     from psyinsight.train.recipe import load_recipe
     from psyinsight.train.runner import run_recipe
 
-    recipe = load_recipe("cpu-default", overrides=[
-        "data.source=release", "model.dtype=bfloat16", f"training.max_steps={args.smollm2_steps}", "training.batch_size=16",
-        "training.save_steps=100000", "data.max_eval_examples=256", "training.output_dir=runs/gpu-smollm2-release",
-    ])  # fmt: skip
+    recipe = load_recipe(
+        "cpu-default",
+        overrides=[
+            "data.source=release",
+            "model.dtype=bfloat16",
+            f"training.max_steps={args.smollm2_steps}",
+            "training.batch_size=16",
+            "training.save_steps=100000",
+            "data.max_eval_examples=256",
+            "training.output_dir=runs/gpu-smollm2-release",
+        ],
+    )
     _, metrics = run_recipe(recipe, resume="none")
     with results.open("a") as fh:
-        fh.write("\nFull-data SmolLM2-135M run (cpu-default recipe, release en+cn, bf16, batch 16, "
-                 f"{args.smollm2_steps} steps):\n\n```json\n{json.dumps(metrics, indent=2)}\n```\n")  # fmt: skip
+        fh.write(
+            "\nFull-data SmolLM2-135M run (cpu-default recipe, release en+cn, bf16, batch 16, "
+            f"{args.smollm2_steps} steps):\n\n```json\n{json.dumps(metrics, indent=2)}\n```\n"
+        )
     summary["smollm2_release"] = metrics
     return summary
 

@@ -14,11 +14,11 @@ import datetime as dt
 import json
 import sys
 
-from psyinsight.fileio import write_json
 from psyinsight.counsel.safety import SafetyGuard
 from psyinsight.counsel.safety.corpus import data_dir, named_sets
 from psyinsight.counsel.safety.evaluate import evaluate_guard
 from psyinsight.counsel.safety.scores import first_scores
+from psyinsight.fileio import write_json
 
 
 def main(name: str) -> None:
@@ -30,11 +30,19 @@ def main(name: str) -> None:
     report = evaluate_guard(guard, named_sets()[name])
     o = report.overall
     entry = {
-        "n": o.tp + o.fn + o.fp + o.tn, "tp": o.tp, "fn": o.fn, "fp": o.fp, "tn": o.tn, "recall": o.recall, "fpr": o.fpr,
+        "n": o.tp + o.fn + o.fp + o.tn,
+        "tp": o.tp,
+        "fn": o.fn,
+        "fp": o.fp,
+        "tn": o.tn,
+        "recall": o.recall,
+        "fpr": o.fpr,
         "by_language": {k: {"recall": v.recall, "fpr": v.fpr} for k, v in sorted(report.by_language.items())},
         "recall_by_category": {k: v.recall for k, v in sorted(report.by_category.items()) if k != "none"},
-        "when": dt.date.today().isoformat(), "model": guard.model.card["digest"], "threshold": guard.threshold,
-    }  # fmt: skip
+        "when": dt.date.today().isoformat(),
+        "model": guard.model.card["digest"],
+        "threshold": guard.threshold,
+    }
     write_json(data_dir() / "first_scores.json", {**recorded, name: entry})
     print(json.dumps(entry, indent=1))
 

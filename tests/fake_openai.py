@@ -66,8 +66,14 @@ def keys_responder(body: dict[str, Any]) -> str:
     if keys.startswith("kind"):
         return json.dumps({"kind": "dialogue", "role": "client", "participant": ""})
     if keys.startswith("background"):
-        return json.dumps({"background": f"A client seeking help ({tag}).", "reasoning": "The counselor explores the problem.",
-                           "summary": "The client gains a new view.", "guide": "Listen and reflect feelings."})
+        return json.dumps(
+            {
+                "background": f"A client seeking help ({tag}).",
+                "reasoning": "The counselor explores the problem.",
+                "summary": "The client gains a new view.",
+                "guide": "Listen and reflect feelings.",
+            }
+        )
     if keys.startswith("psychotherapy"):
         return json.dumps({"psychotherapy": "Cognitive Behavioral Therapy", "topic": "Ongoing Depression", "stage": "1st Session"})
     if keys.startswith("is_same_qa"):
@@ -180,11 +186,7 @@ class FakeOpenAI:
     def count(self, fault: str | None = None, *, delivered: bool | None = None) -> int:
         """Requests seen, optionally only those given ``fault`` and/or (not) delivered."""
         with self._lock:
-            return sum(
-                1
-                for r in self.records
-                if (fault is None or r.fault == fault) and (delivered is None or r.delivered == delivered)
-            )
+            return sum(1 for r in self.records if (fault is None or r.fault == fault) and (delivered is None or r.delivered == delivered))
 
     def delivered_keys(self) -> list[str]:
         with self._lock:
@@ -303,8 +305,14 @@ class FakeOpenAI:
                     return
                 if fault == "reject_schema":  # a server that does not enforce JSON schemas (as an OpenAI-compatible one says so)
                     record.status = 400
-                    message = {"error": {"message": "response_format json_schema is not supported", "type": "invalid_request_error",
-                                         "param": "response_format", "code": None}}  # fmt: skip
+                    message = {
+                        "error": {
+                            "message": "response_format json_schema is not supported",
+                            "type": "invalid_request_error",
+                            "param": "response_format",
+                            "code": None,
+                        }
+                    }
                     self._send(400, json.dumps(message).encode())
                     return
                 if fault.isdigit():

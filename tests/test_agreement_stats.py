@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from psyinsight.errors import PsyInsightError
 from psyinsight.evaluate.agreement import (
     agreement_between,
     agreement_within,
@@ -17,7 +18,6 @@ from psyinsight.evaluate.agreement import (
     rankdata,
     spearman,
 )
-from psyinsight.errors import PsyInsightError
 
 
 def test_rankdata_average_ties():
@@ -79,7 +79,10 @@ def test_compare_raters_keys():
 
 def test_file_agreement_judge_vs_human_csv(tmp_path):
     judge = tmp_path / "judge.jsonl"
-    rows = [{"id": f"i{k}", "model": "m", "ok": True, "scores": {"interactivity": k % 5 + 1, "helpfulness": 3, "comfort": k % 5 + 1, "explainability": 2}} for k in range(6)]
+    rows = [
+        {"id": f"i{k}", "model": "m", "ok": True, "scores": {"interactivity": k % 5 + 1, "helpfulness": 3, "comfort": k % 5 + 1, "explainability": 2}}
+        for k in range(6)
+    ]
     rows.append({"id": "bad", "model": "m", "ok": False, "scores": None})
     judge.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     human = tmp_path / "human.csv"

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from fake_openai import FakeOpenAI, keys_responder
+
 from psyinsight.build.ingest import sample_raw_dir
 from psyinsight.build.pipeline import BuildConfig, run_build
 from psyinsight.cli import main
@@ -64,7 +64,11 @@ def test_with_an_llm_the_classifiers_check_it_and_disagreements_are_listed(tmp_p
 
 @pytest.mark.parametrize("spec, words", [("tfidf:/x", "expected classify:<model dir>"), ("classify:/no/such/folder", "no such folder")])
 def test_a_bad_labeller_is_one_line_and_exit_2(tmp_path, spec, words):
-    done = subprocess.run([sys.executable, "-m", "psyinsight.cli", "build", "--no-llm", "-o", str(tmp_path / "o"), "--labeller", spec],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "psyinsight.cli", "build", "--no-llm", "-o", str(tmp_path / "o"), "--labeller", spec],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.strip().startswith("error:") and done.stderr.strip().count("\n") == 0

@@ -18,8 +18,8 @@ import pytest
 
 from psyinsight.build.entities import detect, known_people
 from psyinsight.build.ingest import sample_raw_dir
-from psyinsight.build.records import Document, Turn
 from psyinsight.build.pipeline import BuildConfig, run_build
+from psyinsight.build.records import Document, Turn
 from psyinsight.build.segment import segment
 from psyinsight.build.turns import make_units
 from psyinsight.data.consistency import source_findings, turn_findings
@@ -46,20 +46,30 @@ S, C = "Supporter", "Seeker"
     "text, expected",
     [
         # a tag after the quote, a name and a pronoun; the narrator "I" is the counselor
-        ('Notes\n\n"What brings you here?" I asked.\n\n"My sister made me come," Daniel said.\n\n"She worries," he added.\n',
-         [(S, "Therapist", "What brings you here?"), (C, "Daniel", "My sister made me come. She worries.")]),
+        (
+            'Notes\n\n"What brings you here?" I asked.\n\n"My sister made me come," Daniel said.\n\n"She worries," he added.\n',
+            [(S, "Therapist", "What brings you here?"), (C, "Daniel", "My sister made me come. She worries.")],
+        ),
         # a tag before the quote, and the verb before the name ("asked Helen")
-        ('Session notes\n\nI said, "Tell me about the week."\n\n"It was long," she replied.\n\n"Long in what way?" asked the counsellor.\n',
-         [(S, "Therapist", "Tell me about the week."), (C, "Client", "It was long."), (S, "Therapist", "Long in what way?")]),
+        (
+            'Session notes\n\nI said, "Tell me about the week."\n\n"It was long," she replied.\n\n"Long in what way?" asked the counsellor.\n',
+            [(S, "Therapist", "Tell me about the week."), (C, "Client", "It was long."), (S, "Therapist", "Long in what way?")],
+        ),
         # a tag inside the quote, and two speakers in one paragraph
-        ('Notes\n\n"So the first feeling," I said, "was shame?" "Yes," Maria replied. "Then anger."\n',
-         [(S, "Therapist", "So the first feeling, was shame?"), (C, "Maria", "Yes. Then anger.")]),
+        (
+            'Notes\n\n"So the first feeling," I said, "was shame?" "Yes," Maria replied. "Then anger."\n',
+            [(S, "Therapist", "So the first feeling, was shame?"), (C, "Maria", "Yes. Then anger.")],
+        ),
         # action beats name the next quote; an unattributed quote alternates
-        ('Notes\n\n"Who is everyone?" I asked. He shrugged. "Maria, mostly."\n\n"And at work?"\n\n"My boss." Tom smiled.\n',
-         [(S, "Therapist", "Who is everyone?"), (C, "Tom", "Maria, mostly."), (S, "Therapist", "And at work?"), (C, "Tom", "My boss.")]),
+        (
+            'Notes\n\n"Who is everyone?" I asked. He shrugged. "Maria, mostly."\n\n"And at work?"\n\n"My boss." Tom smiled.\n',
+            [(S, "Therapist", "Who is everyone?"), (C, "Tom", "Maria, mostly."), (S, "Therapist", "And at work?"), (C, "Tom", "My boss.")],
+        ),
         # curly single quotes with an apostrophe inside
-        ("Notes\n\n‘What would it mean?’ I asked.\n\n‘That I’d failed,’ Priya said quietly.\n",
-         [(S, "Therapist", "What would it mean?"), (C, "Priya", "That I’d failed.")]),
+        (
+            "Notes\n\n‘What would it mean?’ I asked.\n\n‘That I’d failed,’ Priya said quietly.\n",
+            [(S, "Therapist", "What would it mean?"), (C, "Priya", "That I’d failed.")],
+        ),
     ],
 )
 def test_english_attribution_patterns(text, expected):
@@ -70,15 +80,26 @@ def test_english_attribution_patterns(text, expected):
     "text, expected",
     [
         # 我问道 after the quote, a name with 说 inside the quote pair
-        ("手记\n\n“您最担心的是什么？”我问道。“我怕她考不好，”王芳说，“这一年就白费了。”\n",
-         [(S, "咨询师", "您最担心的是什么？"), (C, "王芳", "我怕她考不好，这一年就白费了。")]),
+        (
+            "手记\n\n“您最担心的是什么？”我问道。“我怕她考不好，”王芳说，“这一年就白费了。”\n",
+            [(S, "咨询师", "您最担心的是什么？"), (C, "王芳", "我怕她考不好，这一年就白费了。")],
+        ),
         # the ：“…” form before the quote: 我问他：, 咨询师说：, 他回答道：
-        ("手记\n\n我问他：“最近睡得怎么样？”\n\n他想了想，回答道：『不太好。』\n\n咨询师说：「听起来很累。」\n",
-         [(S, "咨询师", "最近睡得怎么样？"), (C, "来访者", "不太好。"), (S, "咨询师", "听起来很累。")]),
+        (
+            "手记\n\n我问他：“最近睡得怎么样？”\n\n他想了想，回答道：『不太好。』\n\n咨询师说：「听起来很累。」\n",
+            [(S, "咨询师", "最近睡得怎么样？"), (C, "来访者", "不太好。"), (S, "咨询师", "听起来很累。")],
+        ),
         # a beat (他点点头，) names the next quote; 「」 with nothing around them alternate
-        ("手记\n\n张建国想了想，说：“早上买菜。”\n\n“听起来有点空。”\n\n“是空。”他点点头，“没人需要我了。”\n\n「社区找过您吗？」\n\n「问过我辅导作文。」\n",
-         [(C, "张建国", "早上买菜。"), (S, "咨询师", "听起来有点空。"), (C, "张建国", "是空。没人需要我了。"), (S, "咨询师", "社区找过您吗？"),
-          (C, "张建国", "问过我辅导作文。")]),
+        (
+            "手记\n\n张建国想了想，说：“早上买菜。”\n\n“听起来有点空。”\n\n“是空。”他点点头，“没人需要我了。”\n\n「社区找过您吗？」\n\n「问过我辅导作文。」\n",
+            [
+                (C, "张建国", "早上买菜。"),
+                (S, "咨询师", "听起来有点空。"),
+                (C, "张建国", "是空。没人需要我了。"),
+                (S, "咨询师", "社区找过您吗？"),
+                (C, "张建国", "问过我辅导作文。"),
+            ],
+        ),
     ],
 )
 def test_chinese_attribution_patterns(text, expected):
@@ -100,8 +121,12 @@ def test_a_quote_no_rule_can_attribute_is_reported_with_its_place_and_never_merg
     raw = tmp_path / "raw" / "en"
     raw.mkdir(parents=True)
     (raw / "open.txt").write_text('"I don\'t know where to begin."\n\n"Anywhere is fine," I said.\n', encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "psyinsight.cli", "build", str(tmp_path / "raw"), "--no-llm", "-o", str(tmp_path / "out"),
-                           "--no-progress"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "psyinsight.cli", "build", str(tmp_path / "raw"), "--no-llm", "-o", str(tmp_path / "out"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "unsure: en/open.txt:1 [0:30] an unattributed quote with no speaker before it" in done.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -113,25 +138,38 @@ def test_a_quote_no_rule_can_attribute_is_reported_with_its_place_and_never_merg
 
 def test_the_consistency_checks_catch_quotes_merged_into_one_turn():
     """What the old rules wrote for a narrated excerpt, as release-format turns and as build turns."""
-    merged = {"dialog_id": "1", "dialog": [
-        {"id": "0-0", "speaker": "Seeker", "content": "What made you come in the end? My daughter, Lily. She said I promised."},
-        {"id": "0-1", "speaker": "Seeker", "content": "“您最担心的是什么？”我问道。“我怕她考不好，”王芳说，“这一年就白费了。”"},
-        {"id": "0-2", "speaker": "Seeker", "content": "My daughter, Lily. She said I promised."},
-    ]}  # fmt: skip
+    merged = {
+        "dialog_id": "1",
+        "dialog": [
+            {"id": "0-0", "speaker": "Seeker", "content": "What made you come in the end? My daughter, Lily. She said I promised."},
+            {"id": "0-1", "speaker": "Seeker", "content": "“您最担心的是什么？”我问道。“我怕她考不好，”王芳说，“这一年就白费了。”"},
+            {"id": "0-2", "speaker": "Seeker", "content": "My daughter, Lily. She said I promised."},
+        ],
+    }
     found = [(f.turn, f.rule, f.severity) for f in turn_findings("f.json", merged)]
     assert found == [("0-0", "other_role_question", "suspect"), ("0-1", "quotes_in_turn", "suspect"), ("0-1", "other_role_question", "suspect")]
     text = '"What made you come?" I asked. "My daughter," she said.\n'
-    turn = Turn(role="Seeker", participant="Client", content="What made you come? My daughter.", start=1, end=len(text),
-                spans=[(1, 20), (32, 44)])  # fmt: skip
+    turn = Turn(role="Seeker", participant="Client", content="What made you come? My daughter.", start=1, end=len(text), spans=[(1, 20), (32, 44)])
     (finding,) = source_findings(text, "en", [turn], set())
     assert finding["rule"] == "quotes_in_turn" and finding["line"] == 1
 
 
 def test_validate_lists_suspect_turns(tmp_path):
     path = tmp_path / "merged.json"
-    path.write_text(json.dumps([{"dialog_id": "1", "dialog": [
-        {"speaker": "Seeker", "content": "What made you come in the end? My daughter, Lily.", "id": "0-0"},
-        {"speaker": "Supporter", "content": "Thank you for telling me.", "id": "0-1"}]}]), encoding="utf-8")  # fmt: skip
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "dialog_id": "1",
+                    "dialog": [
+                        {"speaker": "Seeker", "content": "What made you come in the end? My daughter, Lily.", "id": "0-0"},
+                        {"speaker": "Supporter", "content": "Thank you for telling me.", "id": "0-1"},
+                    ],
+                }
+            ]
+        ),
+        encoding="utf-8",
+    )
     done = subprocess.run([sys.executable, "-m", "psyinsight.cli", "data", "validate", str(path)], capture_output=True, text=True, timeout=120)
     assert "suspect: " in done.stdout and "[other_role_question]" in done.stdout and "1 suspect(s)" in done.stdout
 

@@ -16,12 +16,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from fake_openai import FakeOpenAI, keys_responder, messages_key
-from psyinsight.data import taxonomy
+
 from psyinsight.build.ingest import sample_raw_dir
 from psyinsight.build.pipeline import BuildConfig, run_build
 from psyinsight.cli import main
+from psyinsight.data import taxonomy
 from psyinsight.fileio import read_json, read_jsonl
 from psyinsight.llm import LLMConfig
 
@@ -185,8 +185,26 @@ def _wait_for(predicate, timeout: float) -> bool:
 def test_kill_9_mid_build_then_rerun_repeats_no_success_and_matches_an_uninterrupted_run(tmp_path):
     out = tmp_path / "out"
     with FakeOpenAI(keys_responder, latency_s=0.02, max_ok=25, hang_s=60) as server:
-        command = [sys.executable, "-m", "psyinsight.cli", "build", str(RAW), "--out", str(out), "--base-url", server.url,
-                   "--model", "fake", "--concurrency", "4", "--batch-size", "2", "--no-progress", "--timeout", "60"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "psyinsight.cli",
+            "build",
+            str(RAW),
+            "--out",
+            str(out),
+            "--base-url",
+            server.url,
+            "--model",
+            "fake",
+            "--concurrency",
+            "4",
+            "--batch-size",
+            "2",
+            "--no-progress",
+            "--timeout",
+            "60",
+        ]
         env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -227,8 +245,26 @@ def test_kill_9_at_a_random_moment_while_answers_arrive_gives_byte_identical_out
     out = tmp_path / "out"
     concurrency = 4
     with FakeOpenAI(keys_responder, latency_s=0.03) as server:
-        command = [sys.executable, "-m", "psyinsight.cli", "build", str(RAW), "--out", str(out), "--base-url", server.url,
-                   "--model", "fake", "--concurrency", str(concurrency), "--batch-size", "2", "--no-progress", "--timeout", "60"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "psyinsight.cli",
+            "build",
+            str(RAW),
+            "--out",
+            str(out),
+            "--base-url",
+            server.url,
+            "--model",
+            "fake",
+            "--concurrency",
+            str(concurrency),
+            "--batch-size",
+            "2",
+            "--no-progress",
+            "--timeout",
+            "60",
+        ]
         env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -248,7 +284,7 @@ def test_kill_9_at_a_random_moment_while_answers_arrive_gives_byte_identical_out
         assert len(repeated) <= concurrency, (
             f"seed {seed}: killed after {kill_after} answers ({in_flight} requests in flight); "
             f"{len(repeated)} answered calls were made again, more than the {concurrency} that can be in flight"
-        )  # fmt: skip
+        )
         assert report["failures"]["total"] == 0
         server.reset_records()
         fresh = run_build(_config(server.url, tmp_path / "fresh"))
@@ -310,12 +346,42 @@ def _cli_build_config(tmp_path, monkeypatch, *options: str) -> BuildConfig:
 def test_the_cli_options_fill_the_builds_llm_config_as_before(tmp_path, monkeypatch):
     from psyinsight.build.pipeline import Build
 
-    config = _cli_build_config(tmp_path, monkeypatch, "--base-url", "http://llm.example/v1", "--model", "m-1", "--api-key-env", "MY_KEY",
-                               "--concurrency", "3", "--max-retries", "2", "--timeout", "30", "--prompt-price", "0.5",
-                               "--completion-price", "1.5", "--no-progress", "--structured", "json_object")
-    assert config.llm == LLMConfig(base_url="http://llm.example/v1", model="m-1", api_key_env="MY_KEY", max_concurrency=3, max_retries=2,
-                                   timeout_s=30.0, cache_path=tmp_path / "out" / "cache" / "llm.sqlite", prompt_price_per_mtok=0.5,
-                                   completion_price_per_mtok=1.5, progress=False, structured="json_object")
+    config = _cli_build_config(
+        tmp_path,
+        monkeypatch,
+        "--base-url",
+        "http://llm.example/v1",
+        "--model",
+        "m-1",
+        "--api-key-env",
+        "MY_KEY",
+        "--concurrency",
+        "3",
+        "--max-retries",
+        "2",
+        "--timeout",
+        "30",
+        "--prompt-price",
+        "0.5",
+        "--completion-price",
+        "1.5",
+        "--no-progress",
+        "--structured",
+        "json_object",
+    )
+    assert config.llm == LLMConfig(
+        base_url="http://llm.example/v1",
+        model="m-1",
+        api_key_env="MY_KEY",
+        max_concurrency=3,
+        max_retries=2,
+        timeout_s=30.0,
+        cache_path=tmp_path / "out" / "cache" / "llm.sqlite",
+        prompt_price_per_mtok=0.5,
+        completion_price_per_mtok=1.5,
+        progress=False,
+        structured="json_object",
+    )
     # what the annotation cache keys hold of the LLM settings
     build = Build(config)
     build.client.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -130,19 +129,31 @@ def test_scorer_counts_misses_and_wrong_roles():
     "text, language, expected",
     [
         # continuation lines join the turn; a one-speaker run merges
-        ("T: How are you?\nC: Tired,\n   very tired.\nC: All week.\n", "en",
-         [("Supporter", "T", "How are you?"), ("Seeker", "C", "Tired, very tired. All week.")]),
+        (
+            "T: How are you?\nC: Tired,\n   very tired.\nC: All week.\n",
+            "en",
+            [("Supporter", "T", "How are you?"), ("Seeker", "C", "Tired, very tired. All week.")],
+        ),
         # a name opposite a known role takes the other role
-        ("Counsellor: What happened?\nMaya: I lost my job.\n", "en",
-         [("Supporter", "Counsellor", "What happened?"), ("Seeker", "Maya", "I lost my job.")]),
+        (
+            "Counsellor: What happened?\nMaya: I lost my job.\n",
+            "en",
+            [("Supporter", "Counsellor", "What happened?"), ("Seeker", "Maya", "I lost my job.")],
+        ),
         # quoted speech: the narrator is the counselor, "she" the client; unattributed quotes alternate
-        ('"I feel stuck," she said.\n\n"Stuck in what way?" I asked.\n\n"Everything."\n', "en",
-         [("Seeker", "Client", "I feel stuck."), ("Supporter", "Therapist", "Stuck in what way?"), ("Seeker", "Client", "Everything.")]),
+        (
+            '"I feel stuck," she said.\n\n"Stuck in what way?" I asked.\n\n"Everything."\n',
+            "en",
+            [("Seeker", "Client", "I feel stuck."), ("Supporter", "Therapist", "Stuck in what way?"), ("Seeker", "Client", "Everything.")],
+        ),
         ("咨询师：你好。\n来访者：我睡不着。（叹气）\n", "cn", [("Supporter", "咨询师", "你好。"), ("Seeker", "来访者", "我睡不着。")]),
-        ("“我很累，”她说，“什么都不想做。”\n\n“从什么时候开始的？”我问。\n", "cn",
-         [("Seeker", "来访者", "我很累，什么都不想做。"), ("Supporter", "咨询师", "从什么时候开始的？")]),
+        (
+            "“我很累，”她说，“什么都不想做。”\n\n“从什么时候开始的？”我问。\n",
+            "cn",
+            [("Seeker", "来访者", "我很累，什么都不想做。"), ("Supporter", "咨询师", "从什么时候开始的？")],
+        ),
     ],
-)  # fmt: skip
+)
 def test_rules_table(text, language, expected):
     units, _ = _units(_doc(text, language))
     assert [(t.role, t.participant, t.content) for u in units for t in u.turns] == expected
@@ -240,9 +251,9 @@ def test_shipped_prompts_load_and_fill(language):
 
     prompts = load_prompts(language)
     fields = dict.fromkeys(
-        ["context", "before", "after", "dialogue", "window", "previous", "current", "psychotherapies", "topics", "stages",
-         "emotions", "strategies"], "x",
-    )  # fmt: skip
+        ["context", "before", "after", "dialogue", "window", "previous", "current", "psychotherapies", "topics", "stages", "emotions", "strategies"],
+        "x",
+    )
     for task, spec in prompts.tasks.items():
         text = spec["user"].format(**fields)
         assert f"Keys: {spec['keys']}" in text, (language, task)

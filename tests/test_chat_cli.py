@@ -64,8 +64,12 @@ def test_chat_command_talks_to_a_server_through_a_pipe(server):
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     proc = subprocess.run(
         [sys.executable, "-m", "psyinsight.cli", "chat", "--url", server.url, "--max-tokens", "4"],
-        input="How do I stop worrying?\nI want to die\n/quit\n", capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
+        input="How do I stop worrying?\nI want to die\n/quit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("counselor> ") == 2 and "[safety]" in proc.stdout and "findahelpline" in proc.stdout
 

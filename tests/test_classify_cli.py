@@ -99,9 +99,23 @@ def test_bad_jsonl_names_the_row(trained, tmp_path, capsys):
 
 def test_benchmark_on_the_sample(tmp_path, capsys):
     code, out, _ = run(
-        ["classify", "benchmark", "--sample", "--tasks", "emotion", "--languages", "en", "--scheme", "kfold",
-         "--n-splits", "3", "-o", str(tmp_path / "b")], capsys,  # 3 case groups: 2 on each training side
-    )  # fmt: skip
+        [
+            "classify",
+            "benchmark",
+            "--sample",
+            "--tasks",
+            "emotion",
+            "--languages",
+            "en",
+            "--scheme",
+            "kfold",
+            "--n-splits",
+            "3",
+            "-o",
+            str(tmp_path / "b"),
+        ],
+        capsys,  # 3 case groups: 2 on each training side
+    )
     assert code == 0, out
     assert "| emotion | en | majority |" in out and "| emotion | en | tfidf-nested |" in out
     results = json.loads((tmp_path / "b" / "results.json").read_text())

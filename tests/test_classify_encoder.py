@@ -53,27 +53,37 @@ def tiny_encoder(tmp_path_factory):
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts + ["seeker supporter :"], trainers.WordPieceTrainer(
-        vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))  # fmt: skip
+    tok.train_from_iterator(
+        texts + ["seeker supporter :"], trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    )
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+    )
     fast.save_pretrained(folder)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     BertModel(config).save_pretrained(folder)
     return folder
 
 
 def test_training_lowers_the_loss_and_learns(tiny_encoder):
     texts, labels = data(90, 1)
-    model = EncoderClassifier("en", EncoderConfig(model_path=str(tiny_encoder), epochs=10, learning_rate=5e-3,
-                                                  batch_size=16, max_length=32, device="cpu"))  # fmt: skip
+    model = EncoderClassifier(
+        "en", EncoderConfig(model_path=str(tiny_encoder), epochs=10, learning_rate=5e-3, batch_size=16, max_length=32, device="cpu")
+    )
     model.fit(texts, labels, ["Seeker: hello"] * len(texts))
     first, last = sum(model.losses_[:3]) / 3, sum(model.losses_[-3:]) / 3
     assert last < first * 0.7

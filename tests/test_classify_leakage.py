@@ -10,8 +10,8 @@ from psyinsight.classify.benchmark import BenchmarkConfig, run_benchmark
 from psyinsight.classify.estimators import TfidfLinearClassifier
 from psyinsight.classify.protocol import ProtocolConfig, run_nested
 from psyinsight.classify.tasks import ExtractConfig, LabelledText, extract_examples
-from psyinsight.errors import PsyInsightError
 from psyinsight.data.sample import sample_sessions
+from psyinsight.errors import PsyInsightError
 
 
 @pytest.mark.parametrize(
@@ -54,8 +54,7 @@ def test_session_rows_are_masked_and_unmasked_rows_fail_the_guard():
 
 def test_the_benchmark_fails_when_a_name_is_left(monkeypatch, tmp_path):
     monkeypatch.setattr(leakage, "mask_label_names", lambda text, task: text)  # masking broken
-    config = BenchmarkConfig(tasks=("psychotherapy",), languages=("cn",), models=("majority",),
-                             protocol=ProtocolConfig(scheme="kfold", n_splits=3))  # fmt: skip
+    config = BenchmarkConfig(tasks=("psychotherapy",), languages=("cn",), models=("majority",), protocol=ProtocolConfig(scheme="kfold", n_splits=3))
     with pytest.raises(PsyInsightError, match="label names"):
         run_benchmark(sample_sessions(), config, tmp_path / "b")
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import random
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from psyinsight.classify.estimators import LinearConfig, MajorityClassifier, TfidfLinearClassifier
 from psyinsight.classify.features import FeatureConfig
 from psyinsight.classify.metrics import confusion_figure, results_markdown, score, score_sets
-from psyinsight.classify.estimators import LinearConfig, MajorityClassifier, TfidfLinearClassifier
 from psyinsight.classify.persistence import LanguageMismatchWarning, load_classifier, save_classifier
 from psyinsight.classify.tasks import ExtractConfig
 from psyinsight.errors import PsyInsightError

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from psyinsight.classify.labeller import label_sessions
 from psyinsight.classify.estimators import MajorityClassifier, TfidfLinearClassifier
+from psyinsight.classify.labeller import label_sessions
 from psyinsight.classify.persistence import load_classifier, save_classifier
 from psyinsight.classify.protocol import ProtocolConfig, group_splits, run_nested, run_protocol
 from psyinsight.classify.runner import rows_for, train_classifier
@@ -39,8 +39,7 @@ def test_splits_never_share_a_group(scheme):
 def test_protocol_mean_sd_and_signature():
     rows = toy_rows()
     result = run_protocol(rows, MajorityClassifier, task="emotion", language="en", model_name="majority", extract=ExtractConfig())
-    learned = run_protocol(rows, lambda: TfidfLinearClassifier("en"), task="emotion", language="en", model_name="tfidf",
-                           extract=ExtractConfig())  # fmt: skip
+    learned = run_protocol(rows, lambda: TfidfLinearClassifier("en"), task="emotion", language="en", model_name="tfidf", extract=ExtractConfig())
     assert learned.mean() == pytest.approx(1.0) and learned.sd() == pytest.approx(0.0)
     assert result.mean() < 0.7
     values = [f.result.macro_f1 for f in result.folds]

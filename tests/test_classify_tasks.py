@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from psyinsight.classify.tasks import ExtractConfig, extract_examples, extract_inputs, get_task
-from psyinsight.errors import PsyInsightError
 from psyinsight.data.schema import Repair, Session, Turn
+from psyinsight.errors import PsyInsightError
 
 
 def seeker(text, labels, obs=None, tid=""):
@@ -18,8 +18,9 @@ def supporter(text, labels, reasoning=None, tid=""):
 
 
 def make_session(dialog, *, dialog_id="000001", language="en", therapy="Family Therapy", topic="Job Crisis", repairs=()):
-    return Session(dialog_id=dialog_id, language=language, psychotherapy=therapy, topic=topic, background="bg text",
-                   dialog=dialog, repairs=list(repairs))  # fmt: skip
+    return Session(
+        dialog_id=dialog_id, language=language, psychotherapy=therapy, topic=topic, background="bg text", dialog=dialog, repairs=list(repairs)
+    )
 
 
 @pytest.fixture()

@@ -100,10 +100,18 @@ def inputs(tmp_path: Path) -> dict[str, str]:
     (work / "BLOCK").write_text("a file, not a folder\n", encoding="utf-8")
     pred = work / "predictions.jsonl"
     pred.write_text(
-        json.dumps({"id": "en-1", "text": "Therapist: That sounds hard.", "reference": "That must be hard.",
-                    "response": "That sounds hard.", "meta": {"language": "en", "task": "dialog", "model": "m"}}) + "\n",
+        json.dumps(
+            {
+                "id": "en-1",
+                "text": "Therapist: That sounds hard.",
+                "reference": "That must be hard.",
+                "response": "That sounds hard.",
+                "meta": {"language": "en", "task": "dialog", "model": "m"},
+            }
+        )
+        + "\n",
         encoding="utf-8",
-    )  # fmt: skip
+    )
     ratings = work / "ratings.csv"
     ratings.write_text("id,rater,interactivity,helpfulness,comfort,explainability\nen-1,a,3,3,3,3\nen-1,b,4,4,4,4\n", encoding="utf-8")
     texts = work / "texts.txt"

@@ -22,9 +22,26 @@ from psyinsight.commands import options
 
 # Libraries a command may import inside its function, never at `import psyinsight.cli`.
 HEAVY = {
-    "torch", "transformers", "peft", "trl", "accelerate", "datasets", "gradio", "sklearn", "scipy", "numpy",
-    "pandas", "matplotlib", "vllm", "bert_score", "nltk", "openai", "jieba", "uvicorn", "starlette",
-}  # fmt: skip
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "accelerate",
+    "datasets",
+    "gradio",
+    "sklearn",
+    "scipy",
+    "numpy",
+    "pandas",
+    "matplotlib",
+    "vllm",
+    "bert_score",
+    "nltk",
+    "openai",
+    "jieba",
+    "uvicorn",
+    "starlette",
+}
 
 
 def _commands() -> dict[str, object]:
@@ -97,8 +114,12 @@ def test_a_shared_option_is_the_same_in_every_command(flag: str, commands: list[
     for command in commands[1:]:
         other = _option(command, flag)
         assert (other.opts, other.secondary_opts, other.default, other.help, other.multiple) == (
-            first.opts, first.secondary_opts, first.default, first.help, first.multiple,
-        ), f"{flag} differs between {commands[0]} and {command}"  # fmt: skip
+            first.opts,
+            first.secondary_opts,
+            first.default,
+            first.help,
+            first.multiple,
+        ), f"{flag} differs between {commands[0]} and {command}"
 
 
 def test_every_seed_defaults_to_the_shared_seed() -> None:

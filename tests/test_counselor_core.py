@@ -129,8 +129,14 @@ def test_the_counselor_prompt_is_the_training_prompt(task, budget):
         session = sessions[ex.meta["session"]]
         count = heuristic_counter(session.language)
         reserve = count(ex.target) if budget is not None else 0
-        prompt = build_counselor_prompt(_as_chat(session.dialog[: ex.meta["turn"]]), session.language, background=session.background or "",
-                                        settings=PromptSettings(task, budget), reserve=reserve, count=count)  # fmt: skip
+        prompt = build_counselor_prompt(
+            _as_chat(session.dialog[: ex.meta["turn"]]),
+            session.language,
+            background=session.background or "",
+            settings=PromptSettings(task, budget),
+            reserve=reserve,
+            count=count,
+        )
         assert prompt == [m.model_dump() for m in ex.messages], ex.id
         dropped += ex.meta["dropped_turns"]
     assert len(examples) > 10 and (budget is None or dropped > 0)  # the tight budget really drops turns
@@ -173,7 +179,15 @@ def test_the_output_is_split_into_observation_reasoning_and_reply(counselor):
         ([{"role": "user", "content": "   "}], "empty message"),
         ([{"role": "robot", "content": "hi"}], "unknown role"),
         ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "last message must be the user's"),
-        ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}], "two assistant messages in a row"),
+        (
+            [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": "b"},
+                {"role": "assistant", "content": "c"},
+                {"role": "user", "content": "d"},
+            ],
+            "two assistant messages in a row",
+        ),
         ([{"role": "user", "content": "a"}, {"role": "system", "content": "b"}, {"role": "user", "content": "c"}], "system message must come before"),
     ],
 )

@@ -8,7 +8,6 @@ import shutil
 import threading
 
 import pytest
-
 from test_data_validate import run_cli
 
 

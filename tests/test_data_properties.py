@@ -7,9 +7,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from psyinsight.errors import PsyInsightError
 from psyinsight.data.release import load_sessions, to_sessions
 from psyinsight.data.validate import validate_data
+from psyinsight.errors import PsyInsightError
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),

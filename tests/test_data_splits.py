@@ -6,12 +6,12 @@ import json
 from collections import Counter
 
 import pytest
+from test_data_validate import run_cli
 
-from psyinsight.errors import PsyInsightError
 from psyinsight.data.release import load_release
 from psyinsight.data.sample import sample_sessions
 from psyinsight.data.splits import MIN_SHARED_CHARS, SplitAssignment, assign_splits, case_groups, split_balance, utterance_key
-from test_data_validate import run_cli
+from psyinsight.errors import PsyInsightError
 
 
 @pytest.fixture(scope="module")

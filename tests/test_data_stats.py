@@ -28,8 +28,11 @@ def test_table_equals_independent_count(release_dir):
     for row in report.table:
         expected = independent_count(release_dir / f"{row.language}_data_version7.json")
         assert (row.sessions, row.utterances, row.client_turns, row.counselor_turns) == (
-            expected["sessions"], expected["utterances"], expected["client"], expected["counselor"],
-        )  # fmt: skip
+            expected["sessions"],
+            expected["utterances"],
+            expected["client"],
+            expected["counselor"],
+        )
         assert (row.turn_reasoning, row.turn_observation) == (expected["reasoning"], expected["observation"])
     en, cn = report.table
     assert (en.sessions, en.utterances, cn.sessions, cn.utterances) == (520, 6208, 431, 5776)

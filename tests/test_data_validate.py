@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from psyinsight.errors import PsyInsightError
 from psyinsight.data.release import load_sessions
 from psyinsight.data.sample import sample_path
 from psyinsight.data.validate import validate_files
+from psyinsight.errors import PsyInsightError
 
 PSYINSIGHT = [sys.executable, "-m", "psyinsight.cli"]
 
@@ -26,10 +24,23 @@ def test_raw_release_reports_every_family(release_dir):
     report = validate_files([release_dir / "en_data_version7.json", release_dir / "cn_data_version7.json"])
     counts = {rule: n for (severity, rule), n in report.by_rule().items()}
     for rule in (
-        "echoed_label_list", "unknown_mixed", "duplicate_turn", "repeated_turn_id", "wrong_type", "failure_json",
-        "wrapped_output", "annotation_wrong_role", "label_alias", "participant_variant", "not_available",
-        "unknown_case_link", "counselor_first", "same_speaker_run", "cross_session_utterance", "missing_annotation",
-    ):  # fmt: skip
+        "echoed_label_list",
+        "unknown_mixed",
+        "duplicate_turn",
+        "repeated_turn_id",
+        "wrong_type",
+        "failure_json",
+        "wrapped_output",
+        "annotation_wrong_role",
+        "label_alias",
+        "participant_variant",
+        "not_available",
+        "unknown_case_link",
+        "counselor_first",
+        "same_speaker_run",
+        "cross_session_utterance",
+        "missing_annotation",
+    ):
         assert counts.get(rule, 0) > 0, rule
     assert counts["counselor_first"] == 353 + 287
     assert counts["same_speaker_run"] == 316 + 68

@@ -11,8 +11,8 @@ import json
 import re
 
 import pytest
-
 from fake_openai import FakeOpenAI
+
 from psyinsight.evaluate.judge import (
     CRITERIA,
     JudgeConfig,
@@ -55,7 +55,9 @@ def _items(n: int = 6) -> list[JudgeItem]:
 
 
 def _config(server: FakeOpenAI, tmp_path, **kw) -> JudgeConfig:
-    base = dict(base_url=server.url, model="judge-fake", max_concurrency=4, max_retries=4, timeout_s=1.0, cache_path=tmp_path / "judge.sqlite", backoff_s=0.01)
+    base = dict(
+        base_url=server.url, model="judge-fake", max_concurrency=4, max_retries=4, timeout_s=1.0, cache_path=tmp_path / "judge.sqlite", backoff_s=0.01
+    )
     base.update(kw)
     return JudgeConfig(llm=judge_llm_config(**base))
 
@@ -138,7 +140,11 @@ def test_concurrency_limit_is_respected(tmp_path):
 
 def test_validation_and_order_combination():
     assert validate_rating({"interactivity": 5, "helpfulness": "4", "comfort": 3.0, "explainability": 1})[0] == {
-        "interactivity": 5, "helpfulness": 4, "comfort": 3, "explainability": 1}
+        "interactivity": 5,
+        "helpfulness": 4,
+        "comfort": 3,
+        "explainability": 1,
+    }
     for bad in ({"interactivity": 0}, {"interactivity": 6}, {"interactivity": True}, {"interactivity": 2.5}, None):
         values, problem = validate_rating(bad)
         assert values is None and problem
@@ -163,8 +169,16 @@ def test_cli_judge_writes_rows_and_summary(tmp_path, monkeypatch):
     from psyinsight.cli import main
 
     preds = tmp_path / "predictions.jsonl"
-    rows = [Prediction(id=f"x/{i}", text=f"Therapist: reply {i} about how you feel", reference="r", response=f"reply {i} about how you feel",
-                       meta={"language": "en", "task": "dialog", "model": "tiny"}).model_dump() for i in range(3)]
+    rows = [
+        Prediction(
+            id=f"x/{i}",
+            text=f"Therapist: reply {i} about how you feel",
+            reference="r",
+            response=f"reply {i} about how you feel",
+            meta={"language": "en", "task": "dialog", "model": "tiny"},
+        ).model_dump()
+        for i in range(3)
+    ]
     preds.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "judged.jsonl"
     monkeypatch.setenv("PSYINSIGHT_JUDGE_API_KEY", SECRET)
@@ -218,16 +232,47 @@ def _cli_config(tmp_path, monkeypatch, *options: str) -> JudgeConfig:
 def test_the_cli_options_fill_the_judges_llm_config_as_before(tmp_path, monkeypatch, judge_env):
     from psyinsight.llm import LLMConfig
 
-    config = _cli_config(tmp_path, monkeypatch, "--base-url", "http://judge.example/v1", "--model", "m-1", "--api-key-env", "MY_KEY",
-                         "--concurrency", "3", "--retries", "2", "--timeout", "7.5", "--cache", str(tmp_path / "c.sqlite"))
-    assert config.llm == LLMConfig(base_url="http://judge.example/v1", model="m-1", api_key_env="MY_KEY", max_concurrency=3, max_retries=2,
-                                   timeout_s=7.5, cache_path=tmp_path / "c.sqlite", max_tokens=400, temperature=0.0)
+    config = _cli_config(
+        tmp_path,
+        monkeypatch,
+        "--base-url",
+        "http://judge.example/v1",
+        "--model",
+        "m-1",
+        "--api-key-env",
+        "MY_KEY",
+        "--concurrency",
+        "3",
+        "--retries",
+        "2",
+        "--timeout",
+        "7.5",
+        "--cache",
+        str(tmp_path / "c.sqlite"),
+    )
+    assert config.llm == LLMConfig(
+        base_url="http://judge.example/v1",
+        model="m-1",
+        api_key_env="MY_KEY",
+        max_concurrency=3,
+        max_retries=2,
+        timeout_s=7.5,
+        cache_path=tmp_path / "c.sqlite",
+        max_tokens=400,
+        temperature=0.0,
+    )
     assert (config.repair, config.max_context_chars) == (True, 4000)
     # the summary's `judge` settings keep their flat keys
     public = config.public_dict()
     assert {k: public[k] for k in ("base_url", "model", "api_key_env", "max_concurrency", "max_retries", "timeout_s", "max_tokens", "backoff_s")} == {
-        "base_url": "http://judge.example/v1", "model": "m-1", "api_key_env": "MY_KEY", "max_concurrency": 3, "max_retries": 2,
-        "timeout_s": 7.5, "max_tokens": 400, "backoff_s": 0.5,
+        "base_url": "http://judge.example/v1",
+        "model": "m-1",
+        "api_key_env": "MY_KEY",
+        "max_concurrency": 3,
+        "max_retries": 2,
+        "timeout_s": 7.5,
+        "max_tokens": 400,
+        "backoff_s": 0.5,
     }
     assert public["cache_path"] == str(tmp_path / "c.sqlite") and public["repair"] is True and public["max_context_chars"] == 4000
 

@@ -64,4 +64,3 @@ def test_the_stages_read_extension_a_as_chinese():
     session = {"dialog": [{"content": EXT_A + COMPAT}]}
     assert guess_release_language("dialogs.json", [session]) == "cn"
     assert RougeTokenizer("char").tokenize(f"ok {EXT_A}") == ["ok", *EXT_A]
-

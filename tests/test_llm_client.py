@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from fake_openai import FakeOpenAI, default_responder
+
 from psyinsight.errors import PsyInsightError
 from psyinsight.llm import ChatRequest, LLMClient, LLMConfig, cache_key, parse_json_object
 

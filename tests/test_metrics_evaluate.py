@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.evaluate.scoring import evaluate_file, load_evaluation, load_predictions
 from psyinsight.evaluate.metrics import MetricConfig
+from psyinsight.evaluate.scoring import evaluate_file, load_evaluation, load_predictions
 from psyinsight.records import Prediction
 
 CHEAP = MetricConfig(metrics=("bleu", "sacrebleu", "rouge", "distinct", "length"))
@@ -26,14 +26,30 @@ def sample_predictions() -> list[Prediction]:
     pairs_cn = [("你最近压力很大。", "听起来你最近压力很大。"), ("能多说一些吗？", "你愿意多说一些吗？")]
     for model in ("base", "sft"):
         for i, (h, r) in enumerate(pairs_en):
-            rows.append(Prediction(id=f"en-1/{i}", text=f"Therapist: {h}", reference=f"Therapist: {r}", response=h,
-                                   meta={"language": "en", "task": "dialog", "model": model}))
+            rows.append(
+                Prediction(
+                    id=f"en-1/{i}",
+                    text=f"Therapist: {h}",
+                    reference=f"Therapist: {r}",
+                    response=h,
+                    meta={"language": "en", "task": "dialog", "model": model},
+                )
+            )
         for i, (h, r) in enumerate(pairs_cn):
-            rows.append(Prediction(id=f"cn-1/{i}", text=f"咨询师：{h}", reference=r, response=h,
-                                   meta={"language": "zh", "task": "dialog", "model": model}))
+            rows.append(
+                Prediction(id=f"cn-1/{i}", text=f"咨询师：{h}", reference=r, response=h, meta={"language": "zh", "task": "dialog", "model": model})
+            )
     # an unparsed output: scored on its raw text, counted, never dropped
-    rows.append(Prediction(id="en-1/9", text="I am not sure what to say", reference="What brings you here?", response="",
-                           parse_ok=False, meta={"language": "en", "task": "dialog", "model": "sft"}))
+    rows.append(
+        Prediction(
+            id="en-1/9",
+            text="I am not sure what to say",
+            reference="What brings you here?",
+            response="",
+            parse_ok=False,
+            meta={"language": "en", "task": "dialog", "model": "sft"},
+        )
+    )
     return rows
 
 
@@ -52,8 +68,15 @@ def test_groups_scores_signatures_and_parse_failures(tmp_path):
 
 
 def test_markers_are_stripped_unless_asked(tmp_path):
-    rows = [Prediction(id="a", text="", reference="Therapist: totally different words", response="Therapist: nothing alike here",
-                       meta={"language": "en", "task": "t"})]
+    rows = [
+        Prediction(
+            id="a",
+            text="",
+            reference="Therapist: totally different words",
+            response="Therapist: nothing alike here",
+            meta={"language": "en", "task": "t"},
+        )
+    ]
     path = write_predictions(tmp_path / "p.jsonl", rows)
     _, stripped, _ = evaluate_file(path, tmp_path / "a.json", MetricConfig(metrics=("bleu",)))
     _, kept, _ = evaluate_file(path, tmp_path / "b.json", MetricConfig(metrics=("bleu",), strip_speaker=False))

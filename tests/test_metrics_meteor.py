@@ -21,9 +21,7 @@ def _have_wordnet() -> bool:
         return False
 
 
-needs_wordnet = pytest.mark.skipif(
-    not _have_wordnet(), reason="WordNet missing: sudo apt-get install wordnet-base wordnet-sense-index"
-)
+needs_wordnet = pytest.mark.skipif(not _have_wordnet(), reason="WordNet missing: sudo apt-get install wordnet-base wordnet-sense-index")
 
 
 def test_lexnames_file_has_the_45_lexicographer_files():
@@ -53,7 +51,7 @@ def test_prepare_debian_wordnet_is_idempotent(tmp_path):
 def test_wordnet_reader_finds_synonyms():
     wordnet = load_wordnet()
     assert wordnet.get_version() == "3.0"
-    assert "auto" in {l.name() for s in wordnet.synsets("car") for l in s.lemmas()}
+    assert "auto" in {lemma.name() for s in wordnet.synsets("car") for lemma in s.lemmas()}
 
 
 @needs_wordnet

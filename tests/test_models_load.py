@@ -50,7 +50,10 @@ def test_bad_adapter_folders_are_refused(tiny_llama_dir, tmp_path):
 
 PROMPTS = [
     [{"role": "user", "content": "I feel anxious about my exams."}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "I cannot sleep at night and the thoughts keep coming back again and again."}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "I cannot sleep at night and the thoughts keep coming back again and again."},
+    ],
     [{"role": "user", "content": "我最近睡不好。"}],
 ]
 
@@ -68,9 +71,9 @@ def test_batched_generation_matches_one_at_a_time(tiny_llama_dir):
 
 
 def test_predictions_resume_and_keep_parse_failures(tiny_llama_dir, tmp_path):
+    from psyinsight.data.sample import sample_sessions
     from psyinsight.fileio import read_jsonl
     from psyinsight.generate.generation import GenerationConfig, generate_predictions
-    from psyinsight.data.sample import sample_sessions
     from psyinsight.tasks.examples import TaskConfig, build_examples
 
     model, tok = load_model_and_tokenizer(str(tiny_llama_dir), device="cpu")

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from test_metrics_evaluate import sample_predictions, write_predictions
 
 from psyinsight.cli import main
-from psyinsight.errors import PsyInsightError
 from psyinsight.data.sample import sample_path
-from test_metrics_evaluate import sample_predictions, write_predictions
+from psyinsight.errors import PsyInsightError
 
 
 def run(argv, capsys, cwd: Path | None = None):
@@ -94,8 +94,23 @@ def test_judge_without_a_usable_answer_exits_2_and_shows_its_endpoint(tmp_path, 
 
     path = write_predictions(tmp_path / "p.jsonl", sample_predictions()[:2])
     with FakeOpenAI(lambda body: "not a rating at all") as server:
-        code, _, err = run(["judge", path, "-o", tmp_path / "j.jsonl", "--base-url", server.url, "--model", "fake-judge",
-                            "--retries", "0", "--cache", tmp_path / "c.sqlite"], capsys)  # fmt: skip
+        code, _, err = run(
+            [
+                "judge",
+                path,
+                "-o",
+                tmp_path / "j.jsonl",
+                "--base-url",
+                server.url,
+                "--model",
+                "fake-judge",
+                "--retries",
+                "0",
+                "--cache",
+                tmp_path / "c.sqlite",
+            ],
+            capsys,
+        )
     assert code == 2
     assert f"judge: fake-judge at {server.url}" in err
     assert err.strip().splitlines()[-1].startswith("error: judge: no usable answer from fake-judge")

@@ -9,22 +9,35 @@ from psyinsight.generate.parse import MARKERS, expected_fields, parse_output, to
 CASES = [
     # (text, language, expect, observation, reasoning, response, ok)
     ("Therapist: That sounds hard.", "en", ("response",), None, None, "That sounds hard.", True),
-    ("Observation: she is sad.\nReasoning: validate first.\nTherapist: That sounds hard.", "en",
-     ("observation", "reasoning", "response"), "she is sad.", "validate first.", "That sounds hard.", True),
-    ("Reasoning: x Therapist: What was your response: anger?", "en", ("reasoning", "response"), None, "x",
-     "What was your response: anger?", True),
+    (
+        "Observation: she is sad.\nReasoning: validate first.\nTherapist: That sounds hard.",
+        "en",
+        ("observation", "reasoning", "response"),
+        "she is sad.",
+        "validate first.",
+        "That sounds hard.",
+        True,
+    ),
+    ("Reasoning: x Therapist: What was your response: anger?", "en", ("reasoning", "response"), None, "x", "What was your response: anger?", True),
     ("**Reasoning:** reflect.\n**Therapist:** I hear you.", "en", ("reasoning", "response"), None, "reflect.", "I hear you.", True),
     ("Therapist: I hear you.\nClient: yes, and then...", "en", ("response",), None, None, "I hear you.", True),
     ("Therapist: First reply.\nTherapist: a second one", "en", ("response",), None, None, "First reply.", True),
     ("I hear you.", "en", ("response",), None, None, "I hear you.", False),
     ("Reasoning: only the intent", "en", ("reasoning", "response"), None, "only the intent", "", False),
     ("Therapist:", "en", ("response",), None, None, "", False),
-    ("观察：她很难过。\n推理：先共情。\n咨询师：听起来很难。", "cn", ("observation", "reasoning", "response"),
-     "她很难过。", "先共情。", "听起来很难。", True),
+    (
+        "观察：她很难过。\n推理：先共情。\n咨询师：听起来很难。",
+        "cn",
+        ("observation", "reasoning", "response"),
+        "她很难过。",
+        "先共情。",
+        "听起来很难。",
+        True,
+    ),
     ("推理: 半角冒号。\n咨询师: 你好。", "cn", ("reasoning", "response"), None, "半角冒号。", "你好。", True),
     ("咨询师：你好。\n来访者：我不好。", "cn", ("response",), None, None, "你好。", True),
     ("你好，请坐。", "cn", ("response",), None, None, "你好，请坐。", False),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("text", "lang", "expect", "obs", "reason", "response", "ok"), CASES)

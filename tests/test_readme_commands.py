@@ -24,8 +24,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from local_server import free_port, wait_until_serving
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,11 +102,25 @@ def adapt(argv: list[str], s: Session) -> tuple[list[str], str | None, str | Non
     the texts its error may contain (the fix), separated by ``|``."""
     name = " ".join(argv[1:3])
     first = argv[1] if len(argv) > 1 else ""
-    tiny_train = ["--set", f"model.name={s.model}", "--set", "data.source=sample", "--set", "training.max_steps=1",
-                  "--set", "data.max_eval_examples=2", "--set", "training.eval_base=false"]  # fmt: skip
+    tiny_train = [
+        "--set",
+        f"model.name={s.model}",
+        "--set",
+        "data.source=sample",
+        "--set",
+        "training.max_steps=1",
+        "--set",
+        "data.max_eval_examples=2",
+        "--set",
+        "training.eval_base=false",
+    ]
     if argv[0] == "accelerate":
         # A 7B model in /models on a GPU: here it must fail at once, saying what is missing.
-        return [sys.executable, "-m", "psyinsight.cli", *argv[argv.index("psyinsight.cli") + 1 :]], None, "/models/Mistral-7B-Instruct-v0.2|model.quantization: none"
+        return (
+            [sys.executable, "-m", "psyinsight.cli", *argv[argv.index("psyinsight.cli") + 1 :]],
+            None,
+            "/models/Mistral-7B-Instruct-v0.2|model.quantization: none",
+        )
     if argv[0] != "psyinsight":
         raise AssertionError(f"README command without a rule: {shlex.join(argv)}")
     if name == "data fetch":
@@ -285,8 +297,14 @@ def test_every_readme_command_runs(tmp_path, tiny_chat_model_dir, monkeypatch):
         finally:
             s.stop_background()
     # The commands the README promises, all of them run.
-    for expected in ("psyinsight data validate", "psyinsight evaluate", "psyinsight report", "psyinsight safety eval --set xstest_safe",
-                     "psyinsight agreement ratings.csv", "psyinsight classify benchmark"):  # fmt: skip
+    for expected in (
+        "psyinsight data validate",
+        "psyinsight evaluate",
+        "psyinsight report",
+        "psyinsight safety eval --set xstest_safe",
+        "psyinsight agreement ratings.csv",
+        "psyinsight classify benchmark",
+    ):
         assert any(label.startswith(expected) for label in s.ran), expected
     assert (work / "runs" / "report" / "report.md").is_file() and (work / "runs" / "merged").is_dir()
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from test_metrics_evaluate import sample_predictions, write_predictions
 
 from psyinsight.errors import PsyInsightError
 from psyinsight.evaluate.metrics import MetricConfig
 from psyinsight.evaluate.report import PAPER_COLUMNS, paper_results, write_report
-from test_metrics_evaluate import sample_predictions, write_predictions
 
 CHEAP = MetricConfig(metrics=("bleu", "sacrebleu", "rouge", "distinct", "length"))
 
@@ -20,7 +20,13 @@ def test_paper_results_match_spec():
     by_name = {r["model"]: r for r in rows}
     assert len([r for r in rows if r["language"] == "en"]) == 7 and len([r for r in rows if r["language"] == "cn"]) == 2
     assert by_name["Mistral-7B SFT dialog"]["scores"] == {
-        "BERTScore-P": 0.903, "BLEU-1": 0.270, "BLEU-3": 0.119, "METEOR": 0.379, "ROUGE-L": 0.290, "Distinct-2": 0.007}
+        "BERTScore-P": 0.903,
+        "BLEU-1": 0.270,
+        "BLEU-3": 0.119,
+        "METEOR": 0.379,
+        "ROUGE-L": 0.290,
+        "Distinct-2": 0.007,
+    }
     assert by_name["GLM4-9B RAG dialog+explanation"]["scores"]["ROUGE-L"] == 0.295
 
 
@@ -84,15 +90,20 @@ def test_cli_report(tmp_path, capsys):
 def _document(signature_bertscore: str, strip_speaker: bool) -> dict:
     return {
         "config": {"strip_speaker": strip_speaker},
-        "groups": [{
-            "model": "ours", "task": "dialog", "language": "en", "n": 3,
-            "scores": {"BERTScore-P": 0.3, "BLEU-1": 0.2, "Distinct-2": 0.5},
-            "signatures": {
-                "BERTScore-P": signature_bertscore,
-                "BLEU-1": "BLEU(paper)|level:sentence-mean|weights:uniform|smooth:method1|tok:jieba|orders:1-4|scale:0-1",
-                "Distinct-2": "Distinct|of:hypotheses|corpus:unique/total|mean:per-response",
-            },
-        }],
+        "groups": [
+            {
+                "model": "ours",
+                "task": "dialog",
+                "language": "en",
+                "n": 3,
+                "scores": {"BERTScore-P": 0.3, "BLEU-1": 0.2, "Distinct-2": 0.5},
+                "signatures": {
+                    "BERTScore-P": signature_bertscore,
+                    "BLEU-1": "BLEU(paper)|level:sentence-mean|weights:uniform|smooth:method1|tok:jieba|orders:1-4|scale:0-1",
+                    "Distinct-2": "Distinct|of:hypotheses|corpus:unique/total|mean:per-response",
+                },
+            }
+        ],
     }
 
 

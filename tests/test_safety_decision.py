@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-
 import pytest
 
 from psyinsight.counsel.safety.corpus import load_examples, named_sets, training_rows
@@ -136,8 +135,8 @@ def test_the_blind_first_score_belongs_to_the_bundled_model(guard, name):
 def test_release_client_turns_are_rarely_flagged(guard, release_dir):
     """Real client turns, mostly ordinary distress (some sessions really discuss suicide); all
     5,956 flag 1.61 % (bench/safety_release.py), a development figure (data README)."""
-    from psyinsight.data.release import load_release
     from psyinsight.counsel.safety.release_check import flag_release
+    from psyinsight.data.release import load_release
 
     report = flag_release(guard, load_release(release_dir)[::6])  # every sixth session: ~1,000 client turns
     assert sum(report.turns.values()) > 800 and set(report.turns) == {"en", "cn"}

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from fake_openai import FakeOpenAI
 
-from psyinsight.errors import PsyInsightError
 from psyinsight.counsel.safety import SafetyConfig, SafetyGuard
 from psyinsight.counsel.safety.model import ARRAYS, RiskModel, default_model_path
 from psyinsight.counsel.safety.second_opinion import parse_opinion
 from psyinsight.counsel.safety.text import canonical
+from psyinsight.errors import PsyInsightError
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,15 @@ def test_ordinary_text_is_left_as_it_reads(text):
 
 @pytest.mark.parametrize(
     "text",
-    ["I want to k1ll mys3lf", "k i l l  m y s e l f", "ki\u200bll my\u200bself", "k\u0456ll mys\u0435lf", "我想 自 杀", "我不想活了😭😭", "zisha le suan le"],
+    [
+        "I want to k1ll mys3lf",
+        "k i l l  m y s e l f",
+        "ki\u200bll my\u200bself",
+        "k\u0456ll mys\u0435lf",
+        "我想 自 杀",
+        "我不想活了😭😭",
+        "zisha le suan le",
+    ],
 )
 def test_dodged_crisis_is_caught(guard, text):
     assert guard.check_text(text).risk
@@ -66,7 +74,11 @@ def test_bad_input_gets_a_defined_verdict(guard, text, risk):
 
 @pytest.mark.parametrize(
     "text, language",
-    [("Je veux mourir, je vais me tuer ce soir", "fr"), ("Quiero morir, me voy a suicidar esta noche", "es"), ("Ich will nicht mehr leben, ich bringe mich heute um", "de")],
+    [
+        ("Je veux mourir, je vais me tuer ce soir", "fr"),
+        ("Quiero morir, me voy a suicidar esta noche", "es"),
+        ("Ich will nicht mehr leben, ich bringe mich heute um", "de"),
+    ],
 )
 def test_uncovered_languages_are_screened_and_logged(guard, text, language, caplog):
     with caplog.at_level("INFO", logger="psyinsight.counsel.safety.guard"):
@@ -104,9 +116,14 @@ CALM = "I had a lovely walk with my dog this morning."
 
 @pytest.mark.parametrize(
     "answer, crisis",
-    [('{"crisis": true, "category": "suicide"}', True), ('{"crisis": false, "category": null}', False),
-     ("unsafe\nS11", True), ("safe", False), ("I cannot say", None)],
-)  # fmt: skip
+    [
+        ('{"crisis": true, "category": "suicide"}', True),
+        ('{"crisis": false, "category": null}', False),
+        ("unsafe\nS11", True),
+        ("safe", False),
+        ("I cannot say", None),
+    ],
+)
 def test_guard_model_answers_are_read(answer, crisis):
     opinion = parse_opinion(answer)
     assert (opinion.crisis if opinion else None) is crisis

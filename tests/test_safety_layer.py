@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from psyinsight.errors import PsyInsightError
 from psyinsight.counsel.safety import SafetyConfig, SafetyGuard, load_resources
 from psyinsight.counsel.safety.corpus import data_dir
 from psyinsight.counsel.safety.patterns import match_patterns
+from psyinsight.errors import PsyInsightError
 
 
 @pytest.mark.parametrize(

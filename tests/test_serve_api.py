@@ -74,7 +74,9 @@ def test_plain_mode_answers_through_the_openai_client(client):
 
 
 def test_plain_mode_streams_openai_chunks(client):
-    chunks = list(client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Count to five."}], max_tokens=5, stream=True))
+    chunks = list(
+        client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Count to five."}], max_tokens=5, stream=True)
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert len(chunks) >= 3 and text.strip()
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason in ("stop", "length")
@@ -99,7 +101,9 @@ def test_counselor_mode_separates_reasoning_from_the_reply(client):
 
 
 def test_counselor_mode_streams_with_the_verdict_in_the_last_chunk(client):
-    chunks = list(client.chat.completions.create(model="smollm2-counselor", messages=[{"role": "user", "content": "我最近睡不好。"}], max_tokens=6, stream=True))
+    chunks = list(
+        client.chat.completions.create(model="smollm2-counselor", messages=[{"role": "user", "content": "我最近睡不好。"}], max_tokens=6, stream=True)
+    )
     last = chunks[-1]
     assert last.choices[0].finish_reason in ("stop", "length")
     assert last.model_extra["psyinsight"]["language"] == "cn" and last.model_extra["psyinsight"]["flagged"] is False
@@ -133,9 +137,24 @@ BAD = [
     ("unknown model", b'{"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}', 404, "does not exist"),
     ("empty message", b'{"model": "default", "messages": [{"role": "user", "content": "  "}]}', 400, "empty message"),
     ("no messages", b'{"model": "default", "messages": []}', 400, "non-empty list"),
-    ("wrong role order", b'{"model": "counselor", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}]}', 400, "in a row"),
-    ("ends with the assistant", b'{"model": "default", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}', 400, "last message"),
-    ("system after the start", b'{"model": "default", "messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}, {"role": "user", "content": "c"}]}', 400, "system message"),
+    (
+        "wrong role order",
+        b'{"model": "counselor", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}]}',
+        400,
+        "in a row",
+    ),
+    (
+        "ends with the assistant",
+        b'{"model": "default", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}',
+        400,
+        "last message",
+    ),
+    (
+        "system after the start",
+        b'{"model": "default", "messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}, {"role": "user", "content": "c"}]}',
+        400,
+        "system message",
+    ),
 ]
 
 
@@ -241,7 +260,10 @@ def test_a_reply_cut_at_max_tokens_never_ends_in_half_a_character(engine, server
             body = {"model": "default", "messages": SPLIT_PROMPT, "max_tokens": n}
             choice = http.post("/chat/completions", json=body).json()["choices"][0]
             assert not choice["message"]["content"].endswith("\ufffd") and choice["finish_reason"] == "length", (n, choice)
-            events = [json.loads(line[5:]) for line in http.post("/chat/completions", json={**body, "stream": True}).text.splitlines()
-                      if line.startswith("data:") and "[DONE]" not in line]  # fmt: skip
+            events = [
+                json.loads(line[5:])
+                for line in http.post("/chat/completions", json={**body, "stream": True}).text.splitlines()
+                if line.startswith("data:") and "[DONE]" not in line
+            ]
             streamed = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
             assert "\ufffd" not in streamed and streamed.strip() == choice["message"]["content"], (n, streamed, choice)

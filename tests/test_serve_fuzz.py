@@ -24,13 +24,18 @@ from hypothesis import strategies as st  # noqa: E402
 
 ODD_TEXT = st.sampled_from(["\ud800", "x \udfff y", "\x00", "NaN", "来访者：", "Therapist:", "\u202e", "a" * 70, " ", ""])
 TEXT = st.text(max_size=30) | ODD_TEXT
-NUMBERS = (st.integers(min_value=-(2**80), max_value=2**80) | st.floats(allow_nan=True, allow_infinity=True)
-           | st.sampled_from([0, 1, -1, 1e-300, 2**63, 2**64, 0.5, 2.0, 1e308]))  # fmt: skip
+NUMBERS = (
+    st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0, 1, -1, 1e-300, 2**63, 2**64, 0.5, 2.0, 1e308])
+)
 SCALARS = st.none() | st.booleans() | NUMBERS | TEXT
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3), max_leaves=8)
 
 ROLE = st.sampled_from(["user", "assistant", "system", "tool", "developer", ""]) | VALUES
-CONTENT = TEXT | VALUES | st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]) | VALUES, "text": TEXT | VALUES}), max_size=2)
+CONTENT = (
+    TEXT | VALUES | st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]) | VALUES, "text": TEXT | VALUES}), max_size=2)
+)
 MESSAGE = st.fixed_dictionaries({"role": ROLE, "content": CONTENT}, optional={"name": VALUES})
 SAY = st.text(min_size=1, max_size=30).filter(str.strip) | st.sampled_from(["来访者：我很难过", "Therapist: hi", "x \ud800"])
 CHAT = st.lists(st.tuples(SAY, SAY), max_size=2).flatmap(
@@ -39,6 +44,7 @@ CHAT = st.lists(st.tuples(SAY, SAY), max_size=2).flatmap(
         + [{"role": "user", "content": last}]
     )
 )
+
 
 def mostly(valid: st.SearchStrategy, invalid: st.SearchStrategy = VALUES) -> st.SearchStrategy:
     """``valid`` seven times in eight: many bodies should get as far as the model."""
@@ -54,9 +60,13 @@ FIELDS = {
     "n": mostly(st.just(1), st.integers(-1, 3) | VALUES),
     "stop": mostly(TEXT | st.lists(TEXT, max_size=4), st.lists(TEXT, min_size=5, max_size=6) | VALUES),
     "stream": mostly(st.booleans()),
-    "stream_options": mostly(st.fixed_dictionaries({}, optional={"include_usage": st.booleans()}), st.fixed_dictionaries({"include_usage": VALUES}) | VALUES),
-    "response_format": mostly(st.fixed_dictionaries({"type": st.sampled_from(["text", "json_object"])}),
-                              st.fixed_dictionaries({"type": st.sampled_from(["json_schema"]) | VALUES}) | VALUES),
+    "stream_options": mostly(
+        st.fixed_dictionaries({}, optional={"include_usage": st.booleans()}), st.fixed_dictionaries({"include_usage": VALUES}) | VALUES
+    ),
+    "response_format": mostly(
+        st.fixed_dictionaries({"type": st.sampled_from(["text", "json_object"])}),
+        st.fixed_dictionaries({"type": st.sampled_from(["json_schema"]) | VALUES}) | VALUES,
+    ),
     "region": mostly(st.sampled_from(["UK", "CN", "US", "XX"]), TEXT | VALUES),
     "background": mostly(TEXT),
     "presence_penalty": VALUES,
@@ -66,10 +76,13 @@ MODELS = st.sampled_from(["default", "smollm2", "counselor", "smollm2-counselor"
 BODIES = st.fixed_dictionaries(
     {"model": mostly(MODELS, st.sampled_from(["gpt-4", ""]) | VALUES), "messages": mostly(CHAT, st.lists(MESSAGE, max_size=3) | VALUES)},
     optional={**FIELDS, "language": st.sampled_from(["en", "cn", "zh", "fr", "xx"])},
-).flatmap(lambda body: st.dictionaries(TEXT, VALUES, max_size=1).map(lambda extra: {**extra, **body}))  # fmt: skip
+).flatmap(lambda body: st.dictionaries(TEXT, VALUES, max_size=1).map(lambda extra: {**extra, **body}))
 JSON_BODIES = BODIES.map(lambda body: json.dumps(body, allow_nan=True).encode())  # NaN and Infinity as literals; surrogates escaped
 RAW = st.one_of(
-    JSON_BODIES, JSON_BODIES, JSON_BODIES, JSON_BODIES,
+    JSON_BODIES,
+    JSON_BODIES,
+    JSON_BODIES,
+    JSON_BODIES,
     JSON_BODIES.flatmap(lambda raw: st.integers(0, len(raw)).map(lambda k: raw[:k])),
     st.integers(1, 5000).map(lambda depth: b'{"model": "default", "messages": ' + b"[" * depth + b"]" * depth + b"}"),
     st.binary(max_size=64),
@@ -114,7 +127,9 @@ def test_random_bodies_never_get_a_500_and_the_server_stays_up(http, raw):
     check(http, raw)
 
 
-WELL_FORMED = st.fixed_dictionaries({"model": MODELS, "messages": CHAT}, optional={**FIELDS, "language": st.sampled_from(["en", "cn", "zh", "fr", "xx"])})
+WELL_FORMED = st.fixed_dictionaries(
+    {"model": MODELS, "messages": CHAT}, optional={**FIELDS, "language": st.sampled_from(["en", "cn", "zh", "fr", "xx"])}
+)
 
 
 @settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -115,10 +115,20 @@ OUT_OF_RANGE = [
     ("temperature 1e-300", {"temperature": 1e-300}, "temperature", "0 (greedy) or between 0.01 and 2"),
     ("temperature NaN", b'{"model": "default", "stream": STREAM, "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', None, "NaN"),
     ("top_p NaN", b'{"model": "default", "stream": STREAM, "messages": [{"role": "user", "content": "hi"}], "top_p": NaN}', None, "NaN"),
-    ("temperature Infinity", b'{"model": "default", "stream": STREAM, "messages": [{"role": "user", "content": "hi"}], "temperature": Infinity}', None, "Infinity"),
+    (
+        "temperature Infinity",
+        b'{"model": "default", "stream": STREAM, "messages": [{"role": "user", "content": "hi"}], "temperature": Infinity}',
+        None,
+        "Infinity",
+    ),
     ("top_p 1e999", b'{"model": "default", "stream": STREAM, "messages": [{"role": "user", "content": "hi"}], "top_p": 1e999}', None, "finite"),
     ("top_p 0", {"top_p": 0}, "top_p", "in (0, 1]"),
-    ("a lone surrogate", b'{"model": "default", "stream": STREAM, "messages": [{"role": "user", "content": "x \\ud800"}]}', "messages[0].content", "Unicode"),
+    (
+        "a lone surrogate",
+        b'{"model": "default", "stream": STREAM, "messages": [{"role": "user", "content": "x \\ud800"}]}',
+        "messages[0].content",
+        "Unicode",
+    ),
 ]
 
 
@@ -135,7 +145,9 @@ def test_values_outside_their_range_get_a_400_naming_the_field(server, name, bod
     assert error["param"] == param and words in error["message"], error
 
 
-@pytest.mark.parametrize("failure, kind", [(RuntimeError("the model crashed"), "server_error"), (TypeError("bad input ids"), "invalid_request_error")])
+@pytest.mark.parametrize(
+    "failure, kind", [(RuntimeError("the model crashed"), "server_error"), (TypeError("bad input ids"), "invalid_request_error")]
+)
 def test_an_error_during_a_stream_is_reported_in_the_stream(server, tiny_engine, monkeypatch, failure, kind):
     def crash(*args, **kwargs):
         raise failure
@@ -157,8 +169,10 @@ def test_an_error_during_a_stream_is_reported_in_the_stream(server, tiny_engine,
 def _raw_request(port: int, body: dict) -> socket.socket:
     payload = json.dumps(body).encode()
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)  # fmt: skip
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+    )
     return sock
 
 
@@ -200,9 +214,11 @@ def test_only_json_posts_are_accepted_and_preflights_are_refused(server):
         assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type", (kind, r.text)
     assert server.app.state.worker.batches == before  # the model never ran
     assert post(server, body, headers={"Content-Type": "application/json; charset=utf-8"}).status_code == 200
-    preflight = httpx.options(f"{server.url}/chat/completions", timeout=30,
-                              headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
-                                       "Access-Control-Request-Headers": "content-type"})  # fmt: skip
+    preflight = httpx.options(
+        f"{server.url}/chat/completions",
+        timeout=30,
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
+    )
     assert preflight.status_code >= 400 and not any(h.startswith("access-control-") for h in preflight.headers)
 
 

@@ -46,10 +46,28 @@ class _Server:
         env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
         with self.err.open("wb") as stderr:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "psyinsight.cli", "serve", "--model", str(model_dir), "--port", str(self.port),
-                 "--rate", "0", "--threads", "1", "--max-tokens-limit", str(ENDLESS_MAX_TOKENS), "--shutdown-timeout", "1"],
-                env=env, stdout=subprocess.DEVNULL, stderr=stderr,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "psyinsight.cli",
+                    "serve",
+                    "--model",
+                    str(model_dir),
+                    "--port",
+                    str(self.port),
+                    "--rate",
+                    "0",
+                    "--threads",
+                    "1",
+                    "--max-tokens-limit",
+                    str(ENDLESS_MAX_TOKENS),
+                    "--shutdown-timeout",
+                    "1",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
 
     def stderr_text(self) -> str:
         return self.err.read_text(errors="replace")

@@ -15,7 +15,7 @@ import pytest
 from psyinsight.counsel.engine import GenParams, LocalEngine
 from psyinsight.serve import BackgroundServer, ServeConfig, create_app
 from psyinsight.serve.config import ApiError
-from psyinsight.serve.structured import ResponseFormat, StructuredParams, constrained, parse_response_format
+from psyinsight.serve.structured import constrained, parse_response_format
 
 openai = pytest.importorskip("openai")
 jsonschema = pytest.importorskip("jsonschema")
@@ -57,7 +57,10 @@ def test_response_formats_are_parsed_like_openai_and_vllm():
         ({"type": "json_schema"}, "response_format.json_schema"),
         ({"type": "json_schema", "json_schema": {"name": "x"}}, "response_format.json_schema.schema"),
         ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}, "response_format.json_schema.schema"),
-        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"properties": {"a": {"minLength": -1}}}}}, "response_format.json_schema.schema"),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"properties": {"a": {"minLength": -1}}}}},
+            "response_format.json_schema.schema",
+        ),
     ],
 )
 def test_bad_response_formats_are_a_400_naming_the_field(value, param):
@@ -113,8 +116,9 @@ def test_json_schema_streams_pieces_that_join_into_a_valid_object(client):
 
 
 def test_json_object_is_enforced_too(client):
-    r = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "Describe a cat."}], max_tokens=40,
-                                       response_format={"type": "json_object"})  # fmt: skip
+    r = client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "Describe a cat."}], max_tokens=40, response_format={"type": "json_object"}
+    )
     if r.choices[0].finish_reason == "stop":
         assert isinstance(json.loads(r.choices[0].message.content), dict)
     else:
@@ -122,8 +126,15 @@ def test_json_object_is_enforced_too(client):
 
 
 def test_an_invalid_schema_is_a_400_over_http(server):
-    body = {"model": "default", "messages": ASK, "max_tokens": 8,
-            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"type": "nonsense"}}}}}}  # fmt: skip
+    body = {
+        "model": "default",
+        "messages": ASK,
+        "max_tokens": 8,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"type": "nonsense"}}}},
+        },
+    }
     r = httpx.post(f"{server.url}/chat/completions", json=body, timeout=60)
     assert r.status_code == 400 and r.json()["error"]["param"] == "response_format.json_schema.schema"
     body["stream"] = True

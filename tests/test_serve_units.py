@@ -15,18 +15,30 @@ USER = [{"role": "user", "content": "hello"}]
 
 def test_a_good_request_becomes_generation_params():
     req = parse_request(
-        {"model": "m", "messages": [{"role": "system", "content": "be brief"}, *USER], "max_tokens": 9,
-         "temperature": 0.5, "top_p": 0.8, "seed": 3, "stop": "\n", "stream": True,
-         "stream_options": {"include_usage": True}, "response_format": {"type": "json_object"}, "language": "zh"},
+        {
+            "model": "m",
+            "messages": [{"role": "system", "content": "be brief"}, *USER],
+            "max_tokens": 9,
+            "temperature": 0.5,
+            "top_p": 0.8,
+            "seed": 3,
+            "stop": "\n",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "response_format": {"type": "json_object"},
+            "language": "zh",
+        },
         CONFIG,
-    )  # fmt: skip
+    )
     p = req.params
     assert (p.max_new_tokens, p.temperature, p.top_p, p.seed, p.stop, p.do_sample) == (9, 0.5, 0.8, 3, ("\n",), True)
     assert req.stream and req.include_usage and req.json_mode and req.language == "zh"
     assert req.ignored == []
     ignored = parse_request({"model": "m", "messages": USER, "presence_penalty": 0.5, "user": "u1", "logit_bias": None}, CONFIG)
     assert ignored.ignored == ["presence_penalty", "user"]
-    parts = parse_request({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}, CONFIG)
+    parts = parse_request(
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}, CONFIG
+    )
     assert parts.messages[0]["content"] == "a\nb" and parts.params.max_new_tokens == 16 and not parts.params.do_sample
 
 
@@ -40,7 +52,11 @@ def test_a_good_request_becomes_generation_params():
         ({"model": "m", "messages": [{"role": "user", "content": "x" * 101}]}, "messages", "characters"),
         ({"model": "m", "messages": [{"role": "user", "content": ""}]}, "messages[0].content", "empty message"),
         ({"model": "m", "messages": [{"role": "assistant", "content": "hi"}]}, "messages[0].role", "last message"),
-        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, "messages[0].content[0]", "text content"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+            "messages[0].content[0]",
+            "text content",
+        ),
         ({"model": "m", "messages": USER, "max_tokens": 65}, "max_tokens", "between 1 and 64"),
         ({"model": "m", "messages": USER, "max_tokens": "9"}, "max_tokens", "integer"),
         ({"model": "m", "messages": USER, "temperature": 3}, "temperature", "between 0 and 2"),
@@ -188,11 +204,24 @@ def test_bodies_json_cannot_limit_are_refused_before_parsing(raw, words):
 
 
 def test_unused_parameters_are_named_per_mode():
-    req = parse_request({"model": "m", "messages": USER, "response_format": {"type": "json_object"}, "top_p": 0.5, "background": "b",
-                         "region": "UK", "stream_options": {"include_usage": True}, "user": "u"}, CONFIG)  # fmt: skip
+    req = parse_request(
+        {
+            "model": "m",
+            "messages": USER,
+            "response_format": {"type": "json_object"},
+            "top_p": 0.5,
+            "background": "b",
+            "region": "UK",
+            "stream_options": {"include_usage": True},
+            "user": "u",
+        },
+        CONFIG,
+    )
     assert req.ignored_in("counselor") == ["response_format", "stream_options", "top_p", "user"]
     assert req.ignored_in("plain") == ["background", "stream_options", "top_p", "user"]  # region: the guard's crisis message
-    sampled = parse_request({"model": "m", "messages": USER, "temperature": 0.5, "top_p": 0.5, "seed": 1, "stream": True, "stream_options": {}}, CONFIG)
+    sampled = parse_request(
+        {"model": "m", "messages": USER, "temperature": 0.5, "top_p": 0.5, "seed": 1, "stream": True, "stream_options": {}}, CONFIG
+    )
     assert sampled.ignored_in("plain") == []
 
 
@@ -205,8 +234,27 @@ def test_ignored_names_fit_in_a_header():
     value.encode("latin-1")
 
 
-SPLIT_PARTS = ["Observation: ", "Reasoning: ", "Therapist: ", "Client: ", "来访者：", "咨询师：", "观察：", "推理：", "\n", " ", "**Therapist:**",
-               "Counselor: ", "\r\n", "**", ":", "hello", "I hear you.", "That sounds really hard to carry alone. ", "我明白你的感受，这确实不容易。"]  # fmt: skip
+SPLIT_PARTS = [
+    "Observation: ",
+    "Reasoning: ",
+    "Therapist: ",
+    "Client: ",
+    "来访者：",
+    "咨询师：",
+    "观察：",
+    "推理：",
+    "\n",
+    " ",
+    "**Therapist:**",
+    "Counselor: ",
+    "\r\n",
+    "**",
+    ":",
+    "hello",
+    "I hear you.",
+    "That sounds really hard to carry alone. ",
+    "我明白你的感受，这确实不容易。",
+]
 
 
 def test_the_streamed_reply_is_the_parsed_reply_at_any_chunking():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from psyinsight.errors import PsyInsightError
 from psyinsight.data.sample import sample_sessions
 from psyinsight.data.schema import Session, Turn
+from psyinsight.errors import PsyInsightError
 from psyinsight.tasks.examples import TASKS, TaskConfig, build_examples, load_prompts
 
 
@@ -54,13 +54,15 @@ def test_observation_reasoning_target_uses_the_last_client_turn(sessions):
 
 def test_turns_missing_the_needed_annotation_are_skipped_and_counted():
     s = Session(
-        dialog_id="1", language="en", background="b",
+        dialog_id="1",
+        language="en",
+        background="b",
         dialog=[
             Turn(speaker="Supporter", participant="Therapist", content="Hello.", reasoning="open"),
             Turn(speaker="Seeker", participant="Ann", content="Hi.", observation=None),
             Turn(speaker="Supporter", participant="Therapist", content="How are you?", reasoning=None, strategy=["Unknown"]),
         ],
-    )  # fmt: skip
+    )
     build = build_examples([s], TaskConfig(task="reasoning"))
     assert len(build.examples) == 1 and build.skipped == {"reasoning:no_reasoning": 1}
     with pytest.raises(PsyInsightError, match="no observation_reasoning example.*no_client_turn 1.*no_observation 1"):

@@ -10,14 +10,20 @@ from psyinsight.train.collate import PadCollator
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 from psyinsight.train import loss as loss_module
 from psyinsight.train.loss import (
-    IGNORE_INDEX, forward_weighted, fusable_head, predicted_columns, sample_prompt_weights, total_weight, weighted_loss_sum,
-)  # fmt: skip
+    IGNORE_INDEX,
+    forward_weighted,
+    fusable_head,
+    predicted_columns,
+    sample_prompt_weights,
+    total_weight,
+    weighted_loss_sum,
+)
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_llama_dir):
-    from psyinsight.models import load_model_and_tokenizer
     from psyinsight.data.sample import sample_sessions
+    from psyinsight.models import load_model_and_tokenizer
     from psyinsight.tasks.examples import TaskConfig, build_examples
     from psyinsight.train.runner import encode_examples
 
@@ -176,11 +182,22 @@ def test_trainer_step_is_independent_of_the_micro_batch_split(tiny, tmp_path):
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_pretrained(tiny_model_path(tiny))
         args = TrainingArguments(
-            output_dir=str(tmp_path / f"b{batch}"), per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
-            max_steps=1, learning_rate=1.0, optim="sgd", lr_scheduler_type="constant", max_grad_norm=0.0,
-            train_sampling_strategy="sequential", remove_unused_columns=False, report_to="none", use_cpu=True,
-            save_strategy="no", disable_tqdm=True, weight_decay=0.0,
-        )  # fmt: skip
+            output_dir=str(tmp_path / f"b{batch}"),
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accum,
+            max_steps=1,
+            learning_rate=1.0,
+            optim="sgd",
+            lr_scheduler_type="constant",
+            max_grad_norm=0.0,
+            train_sampling_strategy="sequential",
+            remove_unused_columns=False,
+            report_to="none",
+            use_cpu=True,
+            save_strategy="no",
+            disable_tqdm=True,
+            weight_decay=0.0,
+        )
         trainer = weighted_trainer_class()(model=model, args=args, train_dataset=feats[:4], data_collator=PadCollator(tok.pad_token_id))
         trainer.train()
         results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
@@ -220,11 +237,22 @@ def test_trainer_with_lora_and_accumulation_fused_equals_unfused(tiny, tmp_path,
         base = AutoModelForCausalLM.from_pretrained(tiny_model_path(tiny))
         model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"]))
         args = TrainingArguments(
-            output_dir=str(tmp_path / f"f{fused}"), per_device_train_batch_size=2, gradient_accumulation_steps=2,
-            max_steps=2, learning_rate=0.5, optim="sgd", lr_scheduler_type="constant", max_grad_norm=0.0,
-            train_sampling_strategy="sequential", remove_unused_columns=False, report_to="none", use_cpu=True,
-            save_strategy="no", disable_tqdm=True, weight_decay=0.0,
-        )  # fmt: skip
+            output_dir=str(tmp_path / f"f{fused}"),
+            per_device_train_batch_size=2,
+            gradient_accumulation_steps=2,
+            max_steps=2,
+            learning_rate=0.5,
+            optim="sgd",
+            lr_scheduler_type="constant",
+            max_grad_norm=0.0,
+            train_sampling_strategy="sequential",
+            remove_unused_columns=False,
+            report_to="none",
+            use_cpu=True,
+            save_strategy="no",
+            disable_tqdm=True,
+            weight_decay=0.0,
+        )
         trainer = trainer_class()(model=model, args=args, train_dataset=feats, data_collator=PadCollator(tok.pad_token_id))
         trainer.fused_loss = fused
         before = calls["fused"]
@@ -233,8 +261,10 @@ def test_trainer_with_lora_and_accumulation_fused_equals_unfused(tiny, tmp_path,
         assert fusable_head(model) is not None  # the head is frozen under LoRA: fusing was allowed
         adapters[fused] = torch.cat([p.detach().flatten() for n, p in model.named_parameters() if "lora_" in n])
     torch.manual_seed(0)
-    fresh = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_path(tiny)),
-                           LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"]))  # fmt: skip
+    fresh = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_path(tiny)),
+        LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"]),
+    )
     start = torch.cat([p.detach().flatten() for n, p in fresh.named_parameters() if "lora_" in n])
     assert not torch.allclose(adapters[True], start)  # the steps did move the adapter
     assert torch.allclose(adapters[True], adapters[False], rtol=1e-4, atol=1e-6)
@@ -272,13 +302,22 @@ def test_consumed_tokens_are_the_real_tokens_of_the_batches_trained_on(tiny, tmp
     _, tok, feats = tiny
     counter = consumed_tokens_callback()
     args = TrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=3, max_steps=2, learning_rate=1e-3, optim="sgd",
-        train_sampling_strategy="sequential", remove_unused_columns=False, report_to="none", use_cpu=True,
-        save_strategy="no", disable_tqdm=True,
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=3,
+        max_steps=2,
+        learning_rate=1e-3,
+        optim="sgd",
+        train_sampling_strategy="sequential",
+        remove_unused_columns=False,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+    )
     collator = PackCollator() if packed else PadCollator(tok.pad_token_id)
-    trainer = weighted_trainer_class()(model=AutoModelForCausalLM.from_pretrained(tiny_model_path(tiny)), args=args,
-                                       train_dataset=feats, data_collator=collator, callbacks=[counter])  # fmt: skip
+    trainer = weighted_trainer_class()(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model_path(tiny)), args=args, train_dataset=feats, data_collator=collator, callbacks=[counter]
+    )
     trainer.train()
     padded = 3 * max(len(f["input_ids"]) for f in feats[:3]) + 3 * max(len(f["input_ids"]) for f in feats[3:6])
     real = sum(len(f["input_ids"]) for f in feats[:6])

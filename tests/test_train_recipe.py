@@ -139,10 +139,17 @@ def test_a_missing_model_path_is_refused_before_anything_loads(tmp_path):
 
 def tiny_recipe(model_dir, out, **training):
     overrides = [
-        f"model.name={model_dir}", "data.languages=[en]", f"training.output_dir={out}", "training.max_length=512",
-        "training.batch_size=2", "training.logging_steps=1", "training.eval_base=false", "data.max_eval_examples=4",
-        "training.learning_rate=0.01", "training.num_threads=1",
-    ]  # fmt: skip
+        f"model.name={model_dir}",
+        "data.languages=[en]",
+        f"training.output_dir={out}",
+        "training.max_length=512",
+        "training.batch_size=2",
+        "training.logging_steps=1",
+        "training.eval_base=false",
+        "data.max_eval_examples=4",
+        "training.learning_rate=0.01",
+        "training.num_threads=1",
+    ]
     overrides += [f"training.{k}={v}" for k, v in training.items()]
     return load_recipe("cpu-default", overrides)
 

@@ -25,13 +25,34 @@ def test_train_reload_generate_and_parse_on_the_sample(tmp_path, capsys):
     from psyinsight.models import ADAPTER_META
 
     out = tmp_path / "run"
-    code = _cli([
-        "train", "cpu-default", "--output-dir", str(out),
-        "--set", "training.max_steps=4", "--set", "training.batch_size=2", "--set", "training.max_length=320",
-        "--set", "training.learning_rate=0.001", "--set", "training.warmup_ratio=0",
-        "--set", "data.max_eval_examples=4", "--set", "training.eval_base=true", "--set", "data.languages=[en]",
-        "--set", "training.num_threads=1", "--set", "training.save_steps=1000",
-    ])  # fmt: skip
+    code = _cli(
+        [
+            "train",
+            "cpu-default",
+            "--output-dir",
+            str(out),
+            "--set",
+            "training.max_steps=4",
+            "--set",
+            "training.batch_size=2",
+            "--set",
+            "training.max_length=320",
+            "--set",
+            "training.learning_rate=0.001",
+            "--set",
+            "training.warmup_ratio=0",
+            "--set",
+            "data.max_eval_examples=4",
+            "--set",
+            "training.eval_base=true",
+            "--set",
+            "data.languages=[en]",
+            "--set",
+            "training.num_threads=1",
+            "--set",
+            "training.save_steps=1000",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     adapter = out / "adapter"
     meta = read_json(adapter / ADAPTER_META)
@@ -42,10 +63,25 @@ def test_train_reload_generate_and_parse_on_the_sample(tmp_path, capsys):
     assert metrics["consumed_tokens"] > 0 and metrics["tokens_per_second"] > 0
 
     preds = tmp_path / "preds.jsonl"
-    code = _cli([
-        "generate", "--adapter", str(adapter), "--split", "test", "--limit", "2", "--max-new-tokens", "12",
-        "--batch-size", "2", "-o", str(preds), "--threads", "1",
-    ])  # fmt: skip
+    code = _cli(
+        [
+            "generate",
+            "--adapter",
+            str(adapter),
+            "--split",
+            "test",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "12",
+            "--batch-size",
+            "2",
+            "-o",
+            str(preds),
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     rows = read_jsonl(preds)
     assert len(rows) == 2

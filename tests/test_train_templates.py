@@ -75,11 +75,15 @@ def test_a_template_that_rewrites_the_target_is_refused(tiny_tokenizers):
 
 def test_an_all_prompt_or_all_target_example_is_refused(tiny_tokenizers):
     # A template that drops the assistant turn: the target never appears.
-    tok = build_variant(tiny_tokenizers["chatml"], "{% for m in messages %}{% if m['role'] != 'assistant' %}{{ m['content'] }}{% endif %}{% endfor %}")
+    tok = build_variant(
+        tiny_tokenizers["chatml"], "{% for m in messages %}{% if m['role'] != 'assistant' %}{{ m['content'] }}{% endif %}{% endfor %}"
+    )
     with pytest.raises(PsyInsightError):
         encode_example(tok, MESSAGES, "Therapist: hello there")
     # A template that renders only the assistant turn: no prompt token.
-    tok = build_variant(tiny_tokenizers["chatml"], "{% for m in messages %}{% if m['role'] == 'assistant' %}{{ m['content'] }}{% endif %}{% endfor %}")
+    tok = build_variant(
+        tiny_tokenizers["chatml"], "{% for m in messages %}{% if m['role'] == 'assistant' %}{{ m['content'] }}{% endif %}{% endfor %}"
+    )
     with pytest.raises(PsyInsightError, match="all target"):
         encode_example(tok, MESSAGES, "Therapist: hello there")
     with pytest.raises(PsyInsightError, match="empty target"):

@@ -11,7 +11,13 @@ from psyinsight.ui.chat_app import TEXT, ChatConfig, _reply_fields, build_chat_a
 
 TURNS = [
     {"role": "user", "content": "I can't sleep before exams."},
-    {"role": "assistant", "content": "What goes through your mind at night?", "observation": "Client reports insomnia.", "reasoning": "Explore the thoughts.", "flagged": False},
+    {
+        "role": "assistant",
+        "content": "What goes through your mind at night?",
+        "observation": "Client reports insomnia.",
+        "reasoning": "Explore the thoughts.",
+        "flagged": False,
+    },
     {"role": "user", "content": "Nothing much."},
     {"role": "assistant", "content": "I see.", "observation": None, "reasoning": None, "flagged": False},
 ]
@@ -44,7 +50,7 @@ def test_crisis_replies_are_marked_and_explained() -> None:
 
     turn = {"role": "assistant", **_reply_fields(Reply())}
     assert turn["risk"]["category"] == "suicide"
-    plain, = render([turn], False, "en")
+    (plain,) = render([turn], False, "en")
     assert plain["content"].startswith("🚨 **Crisis support**") and plain["content"].endswith("Please call 988 now.")
     thought, _ = render([turn], True, "en")
     assert "(suicide, pattern)" in thought["content"] and "not model text" in thought["content"]
@@ -106,7 +112,11 @@ def test_a_failed_reply_gives_the_message_back() -> None:
 
             return R()
 
-    start = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi", "observation": None}, {"role": "user", "content": "I feel low"}]
+    start = [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "hi", "observation": None},
+        {"role": "user", "content": "I feel low"},
+    ]
     history, restored, error = take_turn(Broken(), start, "en")
     assert history == start[:2] and restored == "I feel low" and "/models/x: model folder is missing" in error
     echo = Echo()
@@ -226,4 +236,11 @@ def test_a_remote_counselor_streams_through_on_delta() -> None:
     updates = list(stream_turn(Remote(), [{"role": "user", "content": "so tired"}], "en"))
     assert [u[0][-1]["content"] for u in updates if not u[3]] == ["…", "…", "How", "How long?"]
     assert updates[1][0][-1]["reasoning"] == "Observation: tired. Reasoning: ask."
-    assert updates[-1][0][-1] == {"role": "assistant", "content": "How long?", "observation": "tired.", "reasoning": "ask.", "flagged": False, "risk": None}
+    assert updates[-1][0][-1] == {
+        "role": "assistant",
+        "content": "How long?",
+        "observation": "tired.",
+        "reasoning": "ask.",
+        "flagged": False,
+        "risk": None,
+    }

@@ -40,7 +40,9 @@ def db(tmp_path: Path) -> Path:
         for k in range(4):
             a = {c: min(5, 1 + k + bump) for c in CRITERIA}
             b = {c: max(1, 4 - k) for c in CRITERIA}
-            store.save(Rating("m vs g", rater, f"i{k}", ("m", "g") if k % 2 else ("g", "m"), (a, b), preference="A" if k % 2 else "tie", seed=13, position=k))
+            store.save(
+                Rating("m vs g", rater, f"i{k}", ("m", "g") if k % 2 else ("g", "m"), (a, b), preference="A" if k % 2 else "tie", seed=13, position=k)
+            )
     return tmp_path / "ratings.sqlite"
 
 

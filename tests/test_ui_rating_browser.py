@@ -24,13 +24,28 @@ def _write(tmp: Path) -> dict[str, Path]:
     paths = {}
     for system, word in zip(SYSTEMS, ("Zebra", "Otter")):
         rows = [
-            {"id": i, "text": "", "response": f"{word} reply {n}: how did that feel?", "observation": f"{word} observes the client", "reasoning": f"{word} reasons", "reference": "ref"}
+            {
+                "id": i,
+                "text": "",
+                "response": f"{word} reply {n}: how did that feel?",
+                "observation": f"{word} observes the client",
+                "reasoning": f"{word} reasons",
+                "reference": "ref",
+            }
             for n, i in enumerate(IDS)
         ]
         paths[system] = tmp / f"{system}.jsonl"
         paths[system].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     examples = [
-        {"id": i, "messages": [{"role": "system", "content": "SECRET INSTRUCTION"}, {"role": "user", "content": f"Client: I keep failing exams (case {n})."}], "target": "t", "reference": "r"}
+        {
+            "id": i,
+            "messages": [
+                {"role": "system", "content": "SECRET INSTRUCTION"},
+                {"role": "user", "content": f"Client: I keep failing exams (case {n})."},
+            ],
+            "target": "t",
+            "reference": "r",
+        }
         for n, i in enumerate(IDS)
     ]
     paths["examples"] = tmp / "examples.jsonl"
@@ -45,7 +60,20 @@ def rating_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     paths = _write(tmp)
     db = tmp / "ratings.sqlite"
     port = free_port()
-    args = ["ui", "rate", str(paths[SYSTEMS[0]]), str(paths[SYSTEMS[1]]), "--examples", str(paths["examples"]), "--db", str(db), "--seed", "7", "--port", str(port)]
+    args = [
+        "ui",
+        "rate",
+        str(paths[SYSTEMS[0]]),
+        str(paths[SYSTEMS[1]]),
+        "--examples",
+        str(paths["examples"]),
+        "--db",
+        str(db),
+        "--seed",
+        "7",
+        "--port",
+        str(port),
+    ]
     with chrome() as driver, serve_command(args, port) as url:  # no browser: skip before serving
         driver.get(url)
         yield {"driver": driver, "db": db, "tmp": tmp, "study": " vs ".join(SYSTEMS)}
@@ -132,9 +160,8 @@ def test_rate_a_blind_pair_revise_it_and_find_it_in_the_export(rating_site: dict
         assert conn.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 1, "re-rating updates the row"
 
     # The export (the CLI command) unblinds: side A's scores belong to the model shown as A.
-    from typer.testing import CliRunner
-
     from test_ui_cli import cli_app
+    from typer.testing import CliRunner
 
     out = rating_site["tmp"] / "export.csv"
     result = CliRunner().invoke(cli_app(), ["ui", "export-ratings", str(rating_site["db"]), "--out", str(out)])

@@ -26,7 +26,15 @@ from psyinsight.ui.ratings import (
 
 def write_preds(path: Path, ids: list[str], word: str) -> Path:
     rows = [
-        {"id": i, "text": f"Therapist: {word} {i}", "response": f"{word} answer {i}", "observation": f"{word} sees", "reasoning": f"{word} because", "reference": f"ref {i}", "meta": {"task": "obs_reasoning_dialog"}}
+        {
+            "id": i,
+            "text": f"Therapist: {word} {i}",
+            "response": f"{word} answer {i}",
+            "observation": f"{word} sees",
+            "reasoning": f"{word} because",
+            "reference": f"ref {i}",
+            "meta": {"task": "obs_reasoning_dialog"},
+        }
         for i in ids
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -66,7 +74,15 @@ def test_ab_items_pair_by_id_and_count_the_unpaired(pair: tuple[Path, Path]) -> 
 def test_context_comes_from_the_examples_file(tmp_path: Path, pair: tuple[Path, Path]) -> None:
     ex = tmp_path / "examples.jsonl"
     ex.write_text(
-        json.dumps({"id": IDS[0], "messages": [{"role": "system", "content": "SYSTEM PROMPT"}, {"role": "user", "content": "Client: I can't sleep."}], "target": "t", "reference": "r"}) + "\n",
+        json.dumps(
+            {
+                "id": IDS[0],
+                "messages": [{"role": "system", "content": "SYSTEM PROMPT"}, {"role": "user", "content": "Client: I can't sleep."}],
+                "target": "t",
+                "reference": "r",
+            }
+        )
+        + "\n",
         encoding="utf-8",
     )
     items = load_items(list(pair), examples=ex, names=["sys-1", "sys-2"])
@@ -179,7 +195,10 @@ def test_export_is_long_unblinded_and_reads_back(tmp_path: Path) -> None:
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert tuple(rows[0]) == EXPORT_FIELDS
     ab = [r for r in rows if r["study"] == "ab"]
-    assert {(r["system"], r["side"], r["helpfulness"], r["preferred_system"]) for r in ab} == {("glm", "A", "2", "mistral"), ("mistral", "B", "5", "mistral")}
+    assert {(r["system"], r["side"], r["helpfulness"], r["preferred_system"]) for r in ab} == {
+        ("glm", "A", "2", "mistral"),
+        ("mistral", "B", "5", "mistral"),
+    }
     assert read_export(out)[0]["comfort"] in (2, 4, 5)
     assert len(load_rows(out, study="single")) == 1 and len(load_rows(tmp_path / "r.sqlite")) == 3
     assert export_csv(store, tmp_path / "only.csv", study="single") == 1

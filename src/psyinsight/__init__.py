@@ -1,2 +1,3 @@
 """psyinsight."""
+
 __version__ = "0.1.0"

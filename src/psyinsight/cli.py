@@ -25,9 +25,22 @@ START_HERE = (
 )
 
 COMMAND_ORDER = (
-    "data", "tasks", "train", "generate", "evaluate", "report", "merge", "judge", "agreement",
-    "classify", "chat", "serve", "safety", "ui", "build",
-)  # fmt: skip
+    "data",
+    "tasks",
+    "train",
+    "generate",
+    "evaluate",
+    "report",
+    "merge",
+    "judge",
+    "agreement",
+    "classify",
+    "chat",
+    "serve",
+    "safety",
+    "ui",
+    "build",
+)
 """The order of `psyinsight --help`: a newcomer's path first (typer would list groups last)."""
 
 

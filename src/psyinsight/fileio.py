@@ -191,6 +191,7 @@ def read_yaml(path: str | Path) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
         raise PsyInsightError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=path, where=where) from None
 
+
 def read_jsonl(path: str | Path) -> list[Any]:
     """Parse a JSON-lines file (blank lines are skipped); errors name the line."""
     rows = []

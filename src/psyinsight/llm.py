@@ -40,7 +40,6 @@ DUMMY_API_KEY = "sk-local-no-key"
 CACHE_SCHEMA_VERSION = 1
 
 
-
 def public_settings(config: Any) -> dict[str, Any]:
     """An endpoint config (``LLMConfig``, the judge's) as a run report writes it: its fields, the cache path as text.
 
@@ -70,15 +69,15 @@ class LLMConfig:
     backoff_s: float = field(default=0.5, metadata={"help": "First retry delay; doubles each retry (with jitter)."})
     backoff_max_s: float = field(default=20.0, metadata={"help": "Upper bound for one retry delay, Retry-After included."})
     prompt_price_per_mtok: float = field(default=0.0, metadata={"help": "Price of one million prompt tokens (for cost accounting)."})
-    completion_price_per_mtok: float = field(
-        default=0.0, metadata={"help": "Price of one million completion tokens (for cost accounting)."}
-    )
+    completion_price_per_mtok: float = field(default=0.0, metadata={"help": "Price of one million completion tokens (for cost accounting)."})
     progress: bool = field(default=False, metadata={"help": "Show a progress bar on stderr."})
     structured: str = field(
         default="auto",
-        metadata={"help": "How a request's JSON schema is sent: auto (response_format json_schema, and json_object from the first "
-                          "time the server rejects it), json_schema, or json_object (schemas never sent)."},
-    )  # fmt: skip
+        metadata={
+            "help": "How a request's JSON schema is sent: auto (response_format json_schema, and json_object from the first "
+            "time the server rejects it), json_schema, or json_object (schemas never sent)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.structured not in ("auto", "json_schema", "json_object"):
@@ -90,9 +89,7 @@ class LLMConfig:
         if self.timeout_s <= 0:
             raise PsyInsightError(f"must be positive, got {self.timeout_s}", where="LLMConfig.timeout_s")
         if not re.match(r"^https?://", self.base_url):
-            raise PsyInsightError(
-                f"{self.base_url!r} is not an http(s) URL; use e.g. http://127.0.0.1:8000/v1", where="LLMConfig.base_url"
-            )
+            raise PsyInsightError(f"{self.base_url!r} is not an http(s) URL; use e.g. http://127.0.0.1:8000/v1", where="LLMConfig.base_url")
         if self.cache_path is not None:
             self.cache_path = Path(self.cache_path)
 
@@ -187,8 +184,7 @@ class ResponseCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, model TEXT, text TEXT, "
-                "finish_reason TEXT, usage TEXT, created REAL)"
+                "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, model TEXT, text TEXT, finish_reason TEXT, usage TEXT, created REAL)"
             )
         except sqlite3.DatabaseError as exc:
             raise PsyInsightError(f"cannot open the LLM cache: {exc}; delete the file to start afresh", path=self.path) from None
@@ -284,9 +280,7 @@ class LLMClient:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = AsyncOpenAI(
-                base_url=self.config.base_url, api_key=self.config.api_key(), max_retries=0, timeout=self.config.timeout_s
-            )
+            client = AsyncOpenAI(base_url=self.config.base_url, api_key=self.config.api_key(), max_retries=0, timeout=self.config.timeout_s)
             self._clients[loop] = client
         return client
 
@@ -325,7 +319,10 @@ class LLMClient:
             params["max_tokens"] = self.config.max_tokens
         params.update(request.params)
         if request.schema is not None and self.config.structured != "json_object" and self.schemas_accepted is not False:
-            params["response_format"] = {"type": "json_schema", "json_schema": {"name": request.schema_name, "schema": request.schema, "strict": True}}
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": request.schema_name, "schema": request.schema, "strict": True},
+            }
         elif request.json_mode or request.schema is not None:
             params["response_format"] = {"type": "json_object"}
         return params
@@ -430,9 +427,7 @@ class LLMClient:
             if self.cache is not None:
                 self.cache.put(key, self.config.model, text, finish_reason, usage)
             self._account(request.tag, succeeded=1, cost=self._cost(usage), **usage)
-            return ChatResult(
-                text=text, cached=False, usage=usage, attempts=attempts, finish_reason=finish_reason, key=key, tag=request.tag
-            )
+            return ChatResult(text=text, cached=False, usage=usage, attempts=attempts, finish_reason=finish_reason, key=key, tag=request.tag)
         self._account(request.tag, failed=1)
         return ChatResult(text=None, error=last_error, attempts=attempts, key=key, tag=request.tag)
 
@@ -460,7 +455,7 @@ class LLMClient:
                 timeout=self.config.timeout_s + 5.0,
             )
             data = json.loads(response.text)
-        except (openai.APITimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, openai.APITimeoutError):
             raise _Retryable("timeout", f"no answer within {self.config.timeout_s:g} s") from None
         except openai.RateLimitError as exc:
             raise _Retryable("429", "rate limited", _retry_after(exc.response)) from None

@@ -69,11 +69,7 @@ def _is_model_folder(path: Path) -> bool:
 
 
 def _looks_like_hub_id(name: str) -> bool:
-    return (
-        name.count("/") == 1
-        and not name.startswith((".", "/", "~"))
-        and all(part and " " not in part for part in name.split("/"))
-    )
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and all(part and " " not in part for part in name.split("/"))
 
 
 def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
@@ -228,8 +224,14 @@ def pick_dtype(dtype: Any = None, device: str = "cpu") -> Any:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}  # fmt: skip
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if str(dtype) not in names:
         raise PsyInsightError(f"unknown dtype {dtype!r}; choose from {', '.join(sorted(names))}", where="dtype")
     return names[str(dtype)]

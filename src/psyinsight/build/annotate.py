@@ -22,12 +22,12 @@ from typing import Any
 
 import yaml
 
-from psyinsight.data import taxonomy
 from psyinsight.build import schemas
 from psyinsight.build.records import Unit
+from psyinsight.data import taxonomy
+from psyinsight.data.schema import SEEKER, Language
 from psyinsight.errors import PsyInsightError
 from psyinsight.llm import ChatRequest, ChatResult, LLMClient, parse_json_object
-from psyinsight.data.schema import SEEKER, Language
 
 PROMPT_FILES = {"en": "build_en.yaml", "cn": "build_zh.yaml"}
 MAX_LABELS = schemas.MAX_LABELS
@@ -225,8 +225,14 @@ def run_jobs(client: LLMClient, jobs: list[Job]) -> list[Outcome]:
             continue
         repair = job.repair_template.format(error=error, keys=job.keys)
         messages = job.request.messages + [{"role": "assistant", "content": result.text or ""}, {"role": "user", "content": repair}]
-        request = ChatRequest(messages=messages, json_mode=job.request.json_mode, params=job.request.params, schema=job.request.schema,
-                              schema_name=job.request.schema_name, tag=job.request.tag + ".repair")  # fmt: skip
+        request = ChatRequest(
+            messages=messages,
+            json_mode=job.request.json_mode,
+            params=job.request.params,
+            schema=job.request.schema,
+            schema_name=job.request.schema_name,
+            tag=job.request.tag + ".repair",
+        )
         repairs.append((i, request, error, result.text or ""))
     if repairs:
         second = client.complete_many([r[1] for r in repairs])
@@ -284,8 +290,9 @@ def _cut(text: str, limit: int, *, keep_end: bool) -> str:
     return ("…" + text[-limit:]) if keep_end else (text[:limit] + "…")
 
 
-def _request(prompts: Prompts, task: str, cfg: AnnotateConfig, schema: dict[str, Any] | None = None, max_tokens: int | None = None,
-             **fields: str) -> ChatRequest:  # fmt: skip
+def _request(
+    prompts: Prompts, task: str, cfg: AnnotateConfig, schema: dict[str, Any] | None = None, max_tokens: int | None = None, **fields: str
+) -> ChatRequest:
     """The question, with the JSON Schema of its answer (sent where the server enforces schemas)."""
     user = prompts.tasks[task]["user"].format(**fields)
     return ChatRequest(
@@ -308,29 +315,58 @@ def unit_jobs(unit: Unit, previous: Unit | None, prompts: Prompts, cfg: Annotate
     lang = unit.language
     tokens = lambda task: cfg.max_tokens.get(task, 400)  # noqa: E731
     jobs = [
-        Job("unit", where, _request(prompts, "unit", cfg, schemas.unit_schema(tokens("unit"), lang), before=before, dialogue=dialogue, after=after),
-            check_unit, keys("unit"), prompts.repair),
         Job(
-            "labels", where,
-            _request(prompts, "labels", cfg, schemas.labels_schema(), before=before, dialogue=dialogue,
-                     psychotherapies=", ".join(taxonomy.PSYCHOTHERAPIES), topics=", ".join(taxonomy.TOPICS),
-                     stages=", ".join(taxonomy.STAGES)),
-            check_labels, keys("labels"), prompts.repair,
+            "unit",
+            where,
+            _request(prompts, "unit", cfg, schemas.unit_schema(tokens("unit"), lang), before=before, dialogue=dialogue, after=after),
+            check_unit,
+            keys("unit"),
+            prompts.repair,
         ),
-    ]  # fmt: skip
+        Job(
+            "labels",
+            where,
+            _request(
+                prompts,
+                "labels",
+                cfg,
+                schemas.labels_schema(),
+                before=before,
+                dialogue=dialogue,
+                psychotherapies=", ".join(taxonomy.PSYCHOTHERAPIES),
+                topics=", ".join(taxonomy.TOPICS),
+                stages=", ".join(taxonomy.STAGES),
+            ),
+            check_labels,
+            keys("labels"),
+            prompts.repair,
+        ),
+    ]
     for start in range(0, len(unit.turns), cfg.window):
         end = min(start + cfg.window, len(unit.turns))
         roles = {turn_id(unit, i): unit.turns[i].role for i in range(start, end)}
         context = _dialogue(unit, max(0, start - 2), start) if start else _cut(unit.before, limit // 2, keep_end=True)
         limit = max(tokens("window"), schemas.window_min_tokens(len(roles)))  # room for the smallest valid answer
         request = _request(
-            prompts, "window", cfg, schemas.window_schema(roles, limit, lang), limit, context=context, window=_dialogue(unit, start, end),
-            emotions=", ".join(taxonomy.EMOTIONS), strategies=", ".join(taxonomy.STRATEGIES),
-        )  # fmt: skip
+            prompts,
+            "window",
+            cfg,
+            schemas.window_schema(roles, limit, lang),
+            limit,
+            context=context,
+            window=_dialogue(unit, start, end),
+            emotions=", ".join(taxonomy.EMOTIONS),
+            strategies=", ".join(taxonomy.STRATEGIES),
+        )
         jobs.append(Job("window", f"{where}@{start}-{end - 1}", request, window_checker(roles), keys("window"), prompts.repair))
     if previous is not None:
         request = _request(
-            prompts, "boundary", cfg, schemas.boundary_schema(), previous=_dialogue(previous, max(0, len(previous.turns) - 3)), current=_dialogue(unit, 0, 3)
+            prompts,
+            "boundary",
+            cfg,
+            schemas.boundary_schema(),
+            previous=_dialogue(previous, max(0, len(previous.turns) - 3)),
+            current=_dialogue(unit, 0, 3),
         )
         jobs.append(Job("boundary", where, request, check_boundary, keys("boundary"), prompts.repair))
     return jobs
@@ -339,15 +375,23 @@ def unit_jobs(unit: Unit, previous: Unit | None, prompts: Prompts, cfg: Annotate
 def empty_annotation(unit: Unit) -> dict[str, Any]:
     """What a unit carries before (or without) annotation: empty text, Unknown labels."""
     return {
-        "session": {"background": "", "reasoning": "", "summary": "", "guide": "", "psychotherapy": taxonomy.UNKNOWN,
-                    "topic": taxonomy.UNKNOWN, "stage": taxonomy.UNKNOWN, "is_same_qa": 0, "is_same_session": 0},
+        "session": {
+            "background": "",
+            "reasoning": "",
+            "summary": "",
+            "guide": "",
+            "psychotherapy": taxonomy.UNKNOWN,
+            "topic": taxonomy.UNKNOWN,
+            "stage": taxonomy.UNKNOWN,
+            "is_same_qa": 0,
+            "is_same_session": 0,
+        },
         "turns": [
-            {"observation": None, "emotions": [taxonomy.UNKNOWN]} if t.role == SEEKER
-            else {"reasoning": None, "strategies": [taxonomy.UNKNOWN]}
+            {"observation": None, "emotions": [taxonomy.UNKNOWN]} if t.role == SEEKER else {"reasoning": None, "strategies": [taxonomy.UNKNOWN]}
             for t in unit.turns
         ],
         "failures": [],
-    }  # fmt: skip
+    }
 
 
 def apply_outcomes(unit: Unit, jobs: list[Job], outcomes: list[Outcome]) -> tuple[dict[str, Any], bool]:

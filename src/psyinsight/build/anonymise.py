@@ -34,8 +34,10 @@ class Placeholders:
                 continue
             known_bare = _TITLES.sub("", known)
             parts = known_bare.split()
-            if bare == known_bare or (len(parts) > 1 and bare in (parts[0], parts[-1])) or (
-                len(bare.split()) > 1 and known_bare in (bare.split()[0], bare.split()[-1])
+            if (
+                bare == known_bare
+                or (len(parts) > 1 and bare in (parts[0], parts[-1]))
+                or (len(bare.split()) > 1 and known_bare in (bare.split()[0], bare.split()[-1]))
             ):
                 return placeholder
         return None

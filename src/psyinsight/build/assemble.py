@@ -66,9 +66,7 @@ def session_dict(unit: Unit, annotation: dict[str, Any], dialog_id: str, sha256:
     }
 
 
-def assemble(
-    units: list[Unit], annotations: dict[str, dict[str, Any]], hashes: dict[str, str]
-) -> dict[Language, list[dict[str, Any]]]:
+def assemble(units: list[Unit], annotations: dict[str, dict[str, Any]], hashes: dict[str, str]) -> dict[Language, list[dict[str, Any]]]:
     """Sessions per language, numbered 000001... in source order."""
     out: dict[Language, list[dict[str, Any]]] = {}
     for unit in sorted(units, key=lambda u: (u.doc_id, u.index)):

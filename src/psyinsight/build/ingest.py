@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 
 from psyinsight.build.records import Document, Piece
-from psyinsight.errors import PsyInsightError
 from psyinsight.data.schema import Language
+from psyinsight.errors import PsyInsightError
 from psyinsight.language import detect_language
 
 SUFFIXES = (".txt", ".md", ".jsonl")
@@ -59,9 +59,16 @@ def decode(data: bytes, path: Path) -> str:
 
 
 _ROLE_WORDS = {
-    "seeker": "Seeker", "client": "Seeker", "patient": "Seeker", "来访者": "Seeker",
-    "supporter": "Supporter", "counselor": "Supporter", "counsellor": "Supporter", "therapist": "Supporter", "咨询师": "Supporter",
-}  # fmt: skip
+    "seeker": "Seeker",
+    "client": "Seeker",
+    "patient": "Seeker",
+    "来访者": "Seeker",
+    "supporter": "Supporter",
+    "counselor": "Supporter",
+    "counsellor": "Supporter",
+    "therapist": "Supporter",
+    "咨询师": "Supporter",
+}
 
 
 def _transcript(text: str, path: Path) -> tuple[str, list[Piece]]:
@@ -94,9 +101,16 @@ def _transcript(text: str, path: Path) -> tuple[str, list[Piece]]:
             prefix = f"{name}: "
             start = pos + len(prefix)
             pieces.append(
-                Piece(kind="utterance", start=pos, end=start + len(body), spans=[(start, start + len(body))],
-                      participant=name, role=role, how="transcript")
-            )  # fmt: skip
+                Piece(
+                    kind="utterance",
+                    start=pos,
+                    end=start + len(body),
+                    spans=[(start, start + len(body))],
+                    participant=name,
+                    role=role,
+                    how="transcript",
+                )
+            )
             chunk = prefix + body + "\n\n"
         out.append(chunk)
         pos += len(chunk)

@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from psyinsight.errors import PsyInsightError
 from psyinsight.data.schema import Language, Session
 from psyinsight.data.taxonomy import UNKNOWN
+from psyinsight.errors import PsyInsightError
 
 PREFIX = "classify:"
 TASKS = ("emotion", "strategy", "psychotherapy", "topic")
@@ -24,8 +24,9 @@ TASKS = ("emotion", "strategy", "psychotherapy", "topic")
 def parse_spec(spec: str) -> Path:
     """The model folder of ``classify:<model dir>``."""
     if not spec.startswith(PREFIX) or not spec[len(PREFIX) :].strip():
-        raise PsyInsightError("expected classify:<model dir> (a folder written by `psyinsight classify train`, or a folder of them)",
-                              where="--labeller")  # fmt: skip
+        raise PsyInsightError(
+            "expected classify:<model dir> (a folder written by `psyinsight classify train`, or a folder of them)", where="--labeller"
+        )
     folder = Path(spec[len(PREFIX) :])
     if not folder.is_dir():
         raise PsyInsightError("no such folder", path=folder, where="--labeller")
@@ -42,8 +43,9 @@ def load_labellers(folder: Path) -> list[Any]:
     models = [load_classifier(m.parent) for m in manifests]
     unknown = [m.task for m in models if m.task not in TASKS]
     if unknown:
-        raise PsyInsightError(f"classifiers for {', '.join(sorted(set(unknown)))} cannot label a build (use {', '.join(TASKS)})",
-                              path=folder, where="--labeller")  # fmt: skip
+        raise PsyInsightError(
+            f"classifiers for {', '.join(sorted(set(unknown)))} cannot label a build (use {', '.join(TASKS)})", path=folder, where="--labeller"
+        )
     return models
 
 
@@ -73,16 +75,29 @@ def apply_labellers(data: dict[Language, list[dict[str, Any]]], models: list[Any
             for turn, guessed in zip(row["dialog"], guess.dialog):
                 for task, key, value in (("emotion", "emotional label", guessed.emotions), ("strategy", "strategy", guessed.strategies)):
                     if task in tasks and key in turn:
-                        _compare(turn, key, list(value), row.get("dialog_id"), turn.get("id"), filled, agreed, disagreements, sources,
-                                 task=task)  # fmt: skip
+                        _compare(turn, key, list(value), row.get("dialog_id"), turn.get("id"), filled, agreed, disagreements, sources, task=task)
             if not sources:
                 row.pop("label_sources")
-    return {"models": [str(m.path) for m in models], "filled": filled, "agreed": agreed,
-            "disagreements": {"count": len(disagreements), "items": disagreements}}  # fmt: skip
+    return {
+        "models": [str(m.path) for m in models],
+        "filled": filled,
+        "agreed": agreed,
+        "disagreements": {"count": len(disagreements), "items": disagreements},
+    }
 
 
-def _compare(target: dict[str, Any], key: str, guess: Any, dialog_id: Any, turn: Any, filled: dict[str, int], agreed: dict[str, int],
-             disagreements: list[dict[str, Any]], sources: dict[str, str], task: str | None = None) -> None:  # fmt: skip
+def _compare(
+    target: dict[str, Any],
+    key: str,
+    guess: Any,
+    dialog_id: Any,
+    turn: Any,
+    filled: dict[str, int],
+    agreed: dict[str, int],
+    disagreements: list[dict[str, Any]],
+    sources: dict[str, str],
+    task: str | None = None,
+) -> None:
     task = task or key
     current = target.get(key)
     if _missing(current):

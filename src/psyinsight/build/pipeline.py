@@ -25,12 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from psyinsight import __version__
-
-from psyinsight.data import consistency
 from psyinsight.build import anonymise as anon
 from psyinsight.build.annotate import (
-    AnnotateConfig, Job, apply_outcomes, empty_annotation, load_prompts, resolve_jobs, run_jobs, unit_jobs,
-)  # fmt: skip
+    AnnotateConfig,
+    Job,
+    apply_outcomes,
+    empty_annotation,
+    load_prompts,
+    resolve_jobs,
+    run_jobs,
+    unit_jobs,
+)
 from psyinsight.build.assemble import OUTPUT_FILES, assemble, validate
 from psyinsight.build.entities import known_people
 from psyinsight.build.gold import Score, gold_path, load_gold, score_turns
@@ -39,10 +44,11 @@ from psyinsight.build.labeller import apply_labellers, load_labellers, parse_spe
 from psyinsight.build.records import Document, Piece, Unit
 from psyinsight.build.segment import label_role, segment
 from psyinsight.build.turns import make_units
+from psyinsight.data import consistency
+from psyinsight.data.schema import SEEKER, SUPPORTER
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import read_json, write_json, write_jsonl
 from psyinsight.llm import LLMClient, LLMConfig
-from psyinsight.data.schema import SEEKER, SUPPORTER
 
 STEP_MODULES = {
     "segment": ("segment", "entities", "records", "ingest"),
@@ -75,7 +81,9 @@ class BuildConfig:
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig, metadata={"help": "Annotation settings."})
     batch_size: int = field(default=16, metadata={"help": "Units annotated per batch; each finished batch is stored before the next."})
     resolve_with_llm: bool = field(default=True, metadata={"help": "Ask the LLM about paragraphs the segmentation rules are unsure of."})
-    labeller: str | None = field(default=None, metadata={"help": "classify:<model dir>: label classifiers that fill missing labels and check the LLM's."})
+    labeller: str | None = field(
+        default=None, metadata={"help": "classify:<model dir>: label classifiers that fill missing labels and check the LLM's."}
+    )
 
     def __post_init__(self) -> None:
         self.raw_dir, self.out_dir = Path(self.raw_dir), Path(self.out_dir)
@@ -136,8 +144,12 @@ class Build:
         self.failures: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
         self.llm_fingerprint = (
-            {"model": config.llm.model, "temperature": config.llm.temperature, "max_tokens": config.llm.max_tokens,
-             "structured": config.llm.structured}
+            {
+                "model": config.llm.model,
+                "temperature": config.llm.temperature,
+                "max_tokens": config.llm.max_tokens,
+                "structured": config.llm.structured,
+            }
             if config.llm
             else None
         )
@@ -164,8 +176,15 @@ class Build:
         pending: list[tuple[_DocState, str, list[int], list[Job]]] = []
         for state in states:
             doc = state.doc
-            key = _hash("segment", STEP_VERSIONS["segment"], doc.doc_id, doc.sha256, sorted(state.people),
-                        self.llm_fingerprint if use_llm else None, self._prompt_hash(doc.language) if use_llm else None)  # fmt: skip
+            key = _hash(
+                "segment",
+                STEP_VERSIONS["segment"],
+                doc.doc_id,
+                doc.sha256,
+                sorted(state.people),
+                self.llm_fingerprint if use_llm else None,
+                self._prompt_hash(doc.language) if use_llm else None,
+            )
             cached = self.cache.get("segment", key)
             if cached is not None:
                 state.pieces = [Piece.model_validate(p) for p in cached["pieces"]]
@@ -191,7 +210,9 @@ class Build:
                 if not any(o.transient for o in mine):
                     self.cache.put("segment", key, {"pieces": [p.model_dump() for p in state.pieces], "failures": failures})
         for state in states:
-            state.people |= {p.participant for p in state.pieces if p.kind == "utterance" and not anon.is_role_word(p.participant, state.doc.language)}
+            state.people |= {
+                p.participant for p in state.pieces if p.kind == "utterance" and not anon.is_role_word(p.participant, state.doc.language)
+            }
         self.log(f"segment: {sum(len(s.pieces) for s in states)} pieces, {sum(p.unsure != '' for s in states for p in s.pieces)} unsure")
 
     def turns(self, states: list[_DocState]) -> None:
@@ -225,8 +246,15 @@ class Build:
                 if self.client is None:
                     annotations[unit.key] = empty_annotation(unit)
                     continue
-                key = _hash("annotate", STEP_VERSIONS["annotate"], unit.model_dump(), previous.model_dump() if previous else None,
-                            self._prompt_hash(unit.language), asdict(self.config.annotate), self.llm_fingerprint)  # fmt: skip
+                key = _hash(
+                    "annotate",
+                    STEP_VERSIONS["annotate"],
+                    unit.model_dump(),
+                    previous.model_dump() if previous else None,
+                    self._prompt_hash(unit.language),
+                    asdict(self.config.annotate),
+                    self.llm_fingerprint,
+                )
                 cached = self.cache.get("annotate", key)
                 if cached is not None:
                     annotations[unit.key] = cached
@@ -298,7 +326,9 @@ class Build:
         by_doc: dict[str, list[str]] = {}
         for rows in data.values():
             for row in rows:
-                by_doc.setdefault(row["provenance"]["file"], []).append(json.dumps({k: v for k, v in row.items() if k != "provenance"}, ensure_ascii=False))
+                by_doc.setdefault(row["provenance"]["file"], []).append(
+                    json.dumps({k: v for k, v in row.items() if k != "provenance"}, ensure_ascii=False)
+                )
         for state in states:
             entities = anon.source_entities(state.doc.text, state.doc.language, state.people)
             for entity in anon.find_leaks(by_doc.get(state.doc.doc_id, []), entities, state.doc.language):
@@ -352,7 +382,9 @@ class Build:
             report["llm_usage"] = {k: v for k, v in stats.items() if k != "by_tag"}
             report["llm_usage"]["by_step"] = stats["by_tag"]
             accepted = self.client.schemas_accepted
-            report["llm_usage"]["structured_output"] = "json_schema" if accepted else ("json_object" if accepted is False or self.config.llm.structured == "json_object" else "not used")
+            report["llm_usage"]["structured_output"] = (
+                "json_schema" if accepted else ("json_object" if accepted is False or self.config.llm.structured == "json_object" else "not used")
+            )
         gold = score_against_gold(self.config.raw_dir, states)
         if gold:
             report["gold"] = gold
@@ -365,11 +397,18 @@ def unsure_report(states: list[_DocState]) -> list[dict[str, Any]]:
     for state in states:
         for piece in state.pieces:
             if piece.unsure:
-                rows.append({
-                    "file": state.doc.doc_id, "line": state.doc.text.count("\n", 0, piece.start) + 1,
-                    "start": piece.start, "end": piece.end, "reason": piece.unsure,
-                    "resolved": piece.how == "llm", "kind": piece.kind, "role": piece.role,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "file": state.doc.doc_id,
+                        "line": state.doc.text.count("\n", 0, piece.start) + 1,
+                        "start": piece.start,
+                        "end": piece.end,
+                        "reason": piece.unsure,
+                        "resolved": piece.how == "llm",
+                        "kind": piece.kind,
+                        "role": piece.role,
+                    }
+                )
     return rows
 
 

@@ -56,11 +56,13 @@ def unit_schema(max_tokens: int, language: Language) -> dict[str, Any]:
 
 
 def labels_schema() -> dict[str, Any]:
-    return _object({
-        "psychotherapy": {"type": "string", "enum": list(taxonomy.PSYCHOTHERAPIES)},
-        "topic": {"type": "string", "enum": list(taxonomy.TOPICS)},
-        "stage": {"type": "string", "enum": list(taxonomy.STAGES)},
-    })  # fmt: skip
+    return _object(
+        {
+            "psychotherapy": {"type": "string", "enum": list(taxonomy.PSYCHOTHERAPIES)},
+            "topic": {"type": "string", "enum": list(taxonomy.TOPICS)},
+            "stage": {"type": "string", "enum": list(taxonomy.STAGES)},
+        }
+    )
 
 
 def window_schema(roles: dict[str, str], max_tokens: int, language: Language) -> dict[str, Any]:
@@ -86,8 +88,10 @@ def boundary_schema() -> dict[str, Any]:
 
 
 def resolve_schema() -> dict[str, Any]:
-    return _object({
-        "kind": {"type": "string", "enum": ["dialogue", "narrative"]},
-        "role": {"type": "string", "enum": ["counselor", "client", "unknown"]},
-        "participant": {"type": "string", "maxLength": 40},
-    })  # fmt: skip
+    return _object(
+        {
+            "kind": {"type": "string", "enum": ["dialogue", "narrative"]},
+            "role": {"type": "string", "enum": ["counselor", "client", "unknown"]},
+            "participant": {"type": "string", "maxLength": 40},
+        }
+    )

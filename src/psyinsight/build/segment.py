@@ -22,27 +22,97 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
-from psyinsight.build.records import Document, Piece
 from psyinsight.build.quotes import INTRO_END, clauses, find_quotes, find_speaker, group_quotes
+from psyinsight.build.records import Document, Piece
 from psyinsight.data.schema import SEEKER, SUPPORTER, Language, Role
 from psyinsight.language import CJK_RANGE
 
 SUPPORTER_LABELS = {
-    "en": {"therapist", "counselor", "counsellor", "t", "th", "ther", "dr", "doctor", "analyst", "psychologist",
-           "psychiatrist", "interviewer", "coach", "me", "i", "supporter"},
+    "en": {
+        "therapist",
+        "counselor",
+        "counsellor",
+        "t",
+        "th",
+        "ther",
+        "dr",
+        "doctor",
+        "analyst",
+        "psychologist",
+        "psychiatrist",
+        "interviewer",
+        "coach",
+        "me",
+        "i",
+        "supporter",
+    },
     "cn": {"咨询师", "治疗师", "心理师", "心理咨询师", "医生", "我", "咨", "治", "咨询者"},
-}  # fmt: skip
+}
 SEEKER_LABELS = {
     "en": {"client", "c", "cl", "patient", "p", "pt", "seeker", "counselee"},
     "cn": {"来访者", "求助者", "患者", "病人", "案主", "访", "来", "当事人"},
 }
 NOT_SPEAKERS = {
-    "en": {"chapter", "note", "notes", "example", "figure", "table", "session", "step", "part", "summary", "homework",
-           "goal", "goals", "agenda", "source", "case", "exercise", "tip", "key", "warning", "box", "time", "date",
-           "title", "aim", "aims", "question", "answer", "comment", "remember", "background", "reasoning", "plan"},
-    "cn": {"注", "注释", "备注", "案例", "总结", "目标", "作业", "说明", "提示", "例如", "比如", "结论", "问题", "背景",
-           "时间", "地点", "分析", "讨论", "评论", "要点", "小结", "回答"},
-}  # fmt: skip
+    "en": {
+        "chapter",
+        "note",
+        "notes",
+        "example",
+        "figure",
+        "table",
+        "session",
+        "step",
+        "part",
+        "summary",
+        "homework",
+        "goal",
+        "goals",
+        "agenda",
+        "source",
+        "case",
+        "exercise",
+        "tip",
+        "key",
+        "warning",
+        "box",
+        "time",
+        "date",
+        "title",
+        "aim",
+        "aims",
+        "question",
+        "answer",
+        "comment",
+        "remember",
+        "background",
+        "reasoning",
+        "plan",
+    },
+    "cn": {
+        "注",
+        "注释",
+        "备注",
+        "案例",
+        "总结",
+        "目标",
+        "作业",
+        "说明",
+        "提示",
+        "例如",
+        "比如",
+        "结论",
+        "问题",
+        "背景",
+        "时间",
+        "地点",
+        "分析",
+        "讨论",
+        "评论",
+        "要点",
+        "小结",
+        "回答",
+    },
+}
 NARRATOR = {"en": "Therapist", "cn": "咨询师"}
 CLIENT = {"en": "Client", "cn": "来访者"}
 
@@ -53,8 +123,11 @@ _EN_PREFIX = re.compile(
 _CN_PREFIX = re.compile(rf"^(?P<lead>[ \t>*_-]*)(?P<name>[{CJK_RANGE}A-Za-z]{{1,8}})[*_]*\s*[：:][*_]*\s*(?P<rest>\S.*)$")
 _CN_SPEECH_END = ("说", "道", "问", "答", "讲", "表示", "补充", "喊", "想")
 _SPEECH_VERB = {
-    "en": re.compile(r"^\W*(?:(?:I|she|he|[A-Z][a-z]+)\s+(?:said|asked|replied|answered|added|whispered|told|continued)\b"
-                     r"|(?:said|asked|replied)\s)", re.IGNORECASE),
+    "en": re.compile(
+        r"^\W*(?:(?:I|she|he|[A-Z][a-z]+)\s+(?:said|asked|replied|answered|added|whispered|told|continued)\b"
+        r"|(?:said|asked|replied)\s)",
+        re.IGNORECASE,
+    ),
     "cn": re.compile(rf"^\W*[{CJK_RANGE}]{{0,4}}(?:说|问|道|答|回答)"),
 }
 
@@ -170,9 +243,16 @@ def _quoted(doc: Document, block: list[tuple[int, int]], people: set[str]) -> li
     for i, group in enumerate(groups):
         first, last = group.spans[0][0] - 1, group.spans[-1][1] + 1
         pieces.append(
-            Piece(kind="utterance", start=start if i == 0 else first, end=end if i == len(groups) - 1 else last,
-                  spans=list(group.spans), participant=group.speaker, how="quote", notes=list(group.notes))
-        )  # fmt: skip
+            Piece(
+                kind="utterance",
+                start=start if i == 0 else first,
+                end=end if i == len(groups) - 1 else last,
+                spans=list(group.spans),
+                participant=group.speaker,
+                how="quote",
+                notes=list(group.notes),
+            )
+        )
     return pieces
 
 
@@ -188,9 +268,11 @@ def _is_title(doc: Document, block: list[tuple[int, int]]) -> bool:
     line = doc.text[block[0][0] : block[0][1]].strip()
     found = speaker_prefix(line, doc.language)
     return (
-        len(block) == 1 and len(line) <= 60 and not re.search(r"[.!?。！？\"“”「」『』]", line)
+        len(block) == 1
+        and len(line) <= 60
+        and not re.search(r"[.!?。！？\"“”「」『』]", line)
         and (found is None or label_role(found[0], doc.language) is None)
-    )  # fmt: skip
+    )
 
 
 def split_pieces(doc: Document, people: set[str]) -> list[Piece]:
@@ -255,7 +337,9 @@ def assign_roles(pieces: list[Piece], text: str, language: Language, people: set
                 piece.unsure = piece.unsure or "two named speakers and neither is named as the counselor"
     narrator, client = NARRATOR[language], CLIENT[language]
     main_client = _main_client(pieces, people, known)
-    counselors = Counter(p.participant for p in pieces if p.how == "quote" and known.get(p.participant) == SUPPORTER and _is_name(p.participant, language))
+    counselors = Counter(
+        p.participant for p in pieces if p.how == "quote" and known.get(p.participant) == SUPPORTER and _is_name(p.participant, language)
+    )
     narrator = counselors.most_common(1)[0][0] if counselors and not supporter_known_as_i(pieces) else narrator
     previous: Piece | None = None
     for piece in pieces:
@@ -341,10 +425,14 @@ def _main_client(pieces: list[Piece], people: set[str], known: dict[str, Role]) 
     if named:
         return Counter(named).most_common(1)[0][0]
     counts = Counter(
-        p.participant for p in pieces
-        if p.how == "quote" and p.kind == "utterance" and known.get(p.participant, SEEKER) == SEEKER
-        and _is_name(p.participant, "en") and _is_name(p.participant, "cn")
-    )  # fmt: skip
+        p.participant
+        for p in pieces
+        if p.how == "quote"
+        and p.kind == "utterance"
+        and known.get(p.participant, SEEKER) == SEEKER
+        and _is_name(p.participant, "en")
+        and _is_name(p.participant, "cn")
+    )
     if counts:
         return counts.most_common(1)[0][0]
     return ""

@@ -92,10 +92,15 @@ def make_turns(doc: Document, pieces: list[Piece]) -> tuple[list[list[Turn]], li
             continue
         notes = sorted(notes + _narration_notes(doc, piece), key=lambda n: n.start)
         turn = Turn(
-            role=piece.role or "Seeker", participant=piece.participant, content=content,
-            start=first if first is not None else piece.start, end=piece.end, spans=list(piece.spans), notes=notes,
+            role=piece.role or "Seeker",
+            participant=piece.participant,
+            content=content,
+            start=first if first is not None else piece.start,
+            end=piece.end,
+            spans=list(piece.spans),
+            notes=notes,
             unsure=piece.unsure,
-        )  # fmt: skip
+        )
         same = current and current[-1].role == turn.role and current[-1].participant == turn.participant
         if same and not turn.unsure and not current[-1].unsure:
             previous = current[-1]
@@ -132,9 +137,17 @@ def make_units(doc: Document, pieces: list[Piece]) -> tuple[list[Unit], int]:
     units: list[Unit] = []
     for i, turns in enumerate(runs):
         units.append(
-            Unit(doc_id=doc.doc_id, language=doc.language, index=i, turns=turns, before=narratives[i],
-                 after=narratives[i + 1], before_span=spans[i], after_span=spans[i + 1])
-        )  # fmt: skip
+            Unit(
+                doc_id=doc.doc_id,
+                language=doc.language,
+                index=i,
+                turns=turns,
+                before=narratives[i],
+                after=narratives[i + 1],
+                before_span=spans[i],
+                after_span=spans[i + 1],
+            )
+        )
     merged: list[Unit] = []
     for unit in units:
         one_sided = len({t.role for t in unit.turns}) == 1

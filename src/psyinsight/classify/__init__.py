@@ -13,6 +13,14 @@ Classifier = SavedClassifier
 """What ``load_classifier`` returns: ``.predict``, ``.predict_proba``, ``.predict_sets``, ``.labels``."""
 
 __all__ = [
-    "TASKS", "TASK_NAMES", "Classifier", "ExtractConfig", "LanguageMismatchWarning", "SavedClassifier",
-    "extract_examples", "get_task", "load_classifier", "save_classifier",
-]  # fmt: skip
+    "TASKS",
+    "TASK_NAMES",
+    "Classifier",
+    "ExtractConfig",
+    "LanguageMismatchWarning",
+    "SavedClassifier",
+    "extract_examples",
+    "get_task",
+    "load_classifier",
+    "save_classifier",
+]

@@ -38,9 +38,7 @@ class Classifier:
         proba = self.predict_proba(texts, contexts)
         return [self.labels_[i] for i in proba.argmax(axis=1)]
 
-    def predict_sets(
-        self, texts: Sequence[str], contexts: Sequence[str] | None = None, threshold: float = 0.5
-    ) -> list[list[str]]:
+    def predict_sets(self, texts: Sequence[str], contexts: Sequence[str] | None = None, threshold: float = 0.5) -> list[list[str]]:
         """Every label whose probability reaches ``threshold`` (at least the best one)."""
         if len(texts) == 0:
             return []

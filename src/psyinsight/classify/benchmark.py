@@ -10,14 +10,20 @@ from pathlib import Path
 from psyinsight.classify.metrics import confusion_figure, results_markdown
 from psyinsight.classify.protocol import Candidate, ProtocolConfig, ProtocolResult, group_splits, run_nested, run_protocol
 from psyinsight.classify.tasks import TASK_NAMES, LabelledText, get_task
+from psyinsight.data.schema import Session
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import write_json, write_text
-from psyinsight.data.schema import Session
 
 TARGETS: dict[tuple[str, str], float] = {
-    ("emotion", "en"): 0.37, ("strategy", "en"): 0.33, ("psychotherapy", "en"): 0.34, ("topic", "en"): 0.44,
-    ("emotion", "cn"): 0.41, ("strategy", "cn"): 0.41, ("psychotherapy", "cn"): 0.50, ("topic", "cn"): 0.27,
-}  # fmt: skip
+    ("emotion", "en"): 0.37,
+    ("strategy", "en"): 0.33,
+    ("psychotherapy", "en"): 0.34,
+    ("topic", "en"): 0.44,
+    ("emotion", "cn"): 0.41,
+    ("strategy", "cn"): 0.41,
+    ("psychotherapy", "cn"): 0.50,
+    ("topic", "cn"): 0.27,
+}
 """Mean macro-F1 the embedded default should reach under the protocol (the project's acceptance);
 only nested results (``tfidf-nested``: every choice made inside the training folds) are held to it."""
 
@@ -63,8 +69,8 @@ def nested_candidates(sessions: Sequence[Session], task: str, language: str, bas
     session features. Each candidate carries its own rows (same sessions, other inputs).
     """
     from psyinsight.classify.defaults import FEATURE_CHOICES, SESSION_CHOICES, default_extract, linear_config, session_features
-    from psyinsight.classify.leakage import check_no_label_names
     from psyinsight.classify.estimators import TfidfLinearClassifier
+    from psyinsight.classify.leakage import check_no_label_names
     from psyinsight.classify.runner import rows_for
 
     spec = get_task(task)
@@ -88,9 +94,12 @@ def nested_candidates(sessions: Sequence[Session], task: str, language: str, bas
 
 
 def run_benchmark(
-    sessions: Sequence[Session], config: BenchmarkConfig, out_dir: str | Path | None = None,
-    *, progress: Callable[[str], None] | None = None,
-) -> str:  # fmt: skip
+    sessions: Sequence[Session],
+    config: BenchmarkConfig,
+    out_dir: str | Path | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> str:
     """Run every (task, language, model); write results.{md,json} and pooled confusion figures."""
     from psyinsight.classify.defaults import default_extract
     from psyinsight.classify.leakage import check_no_label_names
@@ -108,28 +117,29 @@ def run_benchmark(
             splits = group_splits(rows, config.protocol)
             timings[f"{spec.name}/{language}/extract"] = time.perf_counter() - start
             for model in config.models:
+                common = {
+                    "task": spec.name,
+                    "language": language,
+                    "model_name": model,
+                    "extract": extract,
+                    "config": config.protocol,
+                    "splits": splits,
+                    "progress": progress,
+                }
                 if model == NESTED:
-                    result = run_nested(
-                        rows, nested_candidates(sessions, spec.name, language, rows), task=spec.name, language=language,
-                        model_name=model, extract=extract, config=config.protocol, splits=splits, progress=progress,
-                    )  # fmt: skip
-                    results.append(result)
-                    if progress:
-                        progress(f"{spec.name}/{language}/{model}: macro-F1 {result.mean():.3f} ± {result.sd():.3f} ({result.seconds:.1f}s)")
-                    continue
-                make = _factory(model, spec.name, language, config)
-                result = run_protocol(
-                    rows, make, task=spec.name, language=language, model_name=model, extract=extract,
-                    config=config.protocol, splits=splits, progress=progress,
-                )  # fmt: skip
+                    result = run_nested(rows, nested_candidates(sessions, spec.name, language, rows), **common)
+                else:
+                    result = run_protocol(rows, _factory(model, spec.name, language, config), **common)
                 results.append(result)
                 if progress:
                     progress(f"{spec.name}/{language}/{model}: macro-F1 {result.mean():.3f} ± {result.sd():.3f} ({result.seconds:.1f}s)")
     table = summary_table(results)
     if out_dir is not None:
         out = Path(out_dir)
-        write_json(out / "results.json", {"results": [r.to_dict() for r in results], "timings": timings,
-                                          "protocol": config.protocol.describe(), "seed": config.protocol.seed})  # fmt: skip
+        write_json(
+            out / "results.json",
+            {"results": [r.to_dict() for r in results], "timings": timings, "protocol": config.protocol.describe(), "seed": config.protocol.seed},
+        )
         write_text(out / "results.md", table + "\n")
         _pooled_figures(results, out)
     return table
@@ -148,9 +158,14 @@ def _pooled_figures(results: Sequence[ProtocolResult], out: Path) -> None:
             idx = [labels.index(lab) for lab in f.result.labels]
             total[np.ix_(idx, idx)] += np.array(f.result.confusion, dtype=int)
         pooled = ClassificationResult(
-            n=int(total.sum()), macro_f1=r.mean(), micro_f1=r.mean("micro_f1"), accuracy=r.mean("accuracy"),
-            labels=labels, per_class={}, confusion=total.tolist(),
-        )  # fmt: skip
+            n=int(total.sum()),
+            macro_f1=r.mean(),
+            micro_f1=r.mean("micro_f1"),
+            accuracy=r.mean("accuracy"),
+            labels=labels,
+            per_class={},
+            confusion=total.tolist(),
+        )
         title = f"{r.task} ({r.language}, {r.model}): mean macro-F1 {r.mean():.3f} ± {r.sd():.3f}"
         confusion_figure(pooled, out / f"confusion_{r.task}_{r.language}_{r.model}.png", title=title)
 
@@ -161,16 +176,33 @@ def summary_table(results: Sequence[ProtocolResult]) -> str:
     for r in results:
         target = TARGETS.get((r.task, r.language)) if r.model == NESTED else None  # a fixed pick saw every fold
         reached = "" if target is None else ("yes" if r.mean() >= target else "no")
-        rows.append({
-            "task": r.task, "language": r.language, "model": r.model, "rows": r.n_rows, "labels": r.n_labels,
-            "macro": f"{r.mean():.3f} ± {r.sd():.3f}", "micro": r.mean("micro_f1"), "accuracy": r.mean("accuracy"),
-            "target": "" if target is None else f"{target:.2f}", "reached": reached, "seconds": f"{r.seconds:.1f}",
-        })  # fmt: skip
+        rows.append(
+            {
+                "task": r.task,
+                "language": r.language,
+                "model": r.model,
+                "rows": r.n_rows,
+                "labels": r.n_labels,
+                "macro": f"{r.mean():.3f} ± {r.sd():.3f}",
+                "micro": r.mean("micro_f1"),
+                "accuracy": r.mean("accuracy"),
+                "target": "" if target is None else f"{target:.2f}",
+                "reached": reached,
+                "seconds": f"{r.seconds:.1f}",
+            }
+        )
     columns = [
-        ("task", "task"), ("language", "lang"), ("model", "model"), ("rows", "rows"), ("labels", "labels"),
-        ("macro", "macro-F1 (mean ± sd)"), ("micro", "micro-F1"), ("accuracy", "accuracy"),
-        ("target", "target"), ("reached", "reached"), ("seconds", "fit+predict s"),
-    ]  # fmt: skip
+        ("task", "task"),
+        ("language", "lang"),
+        ("model", "model"),
+        ("rows", "rows"),
+        ("labels", "labels"),
+        ("macro", "macro-F1 (mean ± sd)"),
+        ("micro", "micro-F1"),
+        ("accuracy", "accuracy"),
+        ("target", "target"),
+        ("reached", "reached"),
+        ("seconds", "fit+predict s"),
+    ]
     signature = results[0].signature.split("|model:")[0] if results else ""
     return results_markdown(rows, columns) + (f"\n\nSignature: `{signature}|...`" if signature else "")
-

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from psyinsight.classify.features import FeatureConfig
 from psyinsight.classify.estimators import LinearConfig
+from psyinsight.classify.features import FeatureConfig
 from psyinsight.classify.runner import extract_config
 from psyinsight.classify.tasks import ExtractConfig
 
@@ -64,14 +64,23 @@ both languages, and the benchmark fails if a name is left. Never ``theme``.
 
 
 def default_extract(
-    task: str, language: str, *, label_mode: str = "first", context_turns: int = 2, next_turns: int = 0,
-    turn_fields: Sequence[str] | None = None, session_fields: Sequence[str] | None = None,
-) -> ExtractConfig:  # fmt: skip
+    task: str,
+    language: str,
+    *,
+    label_mode: str = "first",
+    context_turns: int = 2,
+    next_turns: int = 0,
+    turn_fields: Sequence[str] | None = None,
+    session_fields: Sequence[str] | None = None,
+) -> ExtractConfig:
     """Row settings for ``task``: the protocol filter plus the default inputs."""
     return extract_config(
-        label_mode=label_mode, context_turns=context_turns, next_turns=next_turns, turn_fields=turn_fields or TURN_FIELDS,
+        label_mode=label_mode,
+        context_turns=context_turns,
+        next_turns=next_turns,
+        turn_fields=turn_fields or TURN_FIELDS,
         session_fields=session_fields or SESSION_FIELDS.get((task, language)),
-    )  # fmt: skip
+    )
 
 
 def default_linear(task: str, language: str, *, estimator: str = "svm", C: float | None = None) -> LinearConfig:

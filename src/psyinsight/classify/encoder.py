@@ -82,9 +82,13 @@ class EncoderClassifier(Classifier):
     def _encode(self, texts: Sequence[str], contexts: Sequence[str] | None):
         pairs = list(contexts) if contexts is not None and any(c for c in contexts) else None
         return self.tokenizer_(
-            list(texts), pairs, truncation="only_second" if pairs else True, max_length=self.config.max_length,
-            padding=True, return_tensors="pt",
-        )  # fmt: skip
+            list(texts),
+            pairs,
+            truncation="only_second" if pairs else True,
+            max_length=self.config.max_length,
+            padding=True,
+            return_tensors="pt",
+        )
 
     def fit(self, texts, labels, contexts=None):
         import torch
@@ -102,10 +106,13 @@ class EncoderClassifier(Classifier):
         random.seed(cfg.seed)
         self.tokenizer_ = AutoTokenizer.from_pretrained(folder)
         self.model_ = AutoModelForSequenceClassification.from_pretrained(
-            folder, num_labels=len(self.labels_), id2label=dict(enumerate(self.labels_)), label2id=index,
+            folder,
+            num_labels=len(self.labels_),
+            id2label=dict(enumerate(self.labels_)),
+            label2id=index,
             problem_type="multi_label_classification" if self.multi_label else "single_label_classification",
             ignore_mismatched_sizes=True,
-        )  # fmt: skip
+        )
         device = _device(cfg.device)
         self.model_.to(device).train()
         if self.multi_label:

@@ -9,7 +9,6 @@ contexts) -> list[str]`` (the best label), ``predict_proba`` (one column per ent
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 

@@ -98,22 +98,38 @@ class TextFeaturizer:
         blocks: list[tuple[str, object, float]] = []
         if cfg.word_ngrams[1] > 0:
             vec = TfidfVectorizer(
-                tokenizer=self._tokenizer(), token_pattern=None, lowercase=False, ngram_range=tuple(cfg.word_ngrams),
-                min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
-            )  # fmt: skip
+                tokenizer=self._tokenizer(),
+                token_pattern=None,
+                lowercase=False,
+                ngram_range=tuple(cfg.word_ngrams),
+                min_df=cfg.min_df,
+                max_features=cfg.max_features,
+                sublinear_tf=cfg.sublinear_tf,
+                dtype=np.float32,
+            )
             blocks.append(("text", vec, 1.0))
         if cfg.char_ngrams[1] > 0:
             vec = TfidfVectorizer(
-                analyzer="char_wb", ngram_range=tuple(cfg.char_ngrams), min_df=max(2, cfg.min_df),
-                max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
-            )  # fmt: skip
+                analyzer="char_wb",
+                ngram_range=tuple(cfg.char_ngrams),
+                min_df=max(2, cfg.min_df),
+                max_features=cfg.max_features,
+                sublinear_tf=cfg.sublinear_tf,
+                dtype=np.float32,
+            )
             blocks.append(("text", vec, 1.0))
         for source, weight in (("context", cfg.context_weight), ("next", cfg.next_weight)):
             if weight > 0:
                 vec = TfidfVectorizer(
-                    tokenizer=self._tokenizer(), token_pattern=None, lowercase=False, ngram_range=(1, 1),
-                    min_df=cfg.min_df, max_features=cfg.max_features, sublinear_tf=cfg.sublinear_tf, dtype=np.float32,
-                )  # fmt: skip
+                    tokenizer=self._tokenizer(),
+                    token_pattern=None,
+                    lowercase=False,
+                    ngram_range=(1, 1),
+                    min_df=cfg.min_df,
+                    max_features=cfg.max_features,
+                    sublinear_tf=cfg.sublinear_tf,
+                    dtype=np.float32,
+                )
                 blocks.append((source, vec, float(weight)))
         return blocks
 

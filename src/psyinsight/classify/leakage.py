@@ -25,22 +25,79 @@ GUARDED_TASKS: tuple[str, ...] = ("psychotherapy", "topic")
 EXTRA_NAMES: dict[str, tuple[str, ...]] = {
     "psychotherapy": (
         # English short forms of the canonical names
-        "cognitive behavioral", "cognitive behavioural", "cognitive therapy", "solution focused", "psychoanalytic",
-        "psychoanalysis", "psychodynamic", "client centered", "client centred", "person centered", "person centred",
-        "Adlerian", "family therapy", "family systems", "acceptance and commitment", "rational emotive", "Gestalt",
-        "reality therapy", "postmodern therapy", "narrative therapy", "existential therapy", "multicultural therapy",
+        "cognitive behavioral",
+        "cognitive behavioural",
+        "cognitive therapy",
+        "solution focused",
+        "psychoanalytic",
+        "psychoanalysis",
+        "psychodynamic",
+        "client centered",
+        "client centred",
+        "person centered",
+        "person centred",
+        "Adlerian",
+        "family therapy",
+        "family systems",
+        "acceptance and commitment",
+        "rational emotive",
+        "Gestalt",
+        "reality therapy",
+        "postmodern therapy",
+        "narrative therapy",
+        "existential therapy",
+        "multicultural therapy",
         "feminist therapy",
         # Chinese names
-        "认知行为", "认知疗法", "焦点解决", "焦点短期", "短期焦点", "精神分析", "心理动力", "亲婴", "来访者中心",
-        "以人为中心", "当事人中心", "人本主义", "阿德勒", "家庭治疗", "家庭疗法", "家庭系统", "婚姻家庭", "婚姻与家庭",
-        "接纳承诺", "接纳与承诺", "合理情绪", "理性情绪", "格式塔", "完形", "现实疗法", "现实治疗", "后现代", "叙事疗法",
-        "叙事治疗", "存在主义", "多元文化", "女性主义",
+        "认知行为",
+        "认知疗法",
+        "焦点解决",
+        "焦点短期",
+        "短期焦点",
+        "精神分析",
+        "心理动力",
+        "亲婴",
+        "来访者中心",
+        "以人为中心",
+        "当事人中心",
+        "人本主义",
+        "阿德勒",
+        "家庭治疗",
+        "家庭疗法",
+        "家庭系统",
+        "婚姻家庭",
+        "婚姻与家庭",
+        "接纳承诺",
+        "接纳与承诺",
+        "合理情绪",
+        "理性情绪",
+        "格式塔",
+        "完形",
+        "现实疗法",
+        "现实治疗",
+        "后现代",
+        "叙事疗法",
+        "叙事治疗",
+        "存在主义",
+        "多元文化",
+        "女性主义",
     ),
     "topic": (
-        "持续抑郁", "伴侣关系", "亲子关系", "容貌焦虑", "学业压力", "职业危机", "工作危机", "物质滥用", "校园霸凌",
-        "校园欺凌", "朋友问题", "睡眠问题", "拖延症",
+        "持续抑郁",
+        "伴侣关系",
+        "亲子关系",
+        "容貌焦虑",
+        "学业压力",
+        "职业危机",
+        "工作危机",
+        "物质滥用",
+        "校园霸凌",
+        "校园欺凌",
+        "朋友问题",
+        "睡眠问题",
+        "拖延症",
     ),
-}  # fmt: skip
+}
 """Names beyond ``taxonomy``'s labels and aliases (which are English)."""
 
 
@@ -86,7 +143,7 @@ def find_label_names(text: str, task: str) -> list[str]:
 
 def check_no_label_names(rows: Sequence[object], task: str, *, where: str) -> None:
     """Fail when any row's text or context names a label of ``task``."""
-    leaks = [(getattr(r, "id"), found) for r in rows for found in find_label_names(f"{getattr(r, 'text')}\n{getattr(r, 'context')}", task)]
+    leaks = [(r.id, found) for r in rows for found in find_label_names(f"{r.text}\n{r.context}", task)]
     if leaks:
         sessions = sorted({rid for rid, _ in leaks})
         examples = ", ".join(f"{rid}: {name!r}" for rid, name in leaks[:3])

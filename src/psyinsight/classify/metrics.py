@@ -48,10 +48,7 @@ def score(gold: Sequence[str], predicted: Sequence[str], *, labels: Sequence[str
     order = list(labels) if labels is not None else sorted(set(gold) | set(predicted))
     present = [lab for lab in order if lab in set(gold) | set(predicted)]
     p, r, f, s = precision_recall_fscore_support(gold, predicted, labels=present, zero_division=0)
-    per_class = {
-        lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-        for i, lab in enumerate(present)
-    }
+    per_class = {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i, lab in enumerate(present)}
     return ClassificationResult(
         n=len(gold),
         macro_f1=float(f1_score(gold, predicted, labels=present, average="macro", zero_division=0)),

@@ -13,7 +13,7 @@ import platform
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +109,7 @@ class SavedClassifier:
         self.check_language(texts)
         return self.model.predict_proba(list(texts), None if contexts is None else list(contexts))
 
-    def predict_sets(
-        self, texts: Sequence[str], contexts: Sequence[str] | None = None, threshold: float = 0.5
-    ) -> list[list[str]]:
+    def predict_sets(self, texts: Sequence[str], contexts: Sequence[str] | None = None, threshold: float = 0.5) -> list[list[str]]:
         self.check_language(texts)
         return self.model.predict_sets(list(texts), None if contexts is None else list(contexts), threshold)
 
@@ -155,7 +153,7 @@ def save_classifier(
         "psyinsight_version": __version__,
         "sklearn_version": _sklearn_version(),
         "python_version": platform.python_version(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "training": training or {},
     }
     write_json(folder / MANIFEST, manifest)
@@ -169,9 +167,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
         folder = folder.parent
     path = folder / MANIFEST
     if not path.is_file():
-        raise PsyInsightError(
-            f"not a saved classifier: no {MANIFEST} here (train one with `psyinsight classify train`)", path=folder
-        )
+        raise PsyInsightError(f"not a saved classifier: no {MANIFEST} here (train one with `psyinsight classify train`)", path=folder)
     manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise PsyInsightError(f"not a psyinsight classifier manifest (format must be {FORMAT!r})", path=path)
@@ -208,15 +204,12 @@ def load_classifier(
     where = str(folder / MANIFEST)
     if task is not None and manifest["task"] != get_task(task).name:
         raise PsyInsightError(
-            f"this model was trained for task {manifest['task']!r}, not {get_task(task).name!r}: "
-            f"pass a {get_task(task).name} model",
+            f"this model was trained for task {manifest['task']!r}, not {get_task(task).name!r}: pass a {get_task(task).name} model",
             path=where,
             where="task",
         )
     if language is not None and manifest["language"] != language:
-        raise PsyInsightError(
-            f"this model was trained on {manifest['language']!r} data, not {language!r}", path=where, where="language"
-        )
+        raise PsyInsightError(f"this model was trained on {manifest['language']!r} data, not {language!r}", path=where, where="language")
     mismatches = []
     if manifest.get("psyinsight_version") != __version__:
         mismatches.append(f"psyinsight {manifest.get('psyinsight_version')} (running {__version__})")

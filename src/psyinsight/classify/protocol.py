@@ -16,8 +16,8 @@ from typing import Literal
 import numpy as np
 
 from psyinsight import __version__
-from psyinsight.classify.metrics import ClassificationResult, score
 from psyinsight.classify.base import Classifier
+from psyinsight.classify.metrics import ClassificationResult, score
 from psyinsight.classify.tasks import ExtractConfig, LabelledText
 from psyinsight.errors import PsyInsightError
 
@@ -142,9 +142,7 @@ def run_protocol(
     texts = [r.text for r in rows]
     contexts = [r.context for r in rows]
     labels = [r.label for r in rows]
-    result = ProtocolResult(
-        task, language, model_name, len(rows), len(set(labels)), signature=signature(task, language, model_name, extract, config)
-    )
+    result = ProtocolResult(task, language, model_name, len(rows), len(set(labels)), signature=signature(task, language, model_name, extract, config))
     for fold, (train, test) in enumerate(splits):
         start = time.perf_counter()
         model = make_model().fit([texts[i] for i in train], [labels[i] for i in train], [contexts[i] for i in train])
@@ -198,9 +196,13 @@ def run_nested(
     splits = splits if splits is not None else group_splits(rows, config)
     inner_config = ProtocolConfig(scheme="kfold", n_splits=inner_folds, seed=config.seed)
     result = ProtocolResult(
-        task, language, model_name, len(rows), len({r.label for r in rows}),
+        task,
+        language,
+        model_name,
+        len(rows),
+        len({r.label for r in rows}),
         signature=signature(task, language, model_name, extract, config) + f"|nested:{inner_folds}fold",
-    )  # fmt: skip
+    )
     for fold, (train, test) in enumerate(splits):
         start = time.perf_counter()
         train_groups = len({rows[i].group or rows[i].session_uid for i in train})
@@ -209,10 +211,11 @@ def run_nested(
         fold_config = replace(inner_config, n_splits=min(inner_folds, train_groups))  # a small set: fewer inner folds
         inner_splits = group_splits([rows[i] for i in train], fold_config)
         inner_scores = {
-            name: run_protocol([own[i] for i in train], make, task=task, language=language, model_name=name, extract=extract,
-                               config=fold_config, splits=inner_splits).mean()
+            name: run_protocol(
+                [own[i] for i in train], make, task=task, language=language, model_name=name, extract=extract, config=fold_config, splits=inner_splits
+            ).mean()
             for name, (own, make) in resolved.items()
-        }  # fmt: skip
+        }
         chosen = max(inner_scores, key=lambda name: inner_scores[name])
         own, make = resolved[chosen]
         train_rows = [own[i] for i in train]

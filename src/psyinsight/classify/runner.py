@@ -7,19 +7,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from psyinsight.classify.metrics import ClassificationResult, confusion_figure, per_class_markdown, score, score_sets
 from psyinsight.classify.base import Classifier
 from psyinsight.classify.estimators import build_classifier
+from psyinsight.classify.metrics import ClassificationResult, confusion_figure, per_class_markdown, score, score_sets
 from psyinsight.classify.persistence import SavedClassifier
 from psyinsight.classify.tasks import ExtractConfig, LabelledText, extract_examples, get_task
+from psyinsight.data.schema import Session
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import write_json, write_jsonl, write_text
-from psyinsight.data.schema import Session
 
 
-def rows_for(
-    sessions: Sequence[Session], task: str, language: str, extract: ExtractConfig, *, where: str = "data"
-) -> list[LabelledText]:
+def rows_for(sessions: Sequence[Session], task: str, language: str, extract: ExtractConfig, *, where: str = "data") -> list[LabelledText]:
     """The task's rows in ``language``, grouped by case; an error when none are left."""
     from psyinsight.data.splits import case_groups
 
@@ -28,9 +26,7 @@ def rows_for(
         raise PsyInsightError(f"no {language!r} sessions in the input", where=where)
     rows = extract_examples(chosen, task, config=extract, groups=case_groups(chosen))
     if not rows:
-        raise PsyInsightError(
-            f"no labelled {task} rows in the {len(chosen)} {language!r} sessions after the protocol filter", where=where
-        )
+        raise PsyInsightError(f"no labelled {task} rows in the {len(chosen)} {language!r} sessions after the protocol filter", where=where)
     return rows
 
 
@@ -114,9 +110,13 @@ def report_markdown(saved: SavedClassifier, result: ClassificationResult) -> str
 
 
 def extract_config(
-    *, label_mode: str = "first", context_turns: int = 2, next_turns: int = 0, turn_fields: Sequence[str] | None = None,
+    *,
+    label_mode: str = "first",
+    context_turns: int = 2,
+    next_turns: int = 0,
+    turn_fields: Sequence[str] | None = None,
     session_fields: Sequence[str] | None = None,
-) -> ExtractConfig:  # fmt: skip
+) -> ExtractConfig:
     """An ``ExtractConfig`` from CLI values, with errors naming the flag."""
     from psyinsight.classify.tasks import LABEL_MODES
 

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from psyinsight.errors import PsyInsightError
 from psyinsight.data.schema import SEEKER, SUPPORTER, Role, Session, Turn
 from psyinsight.data.taxonomy import OTHERS, UNKNOWN, LabelKind
+from psyinsight.errors import PsyInsightError
 
 TaskName = Literal["emotion", "strategy", "psychotherapy", "topic"]
 LabelMode = Literal["first", "multi"]
@@ -130,9 +130,7 @@ def session_text(session: Session, fields: Sequence[str], max_chars: int) -> str
     parts = []
     for name in fields:
         if name not in SESSION_FIELDS:
-            raise PsyInsightError(
-                f"unknown session field {name!r}; choose from {', '.join(SESSION_FIELDS)}", where="session_fields"
-            )
+            raise PsyInsightError(f"unknown session field {name!r}; choose from {', '.join(SESSION_FIELDS)}", where="session_fields")
         if name == "dialog":
             parts.append(format_turns(session, 0, len(session.dialog)))
         else:
@@ -169,12 +167,7 @@ def turn_text(turn: Turn, fields: Sequence[str]) -> str:
 def _original_length(session: Session, task: str, turn_id: str, current: list[str]) -> int:
     """The label list's length before the dataset layer repaired it (echoed lists keep theirs)."""
     for repair in session.repairs:
-        if (
-            repair.rule == ECHOED_RULE
-            and repair.turn == turn_id
-            and repair.field == _RELEASE_KEY[task]
-            and isinstance(repair.original, list)
-        ):
+        if repair.rule == ECHOED_RULE and repair.turn == turn_id and repair.field == _RELEASE_KEY[task] and isinstance(repair.original, list):
             return len(repair.original)
     return len(current)
 
@@ -230,7 +223,13 @@ def extract_examples(
             context = turn_context(session, index, cfg)
             rows.append(
                 LabelledText(
-                    f"{session.uid}/{index}", turn_text(turn, cfg.turn_fields), context, chosen, session.uid, session.language, group,
+                    f"{session.uid}/{index}",
+                    turn_text(turn, cfg.turn_fields),
+                    context,
+                    chosen,
+                    session.uid,
+                    session.language,
+                    group,
                     meta={"turn_id": turn.id},
                 )
             )
@@ -258,8 +257,13 @@ def extract_inputs(sessions: Iterable[Session], task: str | TaskSpec, *, config:
             context = turn_context(session, index, cfg)
             rows.append(
                 LabelledText(
-                    f"{session.uid}/{index}", turn_text(turn, cfg.turn_fields), context, current, session.uid,
-                    session.language, meta={"turn_id": turn.id, "turn_index": index},
-                )  # fmt: skip
+                    f"{session.uid}/{index}",
+                    turn_text(turn, cfg.turn_fields),
+                    context,
+                    current,
+                    session.uid,
+                    session.language,
+                    meta={"turn_id": turn.id, "turn_index": index},
+                )
             )
     return rows

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from psyinsight.errors import PsyInsightError
-from psyinsight.fileio import check_writable
 from psyinsight.data.schema import Language, parse_language
 from psyinsight.data.splits import check_split
+from psyinsight.errors import PsyInsightError
+from psyinsight.fileio import check_writable
+
 
 def language(value: str, option: str = "--language") -> Language:
     """``en``/``cn`` (and synonyms), or an error naming the option."""

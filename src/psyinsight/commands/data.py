@@ -57,10 +57,10 @@ def validate(
     json_out: Path = typer.Option(None, "--json", help="Write every finding to this JSON file."),
 ) -> None:
     """Check files strictly: exit 0 when clean, 1 with problems, 2 when unusable."""
-    from psyinsight.fileio import write_json
     from psyinsight.data.release import release_files
     from psyinsight.data.sample import SAMPLE_FILES, sample_path
     from psyinsight.data.validate import describe, validate_files
+    from psyinsight.fileio import write_json
 
     checks.one_source(sample, files, data_dir)
     if show < -1:
@@ -102,8 +102,8 @@ def stats(
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the label distributions as PNG."),
 ) -> None:
     """The paper's statistics table per language, as released and after repair, plus label distributions."""
-    from psyinsight.fileio import write_text
     from psyinsight.data.stats import compute_stats, write_stats
+    from psyinsight.fileio import write_text
 
     checks.languages(languages)
     checks.output_folder(out, "--out")
@@ -133,10 +133,11 @@ def split(
     out: Path = typer.Option(Path("runs/splits.json"), "--out", help="Where to write the assignment (JSON)."),
     seed: int = options.seed("Random seed: the same seed and data give the same split."),
     ratios: str = typer.Option(
-        "0.8,0.1,0.1", "--ratios",
+        "0.8,0.1,0.1",
+        "--ratios",
         help="train,validation,test shares (sum to 1). Each share is met both in sessions (within 2 points) "
-             "and in utterances (within 3 points), per language; cases and shared utterances stay on one side.",
-    ),  # fmt: skip
+        "and in utterances (within 3 points), per language; cases and shared utterances stay on one side.",
+    ),
 ) -> None:
     """Leak-free train/validation/test split, grouped by case and shared utterances.
 
@@ -169,13 +170,21 @@ def split(
 
 def export(
     out: Path = typer.Argument(..., help="Output file (or folder for --format hf)."),
-    fmt: str = typer.Option("jsonl", "--format", help="json | jsonl | hf (save_to_disk) | parquet | chat (messages). hf and parquet rename a few fields: see the README's table."),
+    fmt: str = typer.Option(
+        "jsonl",
+        "--format",
+        help="json | jsonl | hf (save_to_disk) | parquet | chat (messages). hf and parquet rename a few fields: see the README's table.",
+    ),
     data_dir: Path = DATA_DIR,
     sample: bool = options.SAMPLE,
     files: list[Path] = FILES,
     languages: list[str] = options.LANGUAGES,
     raw: bool = options.RAW,
-    splits: Path = typer.Option(None, "--splits", help="A split file: write one output per split (OUT_train, OUT_validation, OUT_test); with --format hf, one DatasetDict folder."),
+    splits: Path = typer.Option(
+        None,
+        "--splits",
+        help="A split file: write one output per split (OUT_train, OUT_validation, OUT_test); with --format hf, one DatasetDict folder.",
+    ),
 ) -> None:
     """Export sessions (repaired, with their repair log) as JSON, JSONL, HF datasets, Parquet or chat messages."""
     from psyinsight.data.export import EXPORT_FORMATS, export_hf_splits, export_sessions

@@ -11,7 +11,6 @@ from pathlib import Path
 import typer
 
 from psyinsight.commands import add_commands, options
-from psyinsight.commands.options import config_help as _help
 from psyinsight.errors import PsyInsightError
 
 
@@ -38,9 +37,17 @@ def _metric_config(metrics, bs_en, bs_en_layer, bs_zh, bs_zh_layer, bs_batch, re
     checks.at_least(bs_en_layer, 1, "--bertscore-layer-en")
     checks.at_least(bs_zh_layer, 1, "--bertscore-layer-zh")
     return MetricConfig(
-        metrics=chosen, bertscore_model_en=bs_en, bertscore_layer_en=bs_en_layer, bertscore_model_zh=bs_zh,
-        bertscore_layer_zh=bs_zh_layer, bertscore_batch_size=bs_batch, bertscore_rescale=rescale, device=device,
-        zh_rouge_unit=zh_unit, wordnet_dir=wordnet_dir, strip_speaker=not keep_speaker,
+        metrics=chosen,
+        bertscore_model_en=bs_en,
+        bertscore_layer_en=bs_en_layer,
+        bertscore_model_zh=bs_zh,
+        bertscore_layer_zh=bs_zh_layer,
+        bertscore_batch_size=bs_batch,
+        bertscore_rescale=rescale,
+        device=device,
+        zh_rouge_unit=zh_unit,
+        wordnet_dir=wordnet_dir,
+        strip_speaker=not keep_speaker,
     )
 
 
@@ -67,22 +74,43 @@ def _check_encoders(config, languages: set[str]) -> None:
 def evaluate(
     predictions: list[Path] = typer.Argument(..., help="Predictions JSONL files (from `psyinsight generate`)."),
     out: Path = typer.Option(None, "--out", "-o", help="Evaluation JSON to write (one input only; default: <input>.eval.json next to it)."),
-    metrics: str = options.METRICS, bertscore_model_en: str = options.BERTSCORE_MODEL_EN, bertscore_layer_en: int = options.BERTSCORE_LAYER_EN,
-    bertscore_model_zh: str = options.BERTSCORE_MODEL_ZH, bertscore_layer_zh: int = options.BERTSCORE_LAYER_ZH, bertscore_batch_size: int = options.BERTSCORE_BATCH_SIZE,
-    bertscore_rescale: bool = options.BERTSCORE_RESCALE, device: str = options.METRIC_DEVICE, zh_rouge_unit: str = options.ZH_ROUGE_UNIT,
-    wordnet_dir: str = options.WORDNET_DIR, keep_speaker: bool = options.KEEP_SPEAKER, force: bool = options.FORCE,
+    metrics: str = options.METRICS,
+    bertscore_model_en: str = options.BERTSCORE_MODEL_EN,
+    bertscore_layer_en: int = options.BERTSCORE_LAYER_EN,
+    bertscore_model_zh: str = options.BERTSCORE_MODEL_ZH,
+    bertscore_layer_zh: int = options.BERTSCORE_LAYER_ZH,
+    bertscore_batch_size: int = options.BERTSCORE_BATCH_SIZE,
+    bertscore_rescale: bool = options.BERTSCORE_RESCALE,
+    device: str = options.METRIC_DEVICE,
+    zh_rouge_unit: str = options.ZH_ROUGE_UNIT,
+    wordnet_dir: str = options.WORDNET_DIR,
+    keep_speaker: bool = options.KEEP_SPEAKER,
+    force: bool = options.FORCE,
     signatures: bool = typer.Option(False, "--signatures", help="Also print each metric's signature."),
-    allow_missing_references: bool = typer.Option(False, "--allow-missing-references", help="Score the predictions that have a reference and report how many had none (default: refuse)."),
+    allow_missing_references: bool = typer.Option(
+        False, "--allow-missing-references", help="Score the predictions that have a reference and report how many had none (default: refuse)."
+    ),
 ) -> None:
     """Score predictions per model, task and language; write the scores with their signatures."""
     from psyinsight.commands import checks
-    from psyinsight.evaluate.scoring import check_references, default_output, evaluate_file, load_predictions
     from psyinsight.evaluate.metrics import build_metrics
+    from psyinsight.evaluate.scoring import check_references, default_output, evaluate_file, load_predictions
 
     if out is not None and len(predictions) > 1:
         raise PsyInsightError("needs exactly one predictions file", where="--out")
-    config = _metric_config(metrics, bertscore_model_en, bertscore_layer_en, bertscore_model_zh, bertscore_layer_zh,
-                            bertscore_batch_size, bertscore_rescale, device, zh_rouge_unit, wordnet_dir, keep_speaker)
+    config = _metric_config(
+        metrics,
+        bertscore_model_en,
+        bertscore_layer_en,
+        bertscore_model_zh,
+        bertscore_layer_zh,
+        bertscore_batch_size,
+        bertscore_rescale,
+        device,
+        zh_rouge_unit,
+        wordnet_dir,
+        keep_speaker,
+    )
     for path in predictions:
         checks.output_file(out or default_output(path), "--out")
     # Everything that can fail does so before the first metric runs: references, encoders.
@@ -94,8 +122,7 @@ def evaluate(
         _check_encoders(config, languages)
     built = build_metrics(config)
     for path in predictions:
-        written, document, reused = evaluate_file(path, out, config, force=force, metrics=built,
-                                                  allow_missing_references=allow_missing_references)  # fmt: skip
+        written, document, reused = evaluate_file(path, out, config, force=force, metrics=built, allow_missing_references=allow_missing_references)
         typer.echo(f"{'up to date' if reused else 'wrote'}  {written}")
         if document.get("missing_references"):
             typer.echo(f"  warning: {document['missing_references']} prediction(s) without a reference were left out", err=True)
@@ -112,18 +139,37 @@ def report(
     runs: list[Path] = typer.Argument(..., help="Evaluation files (*.eval.json), predictions (*.jsonl) or run folders."),
     out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for report.md, report.html, report.json and the charts."),
     no_paper: bool = typer.Option(False, "--no-paper", help="Leave out the release's published numbers."),
-    metrics: str = options.METRICS, bertscore_model_en: str = options.BERTSCORE_MODEL_EN, bertscore_layer_en: int = options.BERTSCORE_LAYER_EN,
-    bertscore_model_zh: str = options.BERTSCORE_MODEL_ZH, bertscore_layer_zh: int = options.BERTSCORE_LAYER_ZH, bertscore_batch_size: int = options.BERTSCORE_BATCH_SIZE,
-    bertscore_rescale: bool = options.BERTSCORE_RESCALE, device: str = options.METRIC_DEVICE, zh_rouge_unit: str = options.ZH_ROUGE_UNIT,
-    wordnet_dir: str = options.WORDNET_DIR, keep_speaker: bool = options.KEEP_SPEAKER, force: bool = options.FORCE,
+    metrics: str = options.METRICS,
+    bertscore_model_en: str = options.BERTSCORE_MODEL_EN,
+    bertscore_layer_en: int = options.BERTSCORE_LAYER_EN,
+    bertscore_model_zh: str = options.BERTSCORE_MODEL_ZH,
+    bertscore_layer_zh: int = options.BERTSCORE_LAYER_ZH,
+    bertscore_batch_size: int = options.BERTSCORE_BATCH_SIZE,
+    bertscore_rescale: bool = options.BERTSCORE_RESCALE,
+    device: str = options.METRIC_DEVICE,
+    zh_rouge_unit: str = options.ZH_ROUGE_UNIT,
+    wordnet_dir: str = options.WORDNET_DIR,
+    keep_speaker: bool = options.KEEP_SPEAKER,
+    force: bool = options.FORCE,
     show: bool = typer.Option(True, "--show/--no-show", help="Print the Markdown report when done."),
 ) -> None:
     """The paper's table (per language, one row per model and task) in Markdown and HTML, with a bar chart."""
     from psyinsight.commands import checks
     from psyinsight.evaluate.report import write_report
 
-    config = _metric_config(metrics, bertscore_model_en, bertscore_layer_en, bertscore_model_zh, bertscore_layer_zh,
-                            bertscore_batch_size, bertscore_rescale, device, zh_rouge_unit, wordnet_dir, keep_speaker)
+    config = _metric_config(
+        metrics,
+        bertscore_model_en,
+        bertscore_layer_en,
+        bertscore_model_zh,
+        bertscore_layer_zh,
+        bertscore_batch_size,
+        bertscore_rescale,
+        device,
+        zh_rouge_unit,
+        wordnet_dir,
+        keep_speaker,
+    )
     checks.output_folder(out, "--out")
     paths = write_report(list(runs), out, config=config, include_paper=not no_paper, force=force)
     if show:
@@ -140,7 +186,13 @@ def judge(
     base_url: str = options.base_url(None, _judge_help("base_url") + "; default http://127.0.0.1:8000/v1 (`psyinsight serve`)"),
     model: str = typer.Option(None, "--model", help=_judge_help("model") + "; default gpt-4o-mini"),
     api_key_env: str = options.api_key_env(_judge_help("api_key_env")),
-    api_key: str = typer.Option(None, "--api-key", envvar=KEY_ENV_NAME, show_envvar=False, help="The API key itself (prefer an environment variable; never logged or written)."),
+    api_key: str = typer.Option(
+        None,
+        "--api-key",
+        envvar=KEY_ENV_NAME,
+        show_envvar=False,
+        help="The API key itself (prefer an environment variable; never logged or written).",
+    ),
     concurrency: int = typer.Option(8, "--concurrency", help=_judge_help("max_concurrency")),
     retries: int = typer.Option(4, "--retries", help=_judge_help("max_retries")),
     timeout: float = typer.Option(60.0, "--timeout", help=_judge_help("timeout_s")),
@@ -151,12 +203,11 @@ def judge(
     """Rate responses 1-5 (interactivity, helpfulness, comfort, explainability) with an LLM judge."""
     import os
 
+    from psyinsight.commands import checks
+    from psyinsight.evaluate.judge import KEY_ENV, JudgeConfig, items_from_predictions, judge_llm_config, judge_pairwise, judge_single
     from psyinsight.evaluate.scoring import load_predictions, model_name_for
     from psyinsight.fileio import write_json, write_jsonl
-    from psyinsight.evaluate.judge import KEY_ENV, JudgeConfig, items_from_predictions, judge_llm_config, judge_pairwise, judge_single
     from psyinsight.records import load_examples
-
-    from psyinsight.commands import checks
 
     checks.at_least(limit, 1, "--limit")
     checks.at_least(concurrency, 1, "--concurrency")
@@ -171,7 +222,9 @@ def judge(
     endpoint = {"base_url": base_url} if base_url else {}
     endpoint |= {"model": model} if model else {}
     config = JudgeConfig(
-        llm=judge_llm_config(api_key_env=api_key_env, max_concurrency=concurrency, max_retries=retries, timeout_s=timeout, cache_path=cache, **endpoint)
+        llm=judge_llm_config(
+            api_key_env=api_key_env, max_concurrency=concurrency, max_retries=retries, timeout_s=timeout, cache_path=cache, **endpoint
+        )
     )
     typer.echo(f"judge: {config.llm.model} at {config.llm.base_url} (key from ${config.llm.api_key_env})", err=True)
     context = load_examples(examples) if examples else None
@@ -202,13 +255,21 @@ def judge(
             typer.echo(f"  {group['model']} ({group['language']}): {means}; failed {group['failed']}")
     else:
         for key, stats in summary["criteria"].items():
-            typer.echo(f"  {key}: A wins {stats['a_wins']:.2f}, B wins {stats['b_wins']:.2f}, ties {stats['ties']:.2f}, position-consistent {_show(stats['position_consistency'])}")
+            typer.echo(
+                f"  {key}: A wins {stats['a_wins']:.2f}, B wins {stats['b_wins']:.2f}, ties {stats['ties']:.2f}, position-consistent {_show(stats['position_consistency'])}"
+            )
     typer.echo(f"wrote {out}\nwrote {summary_path}")
 
 
 def agreement(
-    first: Path = typer.Argument(..., help="Ratings: a judge output JSONL, the rating app's database (ui rate --db) or its CSV export, or a CSV/JSONL with id (or item), criteria columns, and optionally model/system and rater."),
-    second: Path = typer.Argument(None, help="Ratings to compare with (same units). Without it: agreement between the raters inside FIRST, with mean scores per system and A/B preferences."),
+    first: Path = typer.Argument(
+        ...,
+        help="Ratings: a judge output JSONL, the rating app's database (ui rate --db) or its CSV export, or a CSV/JSONL with id (or item), criteria columns, and optionally model/system and rater.",
+    ),
+    second: Path = typer.Argument(
+        None,
+        help="Ratings to compare with (same units). Without it: agreement between the raters inside FIRST, with mean scores per system and A/B preferences.",
+    ),
     study: str | None = typer.Option(None, "--study", help="Only this study's ratings."),
     out: Path = typer.Option(None, "--out", "-o", help="Write the statistics to this JSON file."),
 ) -> None:

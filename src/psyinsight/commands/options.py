@@ -31,9 +31,15 @@ DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1... (default: cud
 
 # The safety layer, in `safety`, `serve` and `chat`.
 REGION = typer.Option(None, "--region", help="Crisis hotline region: US, CA, UK, IE, AU, NZ, SG, IN, CN, HK, TW or INTL (default: per language).")
-CRISIS_RESOURCES = typer.Option(None, "--crisis-resources", help="Crisis message + hotline YAML (default: $PSYINSIGHT_CRISIS_RESOURCES or the bundled file).")
+CRISIS_RESOURCES = typer.Option(
+    None, "--crisis-resources", help="Crisis message + hotline YAML (default: $PSYINSIGHT_CRISIS_RESOURCES or the bundled file)."
+)
 RISK_MODEL = typer.Option(None, "--model", help="Risk model (.npz written by `psyinsight safety train`; default: the bundled one).")
-SECOND_OPINION_URL = typer.Option(None, "--second-opinion-url", help="OpenAI-compatible URL of a guard model (e.g. Llama Guard behind vLLM) asked about borderline messages; fails closed. Off by default.")
+SECOND_OPINION_URL = typer.Option(
+    None,
+    "--second-opinion-url",
+    help="OpenAI-compatible URL of a guard model (e.g. Llama Guard behind vLLM) asked about borderline messages; fails closed. Off by default.",
+)
 SECOND_OPINION_MODEL = typer.Option("default", "--second-opinion-model", help="Model name sent to the second-opinion endpoint.")
 
 

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 HELP = "The crisis-safety layer: its honest numbers, one message's verdict, retraining its model."
 
 
-
 def _fmt(x: float) -> str:
     return "n/a" if x != x else f"{x:.4g}"
 
@@ -31,7 +30,11 @@ def _guard(model: Path | None, threshold: float | None = None) -> SafetyGuard:
 
 
 def safety_eval(
-    set_name: str = typer.Option(None, "--set", help="Score a labelled set now: a bundled set by name (blindset4, valid, openai_moderation, xstest_safe, legacy_testset, ...) or a JSONL file."),
+    set_name: str = typer.Option(
+        None,
+        "--set",
+        help="Score a labelled set now: a bundled set by name (blindset4, valid, openai_moderation, xstest_safe, legacy_testset, ...) or a JSONL file.",
+    ),
     test_file: Path = typer.Option(None, "--test-file", help="Same as --set with a file path."),
     model: Path = options.RISK_MODEL,
     threshold: float = typer.Option(None, "--threshold", help="P(risk) at which the model flags (default: the threshold calibrated with the model)."),
@@ -43,10 +46,10 @@ def safety_eval(
     With --set or --test-file it scores that set now. A set the model was fitted on (under
     train/) or calibrated on (valid) gives a development score, not an estimate for new text.
     """
-    from psyinsight.fileio import write_json
     from psyinsight.counsel.safety.corpus import resolve_set
     from psyinsight.counsel.safety.evaluate import evaluate_guard
     from psyinsight.counsel.safety.scores import first_scores
+    from psyinsight.fileio import write_json
 
     if json_out is not None:
         from psyinsight.fileio import check_writable
@@ -58,14 +61,22 @@ def safety_eval(
     target = set_name or (str(test_file) if test_file else None)
     if target is None:
         card = guard.model.card
-        typer.echo(f"risk model {card.get('digest', '?')}: {card.get('encoder', '?')}, threshold {guard.threshold:.3f} ({card.get('calibration', '')})")
+        typer.echo(
+            f"risk model {card.get('digest', '?')}: {card.get('encoder', '?')}, threshold {guard.threshold:.3f} ({card.get('calibration', '')})"
+        )
         for name, entry in first_scores().items():
-            typer.echo(f"blind first score  {name} (n={entry['n']}, {entry['when']}): recall {_fmt(entry['recall'])}, FPR {_fmt(entry['fpr'])}; "
-                       + ", ".join(f"{k} recall {_fmt(v)}" for k, v in entry.get("recall_by_category", {}).items()))  # fmt: skip
+            typer.echo(
+                f"blind first score  {name} (n={entry['n']}, {entry['when']}): recall {_fmt(entry['recall'])}, FPR {_fmt(entry['fpr'])}; "
+                + ", ".join(f"{k} recall {_fmt(v)}" for k, v in entry.get("recall_by_category", {}).items())
+            )
         cv = card.get("cross_validated", {})
-        typer.echo(f"cross-validated    training rows (n={cv.get('n')}, {cv.get('folds')} folds): recall {_fmt(cv.get('recall', float('nan')))}, FPR {_fmt(cv.get('fpr', float('nan')))}")
+        typer.echo(
+            f"cross-validated    training rows (n={cv.get('n')}, {cv.get('folds')} folds): recall {_fmt(cv.get('recall', float('nan')))}, FPR {_fmt(cv.get('fpr', float('nan')))}"
+        )
         va = card.get("validation", {})
-        typer.echo(f"validation         valid (n={va.get('n')}, the threshold was calibrated on it): recall {_fmt(va.get('recall', float('nan')))}, FPR {_fmt(va.get('fpr', float('nan')))}")
+        typer.echo(
+            f"validation         valid (n={va.get('n')}, the threshold was calibrated on it): recall {_fmt(va.get('recall', float('nan')))}, FPR {_fmt(va.get('fpr', float('nan')))}"
+        )
         typer.echo("score a set now with --set NAME (safety/data/README.md lists them)")
         return
     report = evaluate_guard(guard, resolve_set(target))
@@ -101,9 +112,15 @@ def safety_check(
             language = parse_language(language)
         except ValueError as exc:
             raise PsyInsightError(str(exc), where="--language") from None
-    guard = SafetyGuard(SafetyConfig(resources_path=str(crisis_resources) if crisis_resources else None, region=region,
-                                     model_path=str(model) if model else None, second_opinion_url=second_opinion_url,
-                                     second_opinion_model=second_opinion_model))  # fmt: skip
+    guard = SafetyGuard(
+        SafetyConfig(
+            resources_path=str(crisis_resources) if crisis_resources else None,
+            region=region,
+            model_path=str(model) if model else None,
+            second_opinion_url=second_opinion_url,
+            second_opinion_model=second_opinion_model,
+        )
+    )
     history = []
     for text in messages:
         history += [{"role": "user", "content": text}, {"role": "assistant", "content": "..."}]
@@ -120,14 +137,18 @@ def safety_check(
 
 
 def safety_train(
-    out: Path = typer.Option(Path("runs/safety/risk_model.npz"), "--out", "-o", help="Where to write the model (.npz, with its .json card beside it)."),
-    max_fpr: float = typer.Option(0.04, "--max-fpr", help="Calibration: the lowest threshold whose validation false-positive rate stays at or under this."),
+    out: Path = typer.Option(
+        Path("runs/safety/risk_model.npz"), "--out", "-o", help="Where to write the model (.npz, with its .json card beside it)."
+    ),
+    max_fpr: float = typer.Option(
+        0.04, "--max-fpr", help="Calibration: the lowest threshold whose validation false-positive rate stays at or under this."
+    ),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds for the development estimate in the card."),
 ) -> None:
     """Fit the risk model on the bundled training rows, calibrate it on the validation set, write it and its card."""
-    from psyinsight.fileio import check_writable
     from psyinsight.counsel.safety.corpus import load_examples, named_sets, training_rows
     from psyinsight.counsel.safety.model import train
+    from psyinsight.fileio import check_writable
 
     check_writable(out, option="--out")
     if not 0 < max_fpr < 1:
@@ -139,8 +160,10 @@ def safety_train(
     model.save(out)
     card = model.card
     typer.echo(f"wrote {out} (threshold {model.threshold:.3f}, borderline {model.borderline:.3f}; {card['train_rows']} rows)")
-    typer.echo(f"validation: recall {_fmt(card['validation']['recall'])}, FPR {_fmt(card['validation']['fpr'])}; "
-               f"cross-validated: recall {_fmt(card['cross_validated']['recall'])}, FPR {_fmt(card['cross_validated']['fpr'])}")  # fmt: skip
+    typer.echo(
+        f"validation: recall {_fmt(card['validation']['recall'])}, FPR {_fmt(card['validation']['fpr'])}; "
+        f"cross-validated: recall {_fmt(card['cross_validated']['recall'])}, FPR {_fmt(card['cross_validated']['fpr'])}"
+    )
 
 
 def register(app: typer.Typer) -> None:

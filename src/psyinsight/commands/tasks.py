@@ -21,7 +21,12 @@ def list_tasks() -> None:
 
 def build(
     out: Path = typer.Option(..., "--out", "-o", help="Output JSONL of Examples (a .manifest.json is written beside it)."),
-    task: str = typer.Option("dialog", "--task", "-t", help="dialog, reasoning, observation_reasoning, labels, aux_reasoning, aux_observation, mix or rag (see `tasks list`)."),
+    task: str = typer.Option(
+        "dialog",
+        "--task",
+        "-t",
+        help="dialog, reasoning, observation_reasoning, labels, aux_reasoning, aux_observation, mix or rag (see `tasks list`).",
+    ),
     split: str = typer.Option("train", "--split", help="train, validation, test or all."),
     split_file: Path = options.SPLIT_FILE,
     seed: int = options.seed("Seed of the computed split and of the mix shuffle."),
@@ -30,7 +35,9 @@ def build(
     files: list[Path] = options.files("A session file in the release format (repeatable)."),
     languages: list[str] = options.LANGUAGES,
     max_tokens: int = typer.Option(2048, "--max-tokens", help="Token budget of prompt + target; the oldest turns are dropped to fit (0: no limit)."),
-    tokenizer: str = typer.Option(None, "--tokenizer", help="Count tokens with this model's tokenizer ('smollm2' or a folder); default: a tokenizer-free estimate."),
+    tokenizer: str = typer.Option(
+        None, "--tokenizer", help="Count tokens with this model's tokenizer ('smollm2' or a folder); default: a tokenizer-free estimate."
+    ),
     prompts_dir: Path = typer.Option(None, "--prompts-dir", help="Folder with en.yaml / cn.yaml replacing the packaged prompt templates."),
     rag_k: int = typer.Option(2, "--rag-k", help="rag: similar training sessions per prompt."),
     rag_method: str = typer.Option("bm25", "--rag-method", help="rag: bm25 or tfidf."),
@@ -39,12 +46,10 @@ def build(
 ) -> None:
     """Build one task's examples from one split and write them as JSONL."""
     from psyinsight import __version__
+    from psyinsight.commands import checks
     from psyinsight.commands.data import load_input
-    from psyinsight.errors import PsyInsightError
     from psyinsight.fileio import sha256_file, write_json, write_jsonl
     from psyinsight.tasks.examples import TaskConfig, build_examples, select_split, tokenizer_counter
-
-    from psyinsight.commands import checks
 
     checks.split_name(split)
     wanted = set(checks.languages(languages) or [])
@@ -55,9 +60,14 @@ def build(
     checks.choice(mix_schedule, ("sequential", "interleaved"), "--mix-schedule")
     checks.output_file(out, "--out")
     config = TaskConfig(
-        task=task, max_tokens=max_tokens or None, rag_k=rag_k, rag_method=rag_method,
-        mix_schedule=mix_schedule, prompts_dir=str(prompts_dir) if prompts_dir else None, seed=seed,
-    )  # fmt: skip
+        task=task,
+        max_tokens=max_tokens or None,
+        rag_k=rag_k,
+        rag_method=rag_method,
+        mix_schedule=mix_schedule,
+        prompts_dir=str(prompts_dir) if prompts_dir else None,
+        seed=seed,
+    )
     everything = load_input(data_dir, sample, files, None)
     chosen, train, assignment = select_split(everything, split, split_file=split_file, seed=seed)
     if wanted:

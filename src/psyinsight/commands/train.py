@@ -14,7 +14,9 @@ def train(
     recipe: str = typer.Argument(..., help="A recipe YAML, or a shipped recipe name: cpu-default, mistral-7b-en, glm4-9b-zh."),
     set_: list[str] = typer.Option(None, "--set", help="Override a setting, e.g. --set training.max_steps=300 (repeatable)."),
     output_dir: Path = typer.Option(None, "--output-dir", help="Where checkpoints and the adapter go (overrides training.output_dir)."),
-    resume: str = typer.Option("auto", "--resume", help="auto: continue from the last checkpoint in the output folder; none: start over; or a checkpoint folder."),
+    resume: str = typer.Option(
+        "auto", "--resume", help="auto: continue from the last checkpoint in the output folder; none: start over; or a checkpoint folder."
+    ),
     show: bool = typer.Option(False, "--show", help="Print the resolved recipe and exit without training."),
 ) -> None:
     """Fine-tune a LoRA adapter with the prompt-loss-weighted trainer (validate → setup → train → save)."""
@@ -79,18 +81,19 @@ def generate(
     backend: str = typer.Option("transformers", "--backend", help="transformers, or vllm (GPU machines with vLLM installed)."),
     device: str = options.DEVICE,
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: default)."),
-    label: str = typer.Option(None, "--label", help="Model name written to each prediction's meta.model (default: recipe name + task, or the base model)."),
+    label: str = typer.Option(
+        None, "--label", help="Model name written to each prediction's meta.model (default: recipe name + task, or the base model)."
+    ),
 ) -> None:
     """Generate counselor turns for examples, parse Observation / Reasoning / response, write predictions."""
     import dataclasses
 
+    from psyinsight.commands import checks
     from psyinsight.errors import PsyInsightError
     from psyinsight.generate.generation import GenerationConfig, generate_predictions
     from psyinsight.models import check_adapter_dir, read_adapter_meta, resolve_model_path
-    from psyinsight.train.recipe import Recipe, recipe_of_adapter
     from psyinsight.tasks.examples import load_examples
-
-    from psyinsight.commands import checks
+    from psyinsight.train.recipe import Recipe, recipe_of_adapter
 
     checks.split_name(split)
     wanted = checks.languages(languages)
@@ -139,7 +142,15 @@ def generate(
 
         torch.set_num_threads(threads)
     if backend == "vllm":
-        report = generate_predictions(rows, out, config=config, backend="vllm", vllm_model=str(resolve_model_path(base)), vllm_adapter=str(adapter) if adapter else None, model_label=label)
+        report = generate_predictions(
+            rows,
+            out,
+            config=config,
+            backend="vllm",
+            vllm_model=str(resolve_model_path(base)),
+            vllm_adapter=str(adapter) if adapter else None,
+            model_label=label,
+        )
     else:
         from psyinsight.models import load_model_and_tokenizer
 

@@ -22,13 +22,23 @@ def chat(
     adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter folder from `psyinsight train`."),
     language: str = options.language("en", "Initial language of the page and the replies: en or cn (zh)."),
     show_reasoning: bool = typer.Option(False, "--show-reasoning", help="Start with the counselor's observation and reasoning visible."),
-    region: str | None = typer.Option(None, "--region", help="Crisis-line region for the safety notice and the crisis replies (US, UK, CN, INTL...); default per language."),
+    region: str | None = typer.Option(
+        None, "--region", help="Crisis-line region for the safety notice and the crisis replies (US, UK, CN, INTL...); default per language."
+    ),
     crisis_resources: Path | None = typer.Option(None, "--crisis-resources", help="Your own crisis resources YAML (same keys as the bundled one)."),
-    task: str | None = typer.Option(None, "--task", help="Counselor prompt task: dialog, reasoning, observation_reasoning, labels or rag (default: the adapter's training task, read from its psyinsight_adapter.json, else observation_reasoning)."),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="Counselor prompt task: dialog, reasoning, observation_reasoning, labels or rag (default: the adapter's training task, read from its psyinsight_adapter.json, else observation_reasoning).",
+    ),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Longest reply in tokens (observation and reasoning included)."),
     device: str | None = options.DEVICE,
-    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (1 is fastest on a CPU shared with other work; default: torch's)."),
-    url: str | None = typer.Option(None, "--url", help="Use a running `psyinsight serve` at this address (e.g. http://127.0.0.1:8000/v1) instead of loading a model here."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="torch CPU threads (1 is fastest on a CPU shared with other work; default: torch's)."
+    ),
+    url: str | None = typer.Option(
+        None, "--url", help="Use a running `psyinsight serve` at this address (e.g. http://127.0.0.1:8000/v1) instead of loading a model here."
+    ),
     server_model: str = typer.Option("counselor", "--server-model", help="With --url: the model name to ask the server for (its counselor mode)."),
     api_key: str | None = typer.Option(None, "--api-key", help="With --url: the server's API key, if it requires one."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0 exposes it to your network)."),
@@ -59,8 +69,13 @@ def chat(
         guard = SafetyGuard(SafetyConfig(resources_path=resources, region=region))
         engine = LocalEngine(model, str(adapter) if adapter else None, device=device, threads=threads)
         counselor = Counselor(
-            language=lang, guard=guard, engine=engine, task=task, region=region, params=GenParams(max_new_tokens=max_new_tokens),
-        )  # fmt: skip
+            language=lang,
+            guard=guard,
+            engine=engine,
+            task=task,
+            region=region,
+            params=GenParams(max_new_tokens=max_new_tokens),
+        )
         app_ = build_chat_app(counselor, config)  # checks the language, region and resources first
         typer.echo("loading the model and the safety classifier...")
         guard.warm_up()
@@ -71,7 +86,9 @@ def chat(
 
 def rate(
     predictions: list[Path] = typer.Argument(..., help="One predictions JSONL (rate single responses) or two (blind A/B, paired by example id)."),
-    db: Path = typer.Option(Path("ratings.sqlite"), "--db", help="SQLite file the ratings are saved to (created if missing; several studies may share it)."),
+    db: Path = typer.Option(
+        Path("ratings.sqlite"), "--db", help="SQLite file the ratings are saved to (created if missing; several studies may share it)."
+    ),
     examples: Path | None = typer.Option(None, "--examples", help="The examples JSONL the predictions answer, to show raters the dialogue."),
     names: str | None = typer.Option(None, "--names", help="Comma-separated system names (stored, never shown); default: the file names."),
     study: str | None = typer.Option(None, "--study", help="Study name stored with each rating; default: the system names."),

@@ -20,20 +20,30 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from psyinsight.counsel.counselor import CounselorReply, EmptyReply
-from psyinsight.errors import PsyInsightError
 from psyinsight.counsel.safety import SafetyGuard, SafetyResult
 from psyinsight.data.schema import Language, parse_language
+from psyinsight.errors import PsyInsightError
 from psyinsight.language import detect_language
 
 HELP = "commands: /reasoning (toggle), /lang en|cn, /reset, /help, /quit"
 LABELS = {
-    "en": {"you": "you", "counselor": "counselor", "observation": "observation", "reasoning": "reasoning",
-           "flagged": "[safety] This conversation was flagged. The message below is a fixed crisis message, not model text.",
-           "empty": "(the model gave no reply this time and nothing was stored; please say it again or rephrase)"},
-    "cn": {"you": "你", "counselor": "咨询师", "observation": "观察", "reasoning": "推理",
-           "flagged": "[安全提示] 本次对话已被标记。以下是固定的危机求助信息，并非模型生成。",
-           "empty": "（模型这次没有回复，本轮未保存；请再说一次或换个说法）"},
-}  # fmt: skip
+    "en": {
+        "you": "you",
+        "counselor": "counselor",
+        "observation": "observation",
+        "reasoning": "reasoning",
+        "flagged": "[safety] This conversation was flagged. The message below is a fixed crisis message, not model text.",
+        "empty": "(the model gave no reply this time and nothing was stored; please say it again or rephrase)",
+    },
+    "cn": {
+        "you": "你",
+        "counselor": "咨询师",
+        "observation": "观察",
+        "reasoning": "推理",
+        "flagged": "[安全提示] 本次对话已被标记。以下是固定的危机求助信息，并非模型生成。",
+        "empty": "（模型这次没有回复，本轮未保存；请再说一次或换个说法）",
+    },
+}
 
 
 @dataclass
@@ -51,8 +61,16 @@ class ChatOptions:
 class RemoteCounselor:
     """A counselor behind a running ``psyinsight serve`` (OpenAI-compatible), with a local guard in front."""
 
-    def __init__(self, url: str, *, model: str = "counselor", api_key: str | None = None, timeout: float = 600.0,
-                 max_tokens: int | None = None, guard: SafetyGuard | None = None):  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        *,
+        model: str = "counselor",
+        api_key: str | None = None,
+        timeout: float = 600.0,
+        max_tokens: int | None = None,
+        guard: SafetyGuard | None = None,
+    ):
         from openai import OpenAI
 
         self.guard = guard or SafetyGuard()
@@ -66,8 +84,14 @@ class RemoteCounselor:
     def _extra(self, language: str | None, region: str | None) -> dict[str, Any]:
         return {k: v for k, v in {"language": language, "region": region}.items() if v}
 
-    def reply(self, history: list[dict[str, str]], language: str | None = None, *, region: str | None = None,
-              on_delta: Callable[[str, str], None] | None = None) -> CounselorReply:  # fmt: skip
+    def reply(
+        self,
+        history: list[dict[str, str]],
+        language: str | None = None,
+        *,
+        region: str | None = None,
+        on_delta: Callable[[str, str], None] | None = None,
+    ) -> CounselorReply:
         """The counselor's turn; ``on_delta(kind, text)`` sees the stream ("content" / "reasoning").
 
         The local guard runs first: on risk the crisis message is answered here, without the server.
@@ -84,7 +108,10 @@ class RemoteCounselor:
             return CounselorReply(response=message, flagged=True, risk=risk, language=lang)
         try:
             stream = self.client.chat.completions.create(
-                model=self.model, messages=history, stream=True, max_tokens=self.max_tokens,  # type: ignore[arg-type]
+                model=self.model,
+                messages=history,
+                stream=True,
+                max_tokens=self.max_tokens,  # type: ignore[arg-type]
                 extra_body=self._extra(language, region),
             )
             content, extension = [], {}
@@ -131,7 +158,9 @@ def _error_message(exc: Any) -> str:
         return str(exc)
 
 
-def run_chat(counselor: Any, options: ChatOptions | None = None, *, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> list[dict[str, Any]]:
+def run_chat(
+    counselor: Any, options: ChatOptions | None = None, *, stdin: IO[str] | None = None, stdout: IO[str] | None = None
+) -> list[dict[str, Any]]:
     """The read-reply loop; returns the conversation (with each reply's flag) at the end."""
     options = options or ChatOptions()
     stdin = stdin or sys.stdin

@@ -28,12 +28,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from psyinsight.counsel.engine import Generation, GenParams, LocalEngine
+from psyinsight.counsel.safety import SafetyGuard, SafetyResult
+from psyinsight.data.schema import Language, parse_language
 from psyinsight.errors import PsyInsightError
+from psyinsight.language import detect_language
 from psyinsight.tasks.examples import TaskConfig
 from psyinsight.tasks.prompts import TokenCounter, line_of_message, load_prompts, render_prompt
-from psyinsight.counsel.safety import SafetyGuard, SafetyResult
-from psyinsight.language import detect_language
-from psyinsight.data.schema import Language, parse_language
 
 COUNSELOR_TASKS = ("dialog", "reasoning", "observation_reasoning", "labels", "rag")
 """Instruction tasks whose output is a counselor turn (what an adapter may be trained on)."""
@@ -76,8 +76,9 @@ def prompt_settings(adapter: str | None, task: str | None = None) -> PromptSetti
     if chosen not in COUNSELOR_TASKS:
         raise PsyInsightError(
             f"task {chosen!r} does not write counselor turns; choose from {', '.join(COUNSELOR_TASKS)}",
-            path=adapter if trained == chosen else None, where="task",
-        )  # fmt: skip
+            path=adapter if trained == chosen else None,
+            where="task",
+        )
     return PromptSettings(chosen, tasks.get("max_tokens", DEFAULT_BUDGET), tasks.get("prompts_dir"))
 
 
@@ -268,9 +269,16 @@ class Counselor:
         if not verdict.unsafe:
             return None
         category = risk.category if risk is not None and risk.category else "suicide"
-        return SafetyResult(True, category, score=risk.score if risk else 0.0, threshold=risk.threshold if risk else 0.0,
-                            source="reply", matches=verdict.matches, text=text,
-                            reason=f"the model's reply was withheld: {verdict.kind} ({verdict.matches[0]!r})")  # fmt: skip
+        return SafetyResult(
+            True,
+            category,
+            score=risk.score if risk else 0.0,
+            threshold=risk.threshold if risk else 0.0,
+            source="reply",
+            matches=verdict.matches,
+            text=text,
+            reason=f"the model's reply was withheld: {verdict.kind} ({verdict.matches[0]!r})",
+        )
 
     def reply(
         self,

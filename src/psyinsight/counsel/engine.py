@@ -125,8 +125,9 @@ class LocalEngine:
     server's queue batches requests in front of it so the lock is rarely contended.
     """
 
-    def __init__(self, model: str = "default", adapter: str | None = None, *, device: str | None = None, dtype: str | None = None,
-                 threads: int | None = None):  # fmt: skip
+    def __init__(
+        self, model: str = "default", adapter: str | None = None, *, device: str | None = None, dtype: str | None = None, threads: int | None = None
+    ):
         if adapter and model in (None, "default"):  # the base model the adapter was trained on
             from psyinsight.models import read_adapter_meta
 
@@ -172,15 +173,18 @@ class LocalEngine:
     _count = count_tokens
 
     def decode_kwargs(self, params: GenParams) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "pad_token_id": self._tokenizer.pad_token_id, "do_sample": params.do_sample}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "pad_token_id": self._tokenizer.pad_token_id,
+            "do_sample": params.do_sample,
+        }
         if params.do_sample:
             kwargs.update(temperature=params.temperature, top_p=params.top_p)
         else:  # silence "temperature is ignored" warnings from generation configs that set them
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def generate(self, prompts: Sequence[Sequence[dict[str, str]]], params: GenParams,
-                 cancelled: Sequence[threading.Event] = ()) -> list[Generation]:  # fmt: skip
+    def generate(self, prompts: Sequence[Sequence[dict[str, str]]], params: GenParams, cancelled: Sequence[threading.Event] = ()) -> list[Generation]:
         """One reply per prompt, as one batch; row i stops at its next token once ``cancelled[i]`` is set."""
         import torch
 

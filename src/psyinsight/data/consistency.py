@@ -48,9 +48,9 @@ def _asks_and_answers(content: str) -> bool:
     """A question to "you" followed, in the same turn, by a statement that answers it."""
     sentences = [m.group().strip() for m in _SENTENCE.finditer(content) if m.group().strip()]
     for i, sentence in enumerate(sentences[:-1]):
-        if sentence.rstrip("\"”」』").endswith(("?", "？")) and _YOU.search(sentence):
+        if sentence.rstrip('"”」』').endswith(("?", "？")) and _YOU.search(sentence):
             nxt = sentences[i + 1]
-            if not nxt.rstrip("\"”」』").endswith(("?", "？")) and not _YOU.search(nxt):
+            if not nxt.rstrip('"”」』').endswith(("?", "？")) and not _YOU.search(nxt):
                 return True
     return False
 
@@ -68,7 +68,9 @@ def turn_findings(file: str, session: dict[str, Any]) -> Iterable[Finding]:
         pattern = _NARRATOR_ASKS if speaker == "Seeker" else _CLIENT_ASKS if speaker == "Supporter" else None
         if pattern is not None and (pattern.search(content) or (speaker == "Seeker" and _asks_and_answers(content))):
             other = "counselor (the narrator)" if speaker == "Seeker" else "client"
-            yield Finding("other_role_question", "suspect", file, f"a {speaker} turn with a question tagged as the {other}'s", dialog_id, ref, "content")
+            yield Finding(
+                "other_role_question", "suspect", file, f"a {speaker} turn with a question tagged as the {other}'s", dialog_id, ref, "content"
+            )
 
 
 def source_findings(text: str, language: str, turns: Iterable[Any], people: set[str]) -> list[dict[str, Any]]:
@@ -98,8 +100,13 @@ def source_findings(text: str, language: str, turns: Iterable[Any], people: set[
         speakers |= tags(tail, stop, first_only=True)
         named = speakers - {"I", "pronoun"}
         if ("I" in speakers and len(speakers) >= 2) or len(named) >= 2:
-            found.append({
-                "rule": "quotes_in_turn", "turn": index, "line": text.count("\n", 0, turn.start) + 1, "start": turn.start,
-                "message": f"one turn holds quotes tagged with different speakers ({', '.join(sorted(speakers))})",
-            })  # fmt: skip
+            found.append(
+                {
+                    "rule": "quotes_in_turn",
+                    "turn": index,
+                    "line": text.count("\n", 0, turn.start) + 1,
+                    "start": turn.start,
+                    "message": f"one turn holds quotes tagged with different speakers ({', '.join(sorted(speakers))})",
+                }
+            )
     return found

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from psyinsight.errors import PsyInsightError
-from psyinsight.fileio import write_jsonl
 from psyinsight.data.release import save_sessions
 from psyinsight.data.schema import Session, Turn
+from psyinsight.errors import PsyInsightError
+from psyinsight.fileio import write_jsonl
 
 ExportFormat = Literal["json", "jsonl", "hf", "parquet", "chat"]
 EXPORT_FORMATS: tuple[str, ...] = ("json", "jsonl", "hf", "parquet", "chat")

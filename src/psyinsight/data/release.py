@@ -15,13 +15,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from psyinsight.errors import PsyInsightError
-from psyinsight.fileio import read_json, read_jsonl, write_json
 from psyinsight.data.findings import Finding
-from psyinsight.paths import RELEASE_FILES, release_dir
 from psyinsight.data.repair import participant_variants, repair_session
 from psyinsight.data.schema import LANGUAGES, Language, Session, parse_language
+from psyinsight.errors import PsyInsightError
+from psyinsight.fileio import read_json, read_jsonl, write_json
 from psyinsight.language import detect_language
+from psyinsight.paths import RELEASE_FILES, release_dir
 
 MAX_FILE_MB_ENV = "PSYINSIGHT_MAX_FILE_MB"
 DEFAULT_MAX_FILE_MB = 100
@@ -81,7 +81,11 @@ def structure_findings(data: Any, path: str | Path) -> list[Finding]:
                 problem = "has no content" if "content" not in turn else "has non-text content"
                 found.append(Finding("structure", "error", file, f"turn {problem}", dialog_id, ref, "content"))
             if turn.get("speaker") not in ROLES:
-                found.append(Finding("structure", "error", file, f"speaker is {turn.get('speaker')!r}, expected Seeker or Supporter", dialog_id, ref, "speaker"))
+                found.append(
+                    Finding(
+                        "structure", "error", file, f"speaker is {turn.get('speaker')!r}, expected Seeker or Supporter", dialog_id, ref, "speaker"
+                    )
+                )
     return found
 
 
@@ -93,7 +97,9 @@ def guess_language(path: str | Path, data: list[dict[str, Any]]) -> Language:
             return lang
     if name.startswith(("zh_", "zh-")):
         return "cn"
-    text = "".join(t.get("content", "") for s in data[:20] for t in s.get("dialog", [])[:10] if isinstance(t, dict) and isinstance(t.get("content"), str))
+    text = "".join(
+        t.get("content", "") for s in data[:20] for t in s.get("dialog", [])[:10] if isinstance(t, dict) and isinstance(t.get("content"), str)
+    )
     return "cn" if detect_language(text) == "cn" else "en"
 
 
@@ -152,8 +158,11 @@ def to_sessions(raw: list[dict[str, Any]], language: Language, path: str | Path,
         data, log = repair_session(item, names) if repair else (item, [])
         previous = item.get("repairs") or []
         own_language = data.get("language")
-        data = {**data, "language": parse_language(own_language) if isinstance(own_language, str) else language,
-                "repairs": [*previous, *(r.model_dump() for r in log)]}
+        data = {
+            **data,
+            "language": parse_language(own_language) if isinstance(own_language, str) else language,
+            "repairs": [*previous, *(r.model_dump() for r in log)],
+        }
         try:
             sessions.append(Session.model_validate(data))
         except ValidationError as exc:
@@ -198,9 +207,7 @@ def release_files(data_dir: str | Path | None = None, languages: Iterable[str] =
     return files
 
 
-def load_release(
-    data_dir: str | Path | None = None, languages: Iterable[str] = LANGUAGES, *, repair: bool = True
-) -> list[Session]:
+def load_release(data_dir: str | Path | None = None, languages: Iterable[str] = LANGUAGES, *, repair: bool = True) -> list[Session]:
     """Both (or the chosen) language files of the release as typed, repaired sessions."""
     sessions: list[Session] = []
     for lang, path in release_files(data_dir, languages).items():

@@ -32,11 +32,11 @@ INT_FIELDS = ("is_same_qa", "is_same_session")
 NOT_AVAILABLE = {"N/A", "NA", "n/a", "N.A.", "None", "null"}
 
 RULE_DESCRIPTIONS: dict[str, str] = {
-    "wrong_type": "a field has the wrong JSON type (\"\" for an int, a string for a list)",
-    "not_available": "a text field holds a placeholder such as \"N/A\"",
+    "wrong_type": 'a field has the wrong JSON type ("" for an int, a string for a list)',
+    "not_available": 'a text field holds a placeholder such as "N/A"',
     "unknown_case_link": "is_same_session is -1 (unknown); stored as null",
     "failure_json": "a text field holds the annotating model's failure JSON",
-    "wrapped_output": "a text field holds an unparsed {\"output\": ...} wrapper",
+    "wrapped_output": 'a text field holds an unparsed {"output": ...} wrapper',
     "label_alias": "a label spelled other than canonically",
     "echoed_label_list": f"an emotion list of {ECHO_MIN_LABELS}+ labels (the label set echoed); stored as [Unknown]",
     "unknown_mixed": "Unknown mixed with real labels; Unknown removed",

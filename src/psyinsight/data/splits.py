@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Literal
 
 from psyinsight import __version__
+from psyinsight.data.schema import Session
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import read_json, write_json
-from psyinsight.data.schema import Session
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[Split, ...] = ("train", "validation", "test")
@@ -40,6 +40,8 @@ def check_split(value: object, where: str | None = None, *, path: str | Path | N
     if value not in allowed:
         raise PsyInsightError(f"unknown split {value!r}; choose from {', '.join(allowed)}", path=path, where=where)
     return str(value)
+
+
 DEFAULT_SEED = 13
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 
@@ -199,8 +201,7 @@ def _rebalance(placed: dict[str, int], count: dict[str, int], size: dict[str, in
 
     def cost(s_: Sequence[float], u_: Sequence[float]) -> float:
         return sum(
-            ((s_[i] / total_s - target[i]) / SESSION_TOLERANCE) ** 2 + ((u_[i] / total_u - target[i]) / UTTERANCE_TOLERANCE) ** 2
-            for i in range(3)
+            ((s_[i] / total_s - target[i]) / SESSION_TOLERANCE) ** 2 + ((u_[i] / total_u - target[i]) / UTTERANCE_TOLERANCE) ** 2 for i in range(3)
         )
 
     groups = sorted(placed)
@@ -213,7 +214,10 @@ def _rebalance(placed: dict[str, int], count: dict[str, int], size: dict[str, in
                 if b == a or target[b] == 0:
                     continue
                 s_, u_ = sess[:], utt[:]
-                s_[a] -= count[g]; u_[a] -= size[g]; s_[b] += count[g]; u_[b] += size[g]  # noqa: E702
+                s_[a] -= count[g]
+                u_[a] -= size[g]
+                s_[b] += count[g]
+                u_[b] += size[g]  # noqa: E702
                 c = cost(s_, u_)
                 if c < best - 1e-9 and (move is None or c < move[0]):
                     move = (c, [(g, b)])
@@ -227,7 +231,10 @@ def _rebalance(placed: dict[str, int], count: dict[str, int], size: dict[str, in
                             if ds == 0 and du == 0:
                                 continue
                             s_, u_ = sess[:], utt[:]
-                            s_[a] += ds; u_[a] += du; s_[b] -= ds; u_[b] -= du  # noqa: E702
+                            s_[a] += ds
+                            u_[a] += du
+                            s_[b] -= ds
+                            u_[b] -= du  # noqa: E702
                             c = cost(s_, u_)
                             if c < best - 1e-9 and (move is None or c < move[0]):
                                 move = (c, [(g, b), (h, a)])
@@ -235,13 +242,14 @@ def _rebalance(placed: dict[str, int], count: dict[str, int], size: dict[str, in
             return
         for g, b in move[1]:
             a = placed[g]
-            sess[a] -= count[g]; utt[a] -= size[g]; sess[b] += count[g]; utt[b] += size[g]  # noqa: E702
+            sess[a] -= count[g]
+            utt[a] -= size[g]
+            sess[b] += count[g]
+            utt[b] += size[g]  # noqa: E702
             placed[g] = b
 
 
-def assign_splits(
-    sessions: Sequence[Session], *, seed: int = DEFAULT_SEED, ratios: Sequence[float] = DEFAULT_RATIOS
-) -> SplitAssignment:
+def assign_splits(sessions: Sequence[Session], *, seed: int = DEFAULT_SEED, ratios: Sequence[float] = DEFAULT_RATIOS) -> SplitAssignment:
     """Deterministic grouped, stratified split, balanced in sessions and in utterances."""
     target = check_ratios(ratios)
     if not sessions:

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from psyinsight.fileio import write_bytes, write_text
 from psyinsight.data.schema import LANGUAGES, Session
+from psyinsight.fileio import write_bytes, write_text
 
 LABEL_FIELDS = ("emotion", "strategy", "psychotherapy", "topic", "stage")
 

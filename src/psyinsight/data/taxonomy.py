@@ -18,32 +18,69 @@ UNKNOWN = "Unknown"
 OTHERS = "Others"
 
 EMOTIONS: tuple[str, ...] = (
-    "Neutral", "Happiness", "Anxiety", "Anger", "Sadness", "Depression", "Fear",
-    "Guilty", "Shame", "Disgust", OTHERS, UNKNOWN,
-)  # fmt: skip
+    "Neutral",
+    "Happiness",
+    "Anxiety",
+    "Anger",
+    "Sadness",
+    "Depression",
+    "Fear",
+    "Guilty",
+    "Shame",
+    "Disgust",
+    OTHERS,
+    UNKNOWN,
+)
 """Client emotion (Seeker turns). Disgust was allowed by the labelling prompt, unused in v7."""
 
 STRATEGIES: tuple[str, ...] = (
-    "Question", "Reflection of Feelings", "Restatement or Paraphrasing",
-    "Affirmation and Reassurance", "Providing Suggestions", "Information",
-    "Self-disclosure", "Role-play", OTHERS, UNKNOWN,
-)  # fmt: skip
+    "Question",
+    "Reflection of Feelings",
+    "Restatement or Paraphrasing",
+    "Affirmation and Reassurance",
+    "Providing Suggestions",
+    "Information",
+    "Self-disclosure",
+    "Role-play",
+    OTHERS,
+    UNKNOWN,
+)
 """Counselor strategy (Supporter turns)."""
 
 PSYCHOTHERAPIES: tuple[str, ...] = (
-    "Cognitive Behavioral Therapy", "Solution-Focused Brief Therapy", "Psychoanalytic Therapy",
-    "Psychodynamic Therapy with Infants and Parents", "Client-Centered Therapy",
-    "Adlerian Therapy", "Family Therapy", "Marriage and Family Systems Therapy",
-    "Acceptance and Commitment Therapy", "Rational Emotive Behavior Therapy",
-    "Gestalt Therapy", "Reality Therapy", "Postmodern Therapy", "Existential Therapy",
-    "Multicultural Integration Therapy", "Feminist Therapy", UNKNOWN,
-)  # fmt: skip
+    "Cognitive Behavioral Therapy",
+    "Solution-Focused Brief Therapy",
+    "Psychoanalytic Therapy",
+    "Psychodynamic Therapy with Infants and Parents",
+    "Client-Centered Therapy",
+    "Adlerian Therapy",
+    "Family Therapy",
+    "Marriage and Family Systems Therapy",
+    "Acceptance and Commitment Therapy",
+    "Rational Emotive Behavior Therapy",
+    "Gestalt Therapy",
+    "Reality Therapy",
+    "Postmodern Therapy",
+    "Existential Therapy",
+    "Multicultural Integration Therapy",
+    "Feminist Therapy",
+    UNKNOWN,
+)
 
 TOPICS: tuple[str, ...] = (
-    "Ongoing Depression", "Partner Relationship Issues", "Child-Parent Relationship Issues",
-    "Appearance Anxiety", "Academic Pressure", "Job Crisis", "Substance Abuse",
-    "School Bullying", "Friend Problems", "Sleep Problems", "Procrastination", UNKNOWN,
-)  # fmt: skip
+    "Ongoing Depression",
+    "Partner Relationship Issues",
+    "Child-Parent Relationship Issues",
+    "Appearance Anxiety",
+    "Academic Pressure",
+    "Job Crisis",
+    "Substance Abuse",
+    "School Bullying",
+    "Friend Problems",
+    "Sleep Problems",
+    "Procrastination",
+    UNKNOWN,
+)
 
 STAGES: tuple[str, ...] = ("1st Session", "Early Session", "Regular Session", "Nth Session", UNKNOWN)
 """Stage categories. Numbered stages ("22nd Session", "6th to 31st Session") keep their
@@ -100,8 +137,7 @@ def _key(text: str) -> str:
 
 
 _LOOKUP: dict[LabelKind, dict[str, str]] = {
-    kind: {**{_key(a): c for a, c in ALIASES[kind].items()}, **{_key(c): c for c in LABELS[kind]}}
-    for kind in LABEL_KINDS
+    kind: {**{_key(a): c for a, c in ALIASES[kind].items()}, **{_key(c): c for c in LABELS[kind]}} for kind in LABEL_KINDS
 }
 
 

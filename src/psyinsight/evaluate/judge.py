@@ -164,8 +164,16 @@ def items_from_predictions(
         if not language:
             raise PsyInsightError("meta.language is missing (en or cn)", where=f"prediction {p.id}")
         context = contexts.get(p.id) or str(meta.get("context") or "")
-        items.append(JudgeItem(p.id, language_code(str(language)), str(meta.get("model") or default_model),
-                               strip_speaker(p.response if p.response.strip() else p.text), context[-max_context_chars:], p.reasoning))
+        items.append(
+            JudgeItem(
+                p.id,
+                language_code(str(language)),
+                str(meta.get("model") or default_model),
+                strip_speaker(p.response if p.response.strip() else p.text),
+                context[-max_context_chars:],
+                p.reasoning,
+            )
+        )
     return items
 
 
@@ -175,17 +183,23 @@ def _explanation(rubric: Rubric, reasoning: str | None) -> str:
 
 def single_messages(rubric: Rubric, item: JudgeItem) -> list[dict[str, str]]:
     user = rubric.fill(
-        "single", context=item.context or rubric.data["no_context"], response=item.response or "(empty)",
-        explanation=_explanation(rubric, item.reasoning), criteria=rubric.criteria_text(),
+        "single",
+        context=item.context or rubric.data["no_context"],
+        response=item.response or "(empty)",
+        explanation=_explanation(rubric, item.reasoning),
+        criteria=rubric.criteria_text(),
     )
     return [{"role": "system", "content": rubric.data["system"].strip()}, {"role": "user", "content": user}]
 
 
 def pairwise_messages(rubric: Rubric, first: JudgeItem, second: JudgeItem) -> list[dict[str, str]]:
     user = rubric.fill(
-        "pairwise", context=first.context or second.context or rubric.data["no_context"],
-        response_1=first.response or "(empty)", response_2=second.response or "(empty)",
-        explanation_1=_explanation(rubric, first.reasoning), explanation_2=_explanation(rubric, second.reasoning),
+        "pairwise",
+        context=first.context or second.context or rubric.data["no_context"],
+        response_1=first.response or "(empty)",
+        response_2=second.response or "(empty)",
+        explanation_1=_explanation(rubric, first.reasoning),
+        explanation_2=_explanation(rubric, second.reasoning),
         criteria=rubric.criteria_text(),
     )
     return [{"role": "system", "content": rubric.data["system"].strip()}, {"role": "user", "content": user}]
@@ -259,6 +273,7 @@ class Verdict:
 
 def _ask(client: Any, conversations: list[list[dict[str, str]]], validate: Any, rubric_for: list[Rubric], repair: bool) -> list[Verdict]:
     """Send the prompts; repair once the replies that fail validation; keep raw text on failure."""
+
     def requests(convs: list[list[dict[str, str]]]) -> list[Any]:
         return [ChatRequest(messages=c, json_mode=True, tag="judge") for c in convs]
 
@@ -278,7 +293,8 @@ def _ask(client: Any, conversations: list[list[dict[str, str]]], validate: Any, 
             to_repair.append(index)
     if repair and to_repair:
         follow_ups = [
-            conversations[i] + [
+            conversations[i]
+            + [
                 {"role": "assistant", "content": verdicts[i].raw or ""},
                 {"role": "user", "content": rubric_for[i].fill("repair", error=(verdicts[i].error or "")[:300])},
             ]
@@ -313,11 +329,13 @@ def _judge_client(config: JudgeConfig, client: Any = None) -> Iterator[Any]:
 
 def _with_run(summary: dict[str, Any], config: JudgeConfig, client: Any, rubrics: dict[str, Any]) -> dict[str, Any]:
     """A summary with what produced it: the judge's settings, the client's counts and each rubric's digest."""
-    summary.update(judge=config.public_dict(), llm=client.stats.as_dict(), rubrics={l: r.digest for l, r in rubrics.items()})
+    summary.update(judge=config.public_dict(), llm=client.stats.as_dict(), rubrics={lang: r.digest for lang, r in rubrics.items()})
     return summary
 
 
-def judge_single(items: Sequence[JudgeItem], config: JudgeConfig, *, client: Any = None, rubric_path: str | Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def judge_single(
+    items: Sequence[JudgeItem], config: JudgeConfig, *, client: Any = None, rubric_path: str | Path | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rate every item 1-5 per criterion; returns (one row per item, summary)."""
     with _judge_client(config, client) as client:
         rubrics = {lang: load_rubric(lang, rubric_path) for lang in {i.language for i in items}}
@@ -325,9 +343,16 @@ def judge_single(items: Sequence[JudgeItem], config: JudgeConfig, *, client: Any
         verdicts = _ask(client, [single_messages(r, i) for r, i in zip(per_item, items)], validate_rating, per_item, config.repair)
         rows = [
             {
-                "id": item.id, "model": item.model, "language": item.language, "ok": v.values is not None,
-                "scores": v.values, "rationale": v.rationale, "error": v.error, "raw": v.raw if v.values is None else None,
-                "repaired": v.repaired, "rubric": per_item[k].digest,
+                "id": item.id,
+                "model": item.model,
+                "language": item.language,
+                "ok": v.values is not None,
+                "scores": v.values,
+                "rationale": v.rationale,
+                "error": v.error,
+                "raw": v.raw if v.values is None else None,
+                "repaired": v.repaired,
+                "rubric": per_item[k].digest,
             }
             for k, (item, v) in enumerate(zip(items, verdicts))
         ]
@@ -344,8 +369,17 @@ def summarize_single(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for (model, language), members in sorted(groups.items()):
         ok = [r for r in members if r["ok"]]
         means = {c: (sum(r["scores"][c] for r in ok) / len(ok) if ok else None) for c in CRITERIA}
-        out.append({"model": model, "language": language, "n": len(members), "ok": len(ok), "failed": len(members) - len(ok),
-                    "repaired": sum(1 for r in members if r.get("repaired")), "means": means})
+        out.append(
+            {
+                "model": model,
+                "language": language,
+                "n": len(members),
+                "ok": len(ok),
+                "failed": len(members) - len(ok),
+                "repaired": sum(1 for r in members if r.get("repaired")),
+                "means": means,
+            }
+        )
     return {"mode": "single", "groups": out}
 
 
@@ -388,11 +422,17 @@ def judge_pairwise(
             row: dict[str, Any] = {"id": a.id, "language": a.language, "model_a": a.model, "model_b": b.model}
             if forward.values is not None and backward.values is not None:
                 winners, consistent = combine_orders(forward.values, backward.values)
-                row.update(ok=True, winner=winners, consistent=consistent, forward=forward.values, backward=backward.values,
-                           rationale=[forward.rationale, backward.rationale], error=None)
+                row.update(
+                    ok=True,
+                    winner=winners,
+                    consistent=consistent,
+                    forward=forward.values,
+                    backward=backward.values,
+                    rationale=[forward.rationale, backward.rationale],
+                    error=None,
+                )
             else:
-                row.update(ok=False, winner=None, consistent=None, error=forward.error or backward.error,
-                           raw=[forward.raw, backward.raw])
+                row.update(ok=False, winner=None, consistent=None, error=forward.error or backward.error, raw=[forward.raw, backward.raw])
             rows.append(row)
         summary = summarize_pairwise(rows)
         return rows, _with_run(summary, config, client, rubrics)
@@ -408,7 +448,9 @@ def summarize_pairwise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             counts[r["winner"][key]] += 1
         total = len(ok) or 1
         result["criteria"][key] = {
-            "a_wins": counts["A"] / total, "b_wins": counts["B"] / total, "ties": counts["tie"] / total,
+            "a_wins": counts["A"] / total,
+            "b_wins": counts["B"] / total,
+            "ties": counts["tie"] / total,
             "position_consistency": (sum(1 for r in ok if r["consistent"][key]) / len(ok)) if ok else math.nan,
         }
     if rows:

@@ -28,8 +28,20 @@ from psyinsight.fileio import write_json, write_text
 
 PAPER_COLUMNS = ["BERTScore-P", "BERTScore-R", "BERTScore-F", "BLEU-1", "BLEU-3", "METEOR", "ROUGE-L", "Distinct-2"]
 MORE_COLUMNS = [
-    "sacreBLEU-1", "sacreBLEU-2", "sacreBLEU-3", "sacreBLEU-4", "BLEU-2", "BLEU-4", "ROUGE-1", "ROUGE-2",
-    "Distinct-1", "Distinct-3", "Distinct-2(mean)", "Length", "RefLength", "ParseFailure",
+    "sacreBLEU-1",
+    "sacreBLEU-2",
+    "sacreBLEU-3",
+    "sacreBLEU-4",
+    "BLEU-2",
+    "BLEU-4",
+    "ROUGE-1",
+    "ROUGE-2",
+    "Distinct-1",
+    "Distinct-3",
+    "Distinct-2(mean)",
+    "Length",
+    "RefLength",
+    "ParseFailure",
 ]
 LANGUAGE_NAMES = {"en": "English", "cn": "Chinese"}
 
@@ -61,7 +73,7 @@ class Report:
 
     def languages(self) -> list[str]:
         order = {"en": 0, "cn": 1}
-        return sorted({r.language for r in self.rows if not r.published}, key=lambda l: order.get(l, 9))
+        return sorted({r.language for r in self.rows if not r.published}, key=lambda lang: order.get(lang, 9))
 
     def rows_for(self, language: str) -> list[Row]:
         return [r for r in self.rows if r.language == language]
@@ -81,7 +93,9 @@ def collect_runs(runs: list[str | Path], config: Any = None, *, force: bool = Fa
     for run in runs:
         path = Path(run)
         if not path.exists():
-            raise PsyInsightError("no such file or folder; give evaluation files (*.eval.json), predictions (*.jsonl) or run folders", path=path, where="report RUN")
+            raise PsyInsightError(
+                "no such file or folder; give evaluation files (*.eval.json), predictions (*.jsonl) or run folders", path=path, where="report RUN"
+            )
         if path.is_dir():
             evals = sorted(path.glob("*.eval.json"))
             preds = sorted(p for p in path.glob("*.jsonl") if not p.name.endswith(".partial"))
@@ -172,6 +186,7 @@ def incomparable(recipes: dict[str, Any], column: str, language: str, report: Re
 
 def _ordered(rows: list[Row]) -> list[Row]:
     """Ours first, each base model's row right before the tuned rows of its task; then published."""
+
     def key(row: Row) -> tuple:
         base = "(base)" in row.model or row.model.lower().endswith("base")
         return (row.published, row.language, row.task, not base, row.model)
@@ -221,8 +236,13 @@ def render_markdown(report: Report, charts: dict[str, Path] | None = None) -> st
     out = ["# Psy-Insight evaluation report", ""]
     for language in report.languages():
         rows = report.rows_for(language)
-        out += [f"## {LANGUAGE_NAMES.get(language, language)}", "", "The paper's table (BLEU-n is the paper's convention, 0-1). "
-                "A published number is shown only where it was computed the way ours was; n/c (not comparable) says why not:", ""]
+        out += [
+            f"## {LANGUAGE_NAMES.get(language, language)}",
+            "",
+            "The paper's table (BLEU-n is the paper's convention, 0-1). "
+            "A published number is shown only where it was computed the way ours was; n/c (not comparable) says why not:",
+            "",
+        ]
         reasons: dict[str, int] = {}
         out += [_markdown_table(*_table(rows, PAPER_COLUMNS, reasons)), ""]
         out += [f"- {line}" for line in _reason_lines(reasons)] + ([""] if reasons else [])
@@ -262,8 +282,10 @@ def render_html(report: Report, charts: dict[str, Path] | None = None) -> str:
     ]
     for language in report.languages():
         rows = report.rows_for(language)
-        parts.append(f"<h2>{html.escape(LANGUAGE_NAMES.get(language, language))}</h2><p>The paper's table (BLEU-n is the paper's convention, 0-1); "
-                     "published rows in grey italics, shown only where computed the way ours was (n/c: not comparable).</p>")
+        parts.append(
+            f"<h2>{html.escape(LANGUAGE_NAMES.get(language, language))}</h2><p>The paper's table (BLEU-n is the paper's convention, 0-1); "
+            "published rows in grey italics, shown only where computed the way ours was (n/c: not comparable).</p>"
+        )
         reasons: dict[str, int] = {}
         parts.append(_html_table(*_table(rows, PAPER_COLUMNS, reasons), [r.published for r in rows]))
         if reasons:
@@ -309,8 +331,16 @@ def render_chart(report: Report, language: str, path: Path) -> Path:
         offset = (i - (len(rows) - 1) / 2) * width
         drawn = [(j, float(row.scores[c])) for j, c in enumerate(columns) if _drawable(row.scores.get(c))]
         label = f"{row.model} [{row.task}]" + (" (published)" if row.published else "")
-        ax.bar([x[j] + offset for j, _ in drawn], [v for _, v in drawn], width, label=label, color=cmap(i % 20),
-               hatch="//" if row.published else None, edgecolor="black" if row.published else None, linewidth=0.3)
+        ax.bar(
+            [x[j] + offset for j, _ in drawn],
+            [v for _, v in drawn],
+            width,
+            label=label,
+            color=cmap(i % 20),
+            hatch="//" if row.published else None,
+            edgecolor="black" if row.published else None,
+            linewidth=0.3,
+        )
     ax.set_xticks(x, columns, rotation=20)
     ax.set_ylim(0, 1)
     ax.set_title(f"{LANGUAGE_NAMES.get(language, language)}: ours, and published numbers where comparable (hatched)")
@@ -329,7 +359,9 @@ def _drawable(value: float | None) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def write_report(runs: list[str | Path], out_dir: str | Path, *, config: Any = None, include_paper: bool = True, force: bool = False) -> dict[str, Path]:
+def write_report(
+    runs: list[str | Path], out_dir: str | Path, *, config: Any = None, include_paper: bool = True, force: bool = False
+) -> dict[str, Path]:
     """Evaluate what needs it and write report.md, report.html, report.json and the charts."""
     out_dir = Path(out_dir)
     documents = collect_runs(runs, config, force=force)
@@ -340,10 +372,15 @@ def write_report(runs: list[str | Path], out_dir: str | Path, *, config: Any = N
     paths = {
         "markdown": write_text(out_dir / "report.md", render_markdown(report, charts)),
         "html": write_text(out_dir / "report.html", render_html(report, charts)),
-        "json": write_json(out_dir / "report.json", {
-            "rows": [r.__dict__ for r in report.rows], "signatures": report.signatures, "notes": report.notes,
-            "published_as_released": paper_results()["rows"] if include_paper else [],
-        }),
+        "json": write_json(
+            out_dir / "report.json",
+            {
+                "rows": [r.__dict__ for r in report.rows],
+                "signatures": report.signatures,
+                "notes": report.notes,
+                "published_as_released": paper_results()["rows"] if include_paper else [],
+            },
+        ),
     }
     paths.update({f"chart_{language}": p for language, p in charts.items()})
     return paths

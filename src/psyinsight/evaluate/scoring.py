@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from psyinsight import __version__
 from psyinsight.errors import PsyInsightError
-from psyinsight.fileio import read_json, sha256_file, write_json
 from psyinsight.evaluate.metrics import MetricConfig, ScoringBatch, build_metrics, strip_speaker
 from psyinsight.evaluate.metrics.base import Metric, language_code
+from psyinsight.fileio import read_json, sha256_file, write_json
 from psyinsight.records import Prediction, load_predictions  # noqa: F401  (re-exported)
 
 EVALUATION_KIND = "psyinsight-evaluation"
@@ -41,9 +40,13 @@ class GroupResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "task": self.task, "language": self.language, "n": self.n,
+            "model": self.model,
+            "task": self.task,
+            "language": self.language,
+            "n": self.n,
             "scores": dict(self.scores),
-            "signatures": self.signatures, "seconds": self.seconds,
+            "signatures": self.signatures,
+            "seconds": self.seconds,
         }
 
 
@@ -77,7 +80,9 @@ def evaluate_predictions(
     results = []
     for (model, task, language), members in sorted(groups.items()):
         batch = ScoringBatch(
-            [strip(hypothesis_of(p)) for p in members], [strip(p.reference) for p in members], language,
+            [strip(hypothesis_of(p)) for p in members],
+            [strip(p.reference) for p in members],
+            language,
             parse_ok=[p.parse_ok for p in members],
         )
         group = GroupResult(model, task, language, len(members))
@@ -129,8 +134,13 @@ def check_references(predictions: list[Prediction], path: Path, *, allow_missing
 
 
 def evaluate_file(
-    path: str | Path, out: str | Path | None = None, config: MetricConfig | None = None, *, force: bool = False,
-    metrics: list[Metric] | None = None, allow_missing_references: bool = False,
+    path: str | Path,
+    out: str | Path | None = None,
+    config: MetricConfig | None = None,
+    *,
+    force: bool = False,
+    metrics: list[Metric] | None = None,
+    allow_missing_references: bool = False,
 ) -> tuple[Path, dict[str, Any], bool]:
     """Evaluate a predictions file into ``out``; returns (path, document, reused).
 
@@ -195,5 +205,7 @@ def load_evaluation(path: str | Path) -> dict[str, Any]:
     """Read an evaluation document written by ``evaluate_file``."""
     document = read_json(path)
     if not isinstance(document, dict) or document.get("kind") != EVALUATION_KIND:
-        raise PsyInsightError(f"not an evaluation file (expected \"kind\": \"{EVALUATION_KIND}\"); make one with `psyinsight evaluate PREDICTIONS.jsonl`", path=path)
+        raise PsyInsightError(
+            f'not an evaluation file (expected "kind": "{EVALUATION_KIND}"); make one with `psyinsight evaluate PREDICTIONS.jsonl`', path=path
+        )
     return document

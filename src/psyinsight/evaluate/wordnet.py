@@ -126,7 +126,7 @@ def _authorize(folder: Path) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def load_wordnet(path: str | None = None) -> "WordNetCorpusReader":
+def load_wordnet(path: str | None = None) -> WordNetCorpusReader:
     """An nltk WordNet reader over the located folder (loaded once per process)."""
     import warnings
 

@@ -195,12 +195,18 @@ def generate_predictions(
                 if model is None or tokenizer is None:
                     raise PsyInsightError("a model and tokenizer are needed", where="generate")
                 generate_replies(
-                    model, tokenizer, prompts,
-                    max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
-                    temperature=config.temperature, top_p=config.top_p, seed=config.seed,
-                    batch_size=config.batch_size, repetition_penalty=config.repetition_penalty,
+                    model,
+                    tokenizer,
+                    prompts,
+                    max_new_tokens=config.max_new_tokens,
+                    do_sample=config.do_sample,
+                    temperature=config.temperature,
+                    top_p=config.top_p,
+                    seed=config.seed,
+                    batch_size=config.batch_size,
+                    repetition_penalty=config.repetition_penalty,
                     on_batch=save,
-                )  # fmt: skip
+                )
             else:
                 raise PsyInsightError(f"unknown backend {backend!r}; choose transformers or vllm", where="--backend")
     rows = [seen[i] for i in ids]

@@ -37,16 +37,34 @@ the counselor's stream splitter, JSON mode), ``app`` (the routes), ``server`` (r
 
 from psyinsight.serve.app import JSON_INSTRUCTION, create_app
 from psyinsight.serve.config import API_KEY_ENV, ApiError, ServeConfig
+from psyinsight.serve.engine import ServingEngine
 from psyinsight.serve.limits import TokenBucket
 from psyinsight.serve.replies import ReplySplitter, extract_json_object, iter_sse
-from psyinsight.serve.engine import ServingEngine
 from psyinsight.serve.requests import KNOWN_PARAMS, ChatFields, ChatRequest, decode_body, parse_request
 from psyinsight.serve.security import RequestGuard, allowed_hosts
 from psyinsight.serve.server import BackgroundServer, is_loopback, serve
 from psyinsight.serve.worker import ModelWorker
 
 __all__ = [
-    "API_KEY_ENV", "JSON_INSTRUCTION", "KNOWN_PARAMS", "ApiError", "BackgroundServer", "ChatFields", "ChatRequest",
-    "ModelWorker", "ReplySplitter", "RequestGuard", "ServeConfig", "ServingEngine", "TokenBucket", "allowed_hosts",
-    "create_app", "decode_body", "extract_json_object", "is_loopback", "iter_sse", "parse_request", "serve",
-]  # fmt: skip
+    "API_KEY_ENV",
+    "JSON_INSTRUCTION",
+    "KNOWN_PARAMS",
+    "ApiError",
+    "BackgroundServer",
+    "ChatFields",
+    "ChatRequest",
+    "ModelWorker",
+    "ReplySplitter",
+    "RequestGuard",
+    "ServeConfig",
+    "ServingEngine",
+    "TokenBucket",
+    "allowed_hosts",
+    "create_app",
+    "decode_body",
+    "extract_json_object",
+    "is_loopback",
+    "iter_sse",
+    "parse_request",
+    "serve",
+]

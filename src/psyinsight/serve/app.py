@@ -17,18 +17,17 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from psyinsight.counsel.counselor import Counselor
-
 from psyinsight.counsel.engine import Generation, GenParams, LocalEngine
+from psyinsight.counsel.safety.reply_screen import StreamScreen
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve.config import API_KEY_ENV, ApiError, ServeConfig
-from psyinsight.serve.limits import TokenBucket
 from psyinsight.serve.disconnect import client_left, watching
+from psyinsight.serve.limits import TokenBucket
 from psyinsight.serve.replies import ReplySplitter, chunk_event, completion_body, error_event, extension_of, extract_json_object, thought_of, usage_of
 from psyinsight.serve.requests import ChatRequest, decode_body, header_value, parse_request
 from psyinsight.serve.security import RequestGuard, allowed_hosts
 from psyinsight.serve.structured import StructuredEngine, constrained
 from psyinsight.serve.worker import ModelWorker
-from psyinsight.counsel.safety.reply_screen import StreamScreen
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,14 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
 
     engine = StructuredEngine(engine or LocalEngine(config.model, config.adapter, device=config.device, threads=config.threads))
     if counselor is None:
-        guard = SafetyGuard(SafetyConfig(resources_path=config.crisis_resources, region=config.region,
-                                         second_opinion_url=config.second_opinion_url, second_opinion_model=config.second_opinion_model))  # fmt: skip
+        guard = SafetyGuard(
+            SafetyConfig(
+                resources_path=config.crisis_resources,
+                region=config.region,
+                second_opinion_url=config.second_opinion_url,
+                second_opinion_model=config.second_opinion_model,
+            )
+        )
         counselor = Counselor(config.model, config.adapter, config.language, guard, engine=engine, task=config.task, region=config.region)
     counselor.guard.warm_up()
     worker = ModelWorker(engine, batch_size=config.batch_size, batch_wait_ms=config.batch_wait_ms, max_queue=config.max_queue)
@@ -74,7 +79,9 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code="not_found" if exc.status_code == 404 else None))
+        return error(
+            ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code="not_found" if exc.status_code == 404 else None)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -93,8 +100,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
 
     async def read_body(request: Request) -> bytes:
         length = request.headers.get("content-length")
-        too_big = ApiError(413, f"the request body is larger than this server's limit of {config.max_body_bytes} bytes",
-                           code="request_too_large")  # fmt: skip
+        too_big = ApiError(413, f"the request body is larger than this server's limit of {config.max_body_bytes} bytes", code="request_too_large")
         if length and length.isdigit() and int(length) > config.max_body_bytes:
             raise too_big
         chunks, size = [], 0
@@ -127,8 +133,13 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             authorize(request)
             wait = limiter.take(client_key(request))
             if wait > 0:
-                raise ApiError(429, f"rate limit: at most {config.rate:g} requests/second (burst {config.burst}) per client; retry in {wait:.2f}s",
-                               type="rate_limit_error", code="rate_limit_exceeded", headers={"Retry-After": str(max(1, round(wait + 0.5)))})  # fmt: skip
+                raise ApiError(
+                    429,
+                    f"rate limit: at most {config.rate:g} requests/second (burst {config.burst}) per client; retry in {wait:.2f}s",
+                    type="rate_limit_error",
+                    code="rate_limit_exceeded",
+                    headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+                )
             data = decode_body(await read_body(request))
             named = data.get("model") if isinstance(data, dict) else None
             guarded = modes.get(named) if isinstance(named, str) else None
@@ -139,8 +150,12 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             req = parse_request(data, config)
             mode = modes.get(req.model)
             if mode is None:
-                raise ApiError(404, f"the model {req.model!r} does not exist here; this server serves {', '.join(listed)} (GET /v1/models)",
-                               param="model", code="model_not_found")  # fmt: skip
+                raise ApiError(
+                    404,
+                    f"the model {req.model!r} does not exist here; this server serves {', '.join(listed)} (GET /v1/models)",
+                    param="model",
+                    code="model_not_found",
+                )
             ignored = req.ignored_in(mode)
             if mode == "plain" and not config.guard:  # no guard, no crisis message: nothing reads them
                 ignored = sorted({*ignored, *(k for k in ("language", "region") if k in req.given)})
@@ -175,8 +190,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
             return task.result()
         if gone in done and stop not in done:
             raise ApiError(499, "the client closed the request", code="client_closed")
-        raise ApiError(503, "the server is shutting down; retry shortly", type="server_error", code="shutting_down",
-                       headers={"Retry-After": "1"})  # fmt: skip
+        raise ApiError(503, "the server is shutting down; retry shortly", type="server_error", code="shutting_down", headers={"Retry-After": "1"})
 
     async def generate(prompt: list[dict[str, str]], params: GenParams) -> Generation:
         job = worker.submit_job(prompt, params)

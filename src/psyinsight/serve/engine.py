@@ -36,8 +36,7 @@ class ServingEngine:
         count = getattr(self.engine, "count_tokens", None)
         return count(text) if count else 0
 
-    def generate(self, prompts: Sequence[Sequence[dict[str, str]]], params: GenParams,
-                 cancelled: Sequence[threading.Event] = ()) -> list[Generation]:  # fmt: skip
+    def generate(self, prompts: Sequence[Sequence[dict[str, str]]], params: GenParams, cancelled: Sequence[threading.Event] = ()) -> list[Generation]:
         """One reply per prompt, as one batch; row i stops early once ``cancelled[i]`` is set."""
         if self.structured is not None and getattr(params, "response_format", None) is not None:
             return self.structured.generate(prompts, params)

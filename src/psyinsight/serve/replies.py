@@ -13,7 +13,6 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from psyinsight.counsel.counselor import CounselorReply
-
 from psyinsight.counsel.engine import Generation
 from psyinsight.serve.config import ApiError
 
@@ -87,14 +86,18 @@ class ReplySplitter:
 
 
 # --------------------------------------------------------------------------- response bodies
-def completion_body(rid: str, model: str, created: int, message: dict[str, Any], finish: str, usage: dict[str, int],
-                    extra: dict[str, Any] | None) -> JSONResponse:  # fmt: skip
+def completion_body(
+    rid: str, model: str, created: int, message: dict[str, Any], finish: str, usage: dict[str, int], extra: dict[str, Any] | None
+) -> JSONResponse:
     """A whole ``chat.completion``; ``extra`` is the counselor's ``psyinsight`` object."""
     body: dict[str, Any] = {
-        "id": rid, "object": "chat.completion", "created": created, "model": model,
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": usage,
-    }  # fmt: skip
+    }
     if extra is not None:
         body["psyinsight"] = extra
     return JSONResponse(body)
@@ -102,8 +105,14 @@ def completion_body(rid: str, model: str, created: int, message: dict[str, Any],
 
 def chunk_event(rid: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
     """One ``chat.completion.chunk`` as an SSE event."""
-    body = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}  # fmt: skip
+    body = {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        **extra,
+    }
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 

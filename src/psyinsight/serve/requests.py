@@ -19,7 +19,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from psyinsight.counsel.counselor import validate_history
-
 from psyinsight.counsel.engine import GenParams
 from psyinsight.errors import PsyInsightError
 from psyinsight.serve.config import ApiError, ServeConfig
@@ -169,7 +168,7 @@ class ChatFields(BaseModel):
 
 def _bounds(name: str) -> str:
     lo = hi = None
-    lo_open = hi_open = False
+    lo_open = False
     for m in ChatFields.model_fields[name].metadata:
         if hasattr(m, "ge"):
             lo = m.ge
@@ -182,8 +181,15 @@ def _bounds(name: str) -> str:
     return f"between {lo} and {hi}"
 
 
-_TYPES = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false", "string_type": "a string",
-          "model_type": "an object", "dict_type": "an object", "finite_number": "a finite number"}  # fmt: skip
+_TYPES = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "model_type": "an object",
+    "dict_type": "an object",
+    "finite_number": "a finite number",
+}
 
 
 def _field_error(exc: ValidationError) -> ApiError:
@@ -197,8 +203,11 @@ def _field_error(exc: ValidationError) -> ApiError:
     if name == "model" and kind in ("missing", "string_too_short", "string_type"):
         return ApiError(400, "'model' is required (GET /v1/models lists the served names)", param="model", code="missing_model")
     if name == "stop" or (name == "stream" and kind == "bool_type"):
-        message = ("'stream' must be true or false" if name == "stream" else
-                   "'stop' must be a string or a list of up to 4 non-empty strings of at most 64 characters")  # fmt: skip
+        message = (
+            "'stream' must be true or false"
+            if name == "stream"
+            else "'stop' must be a string or a list of up to 4 non-empty strings of at most 64 characters"
+        )
     elif param == "response_format.type" or (name == "response_format" and kind != "missing"):
         param, message = "response_format", "response_format must be an object whose type is 'text', 'json_object' or 'json_schema'"
     elif kind == "value_error":
@@ -249,8 +258,12 @@ def _messages(raw: Any, config: ServeConfig) -> tuple[list[dict[str, str]], list
         raise ApiError(400, str(exc).removeprefix(f"{param}: "), param=param, code="invalid_messages") from None
     chars = sum(len(m["content"]) for m in messages)
     if chars > config.max_input_chars:
-        raise ApiError(400, f"the messages hold {chars} characters, more than this server's limit of {config.max_input_chars}",
-                       param="messages", code="context_length_exceeded")  # fmt: skip
+        raise ApiError(
+            400,
+            f"the messages hold {chars} characters, more than this server's limit of {config.max_input_chars}",
+            param="messages",
+            code="context_length_exceeded",
+        )
     return messages, sorted(extra)
 
 
@@ -328,12 +341,19 @@ def parse_request(data: Any, config: ServeConfig) -> ChatRequest:
     if fields.max_completion_tokens is not None and fields.max_tokens is not None:
         unknown.append("max_tokens")  # max_completion_tokens wins
     return ChatRequest(
-        model=fields.model.strip(), messages=messages, params=params, stream=fields.stream,
+        model=fields.model.strip(),
+        messages=messages,
+        params=params,
+        stream=fields.stream,
         include_usage=bool(fields.stream_options and fields.stream_options.include_usage),
-        json_mode=response_format is not None, response_format=response_format,
-        language=fields.language, region=fields.region, background=fields.background,
-        ignored=sorted(set(unknown) | set(extra)), given=given,
-    )  # fmt: skip
+        json_mode=response_format is not None,
+        response_format=response_format,
+        language=fields.language,
+        region=fields.region,
+        background=fields.background,
+        ignored=sorted(set(unknown) | set(extra)),
+        given=given,
+    )
 
 
 def header_value(names: list[str], limit: int = 20) -> str:

@@ -53,8 +53,13 @@ class RequestGuard:
             return
         status, message, code = refusal
         body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     def refusal(self, method: str, headers: dict[str, str]) -> tuple[int, str, str] | None:
@@ -62,13 +67,16 @@ class RequestGuard:
         if "*" not in self.hosts:
             name = host_name(headers.get("host", ""))
             if name not in self.hosts:
-                return (403, f"the Host {name or '(none)'!r} is not served here; allowed: {', '.join(sorted(self.hosts))} "
-                             "(start the server with --allowed-host NAME to add one)", "host_not_allowed")  # fmt: skip
+                return (
+                    403,
+                    f"the Host {name or '(none)'!r} is not served here; allowed: {', '.join(sorted(self.hosts))} "
+                    "(start the server with --allowed-host NAME to add one)",
+                    "host_not_allowed",
+                )
         if method == "OPTIONS":
             return 405, "cross-origin requests are not served (CORS preflight refused)", "cors_refused"
         if method == "POST":
             kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if kind != "application/json":
-                return (415, f"the request body must be sent as 'Content-Type: application/json', not {kind or '(none)'!r}",
-                        "unsupported_media_type")  # fmt: skip
+                return (415, f"the request body must be sent as 'Content-Type: application/json', not {kind or '(none)'!r}", "unsupported_media_type")
         return None

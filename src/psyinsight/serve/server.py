@@ -102,17 +102,21 @@ def serve(config: ServeConfig, *, announce: Any = print) -> None:
     engine.load()  # fail here, with a clear message, not on the first request
     app = create_app(config, engine=engine)
     if not is_loopback(config.host):
-        announce(f"warning: binding {config.host}: the server is reachable from other machines" +
-                 ("" if (config.api_key or os.environ.get(API_KEY_ENV)) else " and has no API key (--api-key-env)"))  # fmt: skip
+        announce(
+            f"warning: binding {config.host}: the server is reachable from other machines"
+            + ("" if (config.api_key or os.environ.get(API_KEY_ENV)) else " and has no API key (--api-key-env)")
+        )
         if config.host in ("0.0.0.0", "::") and not config.allowed_hosts:
             announce("warning: only requests for 127.0.0.1, localhost or ::1 are answered; add the names clients use with --allowed-host")
     names = ", ".join(app.state.models)
     announce(f"serving {names} at http://{config.host}:{config.port}/v1 (counselor-only: {config.counselor})")
     if not config.counselor and not config.guard:
-        announce("warning: --no-guard: plain mode answers without the safety guard (counselor mode keeps it); "
-                 "do not put this server in front of people")  # fmt: skip
-    settings = uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
-                              timeout_graceful_shutdown=config.shutdown_timeout + CANCEL_AFTER_S)  # fmt: skip
+        announce(
+            "warning: --no-guard: plain mode answers without the safety guard (counselor mode keeps it); do not put this server in front of people"
+        )
+    settings = uvicorn.Config(
+        app, host=config.host, port=config.port, log_level="warning", timeout_graceful_shutdown=config.shutdown_timeout + CANCEL_AFTER_S
+    )
     server = _BoundedShutdownServer(settings, grace=config.shutdown_timeout, stop_generating=app.state.stop_generating)
     try:
         server.run()

@@ -83,8 +83,12 @@ def _check_schema(schema: dict[str, Any]) -> None:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.path)
-        raise ApiError(400, f"invalid JSON Schema{' at ' + where if where else ''}: {exc.message}",
-                       param="response_format.json_schema.schema", code="invalid_schema") from None  # fmt: skip
+        raise ApiError(
+            400,
+            f"invalid JSON Schema{' at ' + where if where else ''}: {exc.message}",
+            param="response_format.json_schema.schema",
+            code="invalid_schema",
+        ) from None
 
 
 def constrained(params: GenParams, response_format: ResponseFormat) -> StructuredParams:
@@ -162,8 +166,13 @@ class StructuredEngine:
 
     def _cache(self) -> GrammarCache:
         if not self.supports():
-            raise ApiError(400, "response_format json_schema/json_object needs a local transformers model and the "
-                           "'xgrammar' package (pip install 'psyinsight[serve]')", param="response_format", code="unsupported")  # fmt: skip
+            raise ApiError(
+                400,
+                "response_format json_schema/json_object needs a local transformers model and the "
+                "'xgrammar' package (pip install 'psyinsight[serve]')",
+                param="response_format",
+                code="unsupported",
+            )
         with self._init_lock:
             if self._grammars is None:
                 self.engine.load()

@@ -103,8 +103,13 @@ class ModelWorker:
             if self._closing.is_set():
                 raise _shutting_down()
             if self._pending >= self.max_queue:
-                raise ApiError(503, f"the server is busy ({self._pending} requests waiting); retry shortly",
-                               type="server_error", code="overloaded", headers={"Retry-After": "1"})  # fmt: skip
+                raise ApiError(
+                    503,
+                    f"the server is busy ({self._pending} requests waiting); retry shortly",
+                    type="server_error",
+                    code="overloaded",
+                    headers={"Retry-After": "1"},
+                )
             self._pending += 1
 
     def submit_job(self, prompt: list[dict[str, str]], params: GenParams) -> _Job:

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from psyinsight.errors import PsyInsightError
-from psyinsight.records import Example, Message, load_examples  # noqa: F401  (re-exported)
 from psyinsight.data.schema import Session, Turn
 from psyinsight.data.taxonomy import UNKNOWN
+from psyinsight.errors import PsyInsightError
+from psyinsight.records import Example, Message, load_examples  # noqa: F401  (re-exported)
 from psyinsight.tasks.prompts import (  # noqa: F401  (load_prompts, tokenizer_counter re-exported)
     TASKS,
     TokenCounter,
@@ -124,10 +124,6 @@ class TaskBuild:
 
 def _clean(text: str | None) -> str:
     return (text or "").strip()
-
-
-
-
 
 
 def _real_labels(labels: Iterable[str] | None) -> list[str]:
@@ -233,9 +229,7 @@ def _retrieved_block(ctx: _Context, session: Session, history: Sequence[Turn]) -
         if len(summary) > limit:
             summary = summary[:limit].rstrip() + "…"
         uids.append(found.uid)
-        cases.append(
-            tpl.retrieved_case.format(topic=found.topic or UNKNOWN, psychotherapy=found.psychotherapy or UNKNOWN, summary=summary)
-        )
+        cases.append(tpl.retrieved_case.format(topic=found.topic or UNKNOWN, psychotherapy=found.psychotherapy or UNKNOWN, summary=summary))
     if not cases:
         return "", []
     return tpl.retrieved.format(cases="\n".join(cases)), uids
@@ -361,7 +355,9 @@ def build_examples(
         build.examples = [ex for s in sessions for ex in _task_examples(ctx, s, config.task)]
     if not build.examples:
         n_counselor = sum(t.is_counselor for s in sessions for t in s.dialog)
-        why = "no counselor turn" if n_counselor == 0 else "every turn was skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(build.skipped.items()))
+        why = (
+            "no counselor turn" if n_counselor == 0 else "every turn was skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(build.skipped.items()))
+        )
         raise PsyInsightError(f"no {config.task} example could be built from {len(sessions)} session(s): {why}", where=f"task {config.task}")
     return build
 

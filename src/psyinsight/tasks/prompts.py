@@ -18,15 +18,30 @@ from typing import Any
 from psyinsight.errors import PsyInsightError
 
 TASKS: tuple[str, ...] = (
-    "dialog", "reasoning", "observation_reasoning", "labels",
-    "aux_reasoning", "aux_observation", "mix", "rag",
-)  # fmt: skip
+    "dialog",
+    "reasoning",
+    "observation_reasoning",
+    "labels",
+    "aux_reasoning",
+    "aux_observation",
+    "mix",
+    "rag",
+)
 TokenCounter = Callable[[str], int]
 
 _REQUIRED_PROMPT_KEYS = (
-    "system", "user", "history_line", "empty_history", "no_background", "default_client",
-    "default_counselor", "markers", "instructions", "retrieved", "retrieved_case",
-)  # fmt: skip
+    "system",
+    "user",
+    "history_line",
+    "empty_history",
+    "no_background",
+    "default_client",
+    "default_counselor",
+    "markers",
+    "instructions",
+    "retrieved",
+    "retrieved_case",
+)
 
 
 @dataclass(frozen=True)

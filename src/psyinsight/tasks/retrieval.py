@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from psyinsight.errors import PsyInsightError
 from psyinsight.data.schema import Session
+from psyinsight.errors import PsyInsightError
 from psyinsight.language import CJK_RANGE
 
 Method = Literal["bm25", "tfidf"]

@@ -68,6 +68,8 @@ class PackCollator:
             labels.append(lab)
             weights.append(w)
         return {
-            "input_ids": torch.cat(ids)[None], "position_ids": torch.cat(positions)[None],
-            "labels": torch.cat(labels)[None], "loss_weights": torch.cat(weights)[None],
-        }  # fmt: skip
+            "input_ids": torch.cat(ids)[None],
+            "position_ids": torch.cat(positions)[None],
+            "labels": torch.cat(labels)[None],
+            "loss_weights": torch.cat(weights)[None],
+        }

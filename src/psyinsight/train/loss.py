@@ -212,9 +212,14 @@ def check_prompt_sample(rate: float, w_prompt: float) -> float:
 
 
 def forward_weighted(
-    model: Any, batch: dict[str, Any], *, fused: bool = True, skip_unweighted_logits: bool = True,
-    prompt_sample: float = 1.0, generator: Any = None,
-) -> tuple[Any, Any]:  # fmt: skip
+    model: Any,
+    batch: dict[str, Any],
+    *,
+    fused: bool = True,
+    skip_unweighted_logits: bool = True,
+    prompt_sample: float = 1.0,
+    generator: Any = None,
+) -> tuple[Any, Any]:
     """Run the model on a batch and return (sum(w * CE), sum(w)).
 
     ``fused`` (where ``fusable_head`` allows it): the decoder's hidden states at the

@@ -25,8 +25,8 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, create_model
 from psyinsight.data.splits import check_split
 from psyinsight.errors import PsyInsightError
 from psyinsight.generate.generation import GenerationConfig
-from psyinsight.train.loss import DEFAULT_W_PROMPT, check_prompt_sample, check_w_prompt
 from psyinsight.tasks.examples import TaskConfig
+from psyinsight.train.loss import DEFAULT_W_PROMPT, check_prompt_sample, check_w_prompt
 
 QUANTIZATIONS = ("none", "4bit")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -77,7 +77,9 @@ class DataSection:
     source: str = field(default="sample", metadata={"help": f"Sessions: {SOURCES_HELP}."})
     data_dir: str | None = field(default=None, metadata={"help": "Release folder for source 'release' (default: found automatically)."})
     languages: list[str] = field(default_factory=lambda: ["en", "cn"], metadata={"help": "Languages to keep (en, cn)."})
-    split_file: str | None = field(default=None, metadata={"help": "A split file (`psyinsight data split`); default: the leak-free split computed with seed."})
+    split_file: str | None = field(
+        default=None, metadata={"help": "A split file (`psyinsight data split`); default: the leak-free split computed with seed."}
+    )
     split_seed: int = field(default=13, metadata={"help": "Seed of the computed split."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str | None = field(default="validation", metadata={"help": "Split to measure held-out target loss on; None: no evaluation."})
@@ -98,7 +100,9 @@ class TrainingSection:
     """The optimisation (transformers TrainingArguments under the hood)."""
 
     output_dir: str = field(default="runs/cpu-default", metadata={"help": "Checkpoints, logs and the final adapter (output_dir/adapter)."})
-    w_prompt: float = field(default=DEFAULT_W_PROMPT, metadata={"help": "Loss weight of prompt tokens (target tokens: 1.0); 0 reproduces the release."})
+    w_prompt: float = field(
+        default=DEFAULT_W_PROMPT, metadata={"help": "Loss weight of prompt tokens (target tokens: 1.0); 0 reproduces the release."}
+    )
     max_length: int = field(default=1024, metadata={"help": "Token budget per example; the oldest history turns are dropped to fit."})
     epochs: float = field(default=1.0, metadata={"help": "Passes over the training examples (ignored when max_steps > 0)."})
     max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; -1: run `epochs`."})
@@ -108,7 +112,9 @@ class TrainingSection:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     batch_size: int = field(default=4, metadata={"help": "Examples per micro-batch per device."})
     grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimizer step (the loss is normalised over all of them)."})
-    group_by_length: bool = field(default=True, metadata={"help": "Batch examples of similar length: less padding, faster. Off for a sequential mix."})
+    group_by_length: bool = field(
+        default=True, metadata={"help": "Batch examples of similar length: less padding, faster. Off for a sequential mix."}
+    )
     seed: int = field(default=13, metadata={"help": "Seed of initialisation, data order and dropout."})
     logging_steps: int = field(default=10, metadata={"help": "Log the loss every N steps."})
     save_steps: int = field(default=100, metadata={"help": "Checkpoint every N steps (resume from the last one)."})
@@ -119,15 +125,21 @@ class TrainingSection:
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
     prompt_loss_sample: float = field(
         default=1.0,
-        metadata={"help": "Share of prompt tokens scored per step, each at weight w_prompt / share: an unbiased estimate of the prompt loss at that share of its cost (1.0 = exact)."},
+        metadata={
+            "help": "Share of prompt tokens scored per step, each at weight w_prompt / share: an unbiased estimate of the prompt loss at that share of its cost (1.0 = exact)."
+        },
     )
     fused_loss: bool = field(
         default=True,
-        metadata={"help": "Vocabulary projection and cross-entropy in one chunked pass where the model allows it (loss.py). Same loss, less time and memory."},
+        metadata={
+            "help": "Vocabulary projection and cross-entropy in one chunked pass where the model allows it (loss.py). Same loss, less time and memory."
+        },
     )
     skip_unweighted_logits: bool = field(
         default=True,
-        metadata={"help": "Unfused path: project to the vocabulary only where a token has loss weight (w_prompt = 0: target columns only). Same loss, less compute."},
+        metadata={
+            "help": "Unfused path: project to the vocabulary only where a token has loss weight (w_prompt = 0: target columns only). Same loss, less compute."
+        },
     )
 
     def __post_init__(self) -> None:

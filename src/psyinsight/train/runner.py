@@ -62,9 +62,13 @@ def _trainer_class() -> type:
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
             sample = self.prompt_loss_sample if model.training else 1.0
             loss_sum, weight_sum = forward_weighted(
-                model, inputs, fused=self.fused_loss, skip_unweighted_logits=self.skip_unweighted_logits,
-                prompt_sample=sample, generator=self._prompt_generator(inputs["input_ids"].device) if sample < 1.0 else None,
-            )  # fmt: skip
+                model,
+                inputs,
+                fused=self.fused_loss,
+                skip_unweighted_logits=self.skip_unweighted_logits,
+                prompt_sample=sample,
+                generator=self._prompt_generator(inputs["input_ids"].device) if sample < 1.0 else None,
+            )
             if model.training and num_items_in_batch is not None:
                 loss = loss_sum / num_items_in_batch.clamp_min(1e-8)
                 if self.args.world_size > 1:  # DDP averages gradients over processes: undo it
@@ -105,7 +109,9 @@ def load_recipe_sessions(recipe: Recipe) -> list[Any]:
         return load_release(recipe.data.data_dir)
     path = Path(source).expanduser()
     if not path.is_file():
-        raise PsyInsightError(f"no such session file; use {'sample'!r}, {'release'!r} or a file in the release format", path=path, where="data.source")
+        raise PsyInsightError(
+            f"no such session file; use {'sample'!r}, {'release'!r} or a file in the release format", path=path, where="data.source"
+        )
     return load_sessions(path)
 
 
@@ -127,7 +133,9 @@ class EncodedSet:
         return sum(sum(1 for w in f["loss_weights"] if w == 1.0) for f in self.features)
 
 
-def encode_examples(examples: list[Any], tokenizer: Any, *, w_prompt: float, max_length: int, skipped: Counter[str] | None = None) -> list[dict[str, Any]]:
+def encode_examples(
+    examples: list[Any], tokenizer: Any, *, w_prompt: float, max_length: int, skipped: Counter[str] | None = None
+) -> list[dict[str, Any]]:
     """Encode each example with the chat template and build labels and weights (loss.py)."""
     from psyinsight.train.loss import build_features
     from psyinsight.train.templates import TooLong, encode_example
@@ -161,12 +169,12 @@ def build_split_examples(recipe: Recipe, split: str, tokenizer: Any, sessions: l
     chosen = [s for s in chosen if s.language in wanted]
     train = [s for s in train if s.language in wanted]
     if not chosen:
-        raise PsyInsightError(
-            f"the {split} split has no session in languages {sorted(wanted)}", where=f"data ({recipe.data.source})"
-        )
+        raise PsyInsightError(f"the {split} split has no session in languages {sorted(wanted)}", where=f"data ({recipe.data.source})")
     budget = recipe.training.max_length
     task_cfg = dataclasses.replace(recipe.tasks, max_tokens=min(budget, recipe.tasks.max_tokens or budget))
-    build = build_examples(chosen, task_cfg, split=split, retrieval_pool=train, groups=assignment.groups or None, count_tokens=tokenizer_counter(tokenizer))
+    build = build_examples(
+        chosen, task_cfg, split=split, retrieval_pool=train, groups=assignment.groups or None, count_tokens=tokenizer_counter(tokenizer)
+    )
     return build.examples, Counter(build.skipped), assignment.checksum()
 
 
@@ -220,7 +228,9 @@ class LoRARecipeRunner:
             import torch
 
             if not torch.cuda.is_available():
-                raise PsyInsightError("4-bit QLoRA needs a CUDA GPU and bitsandbytes; set model.quantization: none on a CPU", where="model.quantization")
+                raise PsyInsightError(
+                    "4-bit QLoRA needs a CUDA GPU and bitsandbytes; set model.quantization: none on a CPU", where="model.quantization"
+                )
         if recipe.model.name.lower() not in DEFAULT_ALIASES:
             resolve_model_path(recipe.model.name)  # raises a clear error for a missing path
         if recipe.data.source not in ("sample", "release") and not Path(recipe.data.source).expanduser().is_file():
@@ -233,8 +243,8 @@ class LoRARecipeRunner:
     def setup(self) -> None:
         import torch
 
-        from psyinsight.train.collate import PadCollator
         from psyinsight.models import load_tokenizer
+        from psyinsight.train.collate import PadCollator
 
         cfg = self.recipe
         if cfg.training.num_threads:
@@ -275,9 +285,11 @@ class LoRARecipeRunner:
             from transformers import BitsAndBytesConfig
 
             quant = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=torch.bfloat16,
-            )  # fmt: skip
+            )
         dtype = None if cfg.model.dtype == "auto" else cfg.model.dtype
         model, _ = load_model_and_tokenizer(cfg.model.name, dtype=dtype, quantization_config=quant)
         if quant is not None:
@@ -456,6 +468,9 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(str(out))
     meta = read_adapter_meta(adapter)
-    write_json(out / "psyinsight_merged.json", {"adapter": str(adapter), "psyinsight": __version__, "adapter_meta": meta, "base_model": base or meta.get("base_model")})
+    write_json(
+        out / "psyinsight_merged.json",
+        {"adapter": str(adapter), "psyinsight": __version__, "adapter_meta": meta, "base_model": base or meta.get("base_model")},
+    )
     default_modes(out)
     return out

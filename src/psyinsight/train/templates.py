@@ -63,9 +63,7 @@ def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{"role": "user", "content": system}, *rest]
 
 
-def render_chat(
-    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Any], *, add_generation_prompt: bool
-) -> str:
+def render_chat(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Any], *, add_generation_prompt: bool) -> str:
     """The chat template's text for ``messages``.
 
     Templates that reject a system role (Mistral-7B-Instruct-v0.2 raises) get the system

@@ -28,7 +28,6 @@ from typing import Any, Protocol
 
 from psyinsight.errors import PsyInsightError
 
-
 log = logging.getLogger(__name__)
 
 
@@ -234,7 +233,7 @@ def stream_turn(counselor: Replier, history: list[dict[str, Any]], language: str
 def take_turn(counselor: Replier, history: list[dict[str, Any]], language: str) -> tuple[list[dict[str, Any]], str | None, str | None]:
     """The final state of ``stream_turn``: (history, message to put back, error text)."""
     last: TurnUpdate = (history, None, None, True)
-    for last in stream_turn(counselor, history, language):
+    for last in stream_turn(counselor, history, language):  # noqa: B007  (the loop keeps the last update)
         pass
     return last[0], last[1], last[2]
 
@@ -245,8 +244,15 @@ def _streams_locally(counselor: Any) -> bool:
 
 
 def _partial(content: str, observation: str | None, reasoning: str | None) -> dict[str, Any]:
-    return {"role": "assistant", "content": content.strip() or "…", "observation": observation or None,
-            "reasoning": reasoning or None, "flagged": False, "risk": None, "streaming": True}  # fmt: skip
+    return {
+        "role": "assistant",
+        "content": content.strip() or "…",
+        "observation": observation or None,
+        "reasoning": reasoning or None,
+        "flagged": False,
+        "risk": None,
+        "streaming": True,
+    }
 
 
 def _stream_local(counselor: Any, plain: list[dict[str, str]], language: str) -> Iterator[tuple[str, Any]]:
@@ -257,8 +263,8 @@ def _stream_local(counselor: Any, plain: list[dict[str, str]], language: str) ->
     """
     from psyinsight.counsel.counselor import EmptyReply, validate_history
     from psyinsight.counsel.engine import Generation
-    from psyinsight.generate.parse import expected_fields, parse_output
     from psyinsight.counsel.safety.reply_screen import StreamScreen
+    from psyinsight.generate.parse import expected_fields, parse_output
 
     risk = counselor.check(plain)  # before anything else
     if risk.risk:

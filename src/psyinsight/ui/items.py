@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from psyinsight.errors import PsyInsightError
 from psyinsight.records import Example, Prediction, load_examples, load_predictions
 

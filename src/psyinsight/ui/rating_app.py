@@ -150,7 +150,9 @@ def build_rating_app(item_set: ItemSet, store: RatingStore, config: RatingConfig
         def begin(rater: str):
             rater = (rater or "").strip()
             if not rater:
-                return [None, gr.update(visible=False), gr.update(value="⚠ Enter your rater id, then press Start.", visible=True)] + [gr.update()] * (len(item_outputs) - 1)
+                return [None, gr.update(visible=False), gr.update(value="⚠ Enter your rater id, then press Start.", visible=True)] + [gr.update()] * (
+                    len(item_outputs) - 1
+                )
             order = rater_order(ids, rater, config.seed)
             done = rated(rater)
             pos = next((k for k, i in enumerate(order) if i not in done), 0)

@@ -32,14 +32,37 @@ SCHEMA_VERSION = 1
 
 _SIDE_COLS = [f"{side}_{c}" for side in ("a", "b") for c in CRITERIA]
 _COLUMNS = [
-    "study", "rater", "item", "mode", "seed", "position", "a_system", "b_system",
-    *_SIDE_COLS, "preference", "comment", "created_at", "updated_at",
-]  # fmt: skip
+    "study",
+    "rater",
+    "item",
+    "mode",
+    "seed",
+    "position",
+    "a_system",
+    "b_system",
+    *_SIDE_COLS,
+    "preference",
+    "comment",
+    "created_at",
+    "updated_at",
+]
 
 EXPORT_FIELDS: tuple[str, ...] = (
-    "study", "rater", "item", "mode", "system", "side", *CRITERIA,
-    "preference", "preferred_system", "seed", "position", "comment", "created_at", "updated_at",
-)  # fmt: skip
+    "study",
+    "rater",
+    "item",
+    "mode",
+    "system",
+    "side",
+    *CRITERIA,
+    "preference",
+    "preferred_system",
+    "seed",
+    "position",
+    "comment",
+    "created_at",
+    "updated_at",
+)
 
 
 def now_utc() -> str:
@@ -75,7 +98,9 @@ class Rating:
         if not self.rater.strip():
             raise PsyInsightError("enter a rater id before rating", where="rater id")
         if len(self.systems) not in (1, 2) or len(self.scores) != len(self.systems):
-            raise PsyInsightError(f"a rating has one or two sides, got {len(self.systems)} systems and {len(self.scores)} score sets", where=self.item)
+            raise PsyInsightError(
+                f"a rating has one or two sides, got {len(self.systems)} systems and {len(self.scores)} score sets", where=self.item
+            )
         for side, scores in zip(("A", "B"), self.scores):
             missing = [c for c in CRITERIA if scores.get(c) is None]
             if missing:
@@ -198,10 +223,18 @@ class RatingStore:
         systems = (row["a_system"],) if row["b_system"] is None else (row["a_system"], row["b_system"])
         scores = tuple({c: row[f"{side}_{c}"] for c in CRITERIA} for side in ("a", "b")[: len(systems)])
         return Rating(
-            study=row["study"], rater=row["rater"], item=row["item"], systems=systems, scores=scores,
-            preference=row["preference"], seed=row["seed"], position=row["position"], comment=row["comment"],
-            created_at=row["created_at"], updated_at=row["updated_at"],
-        )  # fmt: skip
+            study=row["study"],
+            rater=row["rater"],
+            item=row["item"],
+            systems=systems,
+            scores=scores,
+            preference=row["preference"],
+            seed=row["seed"],
+            position=row["position"],
+            comment=row["comment"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
 
     def _query(self, where: str = "", params: tuple[Any, ...] = ()) -> list[Rating]:
         with self._connect() as conn:
@@ -240,12 +273,22 @@ def long_rows(ratings: list[Rating]) -> list[dict[str, Any]]:
         for side, system, scores in zip(("A", "B"), r.systems, r.scores):
             out.append(
                 {
-                    "study": r.study, "rater": r.rater, "item": r.item, "mode": r.mode, "system": system, "side": side,
+                    "study": r.study,
+                    "rater": r.rater,
+                    "item": r.item,
+                    "mode": r.mode,
+                    "system": system,
+                    "side": side,
                     **{c: scores[c] for c in CRITERIA},
-                    "preference": r.preference or "", "preferred_system": preferred, "seed": r.seed,
-                    "position": r.position, "comment": r.comment, "created_at": r.created_at, "updated_at": r.updated_at,
+                    "preference": r.preference or "",
+                    "preferred_system": preferred,
+                    "seed": r.seed,
+                    "position": r.position,
+                    "comment": r.comment,
+                    "created_at": r.created_at,
+                    "updated_at": r.updated_at,
                 }
-            )  # fmt: skip
+            )
     return out
 
 

@@ -20,9 +20,9 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
+from psyinsight.counsel.safety.model import CATEGORIES, NONE_LABEL
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import read_jsonl
-from psyinsight.counsel.safety.model import CATEGORIES, NONE_LABEL
 
 LABELS: tuple[str, ...] = (NONE_LABEL, *CATEGORIES, "crisis")
 

@@ -21,13 +21,13 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from psyinsight.errors import PsyInsightError
 from psyinsight.counsel.safety.model import ModelScore, RiskModel
 from psyinsight.counsel.safety.patterns import PatternMatch, match_patterns, normalize
 from psyinsight.counsel.safety.reply_screen import ReplyVerdict, screen_reply
 from psyinsight.counsel.safety.resources import CrisisResources, load_resources
-from psyinsight.language import detect_language
 from psyinsight.data.schema import parse_language
+from psyinsight.errors import PsyInsightError
+from psyinsight.language import detect_language
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +127,18 @@ class SafetyGuard:
         self._model = model
         self._second = second_opinion
         if self._second is None and self.config.second_opinion_url:
-            from psyinsight.llm import LLMConfig
             from psyinsight.counsel.safety.second_opinion import SecondOpinion
+            from psyinsight.llm import LLMConfig
 
             self._second = SecondOpinion(
-                LLMConfig(base_url=self.config.second_opinion_url, model=self.config.second_opinion_model,
-                          timeout_s=self.config.second_opinion_timeout, max_retries=0, max_tokens=64)
-            )  # fmt: skip
+                LLMConfig(
+                    base_url=self.config.second_opinion_url,
+                    model=self.config.second_opinion_model,
+                    timeout_s=self.config.second_opinion_timeout,
+                    max_retries=0,
+                    max_tokens=64,
+                )
+            )
 
     @property
     def model(self) -> RiskModel:
@@ -166,8 +171,15 @@ class SafetyGuard:
         if not covered:
             log.info("safety: message in %s, which the patterns do not cover; screened by the multilingual model", language)
         threshold = self.threshold
-        base = {"score": score.risk, "threshold": threshold, "matches": found.matches, "discounted": found.discounted,
-                "text": text, "language": language, "covered": covered}  # fmt: skip
+        base = {
+            "score": score.risk,
+            "threshold": threshold,
+            "matches": found.matches,
+            "discounted": found.discounted,
+            "text": text,
+            "language": language,
+            "covered": covered,
+        }
         category = found.category or score.category
         if not covered:  # only the multilingual reading knows this language: it decides alone
             meaning_t = self.model.meaning_threshold
@@ -212,9 +224,18 @@ class SafetyGuard:
         risky = [v for v in earlier if v.risk]
         if risky and latest is not None and is_follow_up(latest.text):
             before = risky[-1]
-            return SafetyResult(True, before.category, score=max(before.score, latest.score), threshold=before.threshold,
-                                source="context", matches=before.matches, text=latest.text, language=latest.language,
-                                covered=latest.covered, reason=f"a follow-up to an earlier risky message ({before.reason})")  # fmt: skip
+            return SafetyResult(
+                True,
+                before.category,
+                score=max(before.score, latest.score),
+                threshold=before.threshold,
+                source="context",
+                matches=before.matches,
+                text=latest.text,
+                language=latest.language,
+                covered=latest.covered,
+                reason=f"a follow-up to an earlier risky message ({before.reason})",
+            )
         if together and not risky:
             joint = self.decide(together, scores[-1], ask=False)
             if joint.risk:

@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from psyinsight.errors import PsyInsightError
-from psyinsight.fileio import write_bytes, write_json
 from psyinsight.counsel.safety.encoder import Encoder, default_encoder, windows
 from psyinsight.counsel.safety.patterns import match_patterns
 from psyinsight.counsel.safety.text import canonical
+from psyinsight.errors import PsyInsightError
+from psyinsight.fileio import write_bytes, write_json
 
 NONE_LABEL = "none"
 CATEGORIES: tuple[str, ...] = ("suicide", "self_harm", "harm_others", "danger_from_others", "medical_emergency")
@@ -174,8 +174,13 @@ class RiskModel:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in ARRAYS}
             card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-            return cls(arrays, threshold=float(card["threshold"]), borderline=float(card["borderline"]),
-                       meaning_threshold=float(card["meaning_threshold"]), card=card)  # fmt: skip
+            return cls(
+                arrays,
+                threshold=float(card["threshold"]),
+                borderline=float(card["borderline"]),
+                meaning_threshold=float(card["meaning_threshold"]),
+                card=card,
+            )
         except FileNotFoundError as exc:
             raise PsyInsightError(f"risk model file missing: {exc.filename}; rebuild it with `psyinsight safety train`", path=path) from None
         except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
@@ -219,10 +224,12 @@ def _base_scores(rows: list[dict[str, Any]], emb: np.ndarray, train_idx: np.ndar
     mean, scale = emb[train_idx].mean(axis=0), emb[train_idx].std(axis=0) + 1e-6
     mlp = _fit_meaning((emb[train_idx] - mean) / scale, y[train_idx], seed)
     vec, lr = _fit_wording([texts[i] for i in train_idx], y[train_idx], seed)
-    return np.column_stack([
-        mlp.predict_proba((emb[test_idx] - mean) / scale)[:, 1],
-        lr.predict_proba(vec.transform([texts[i] for i in test_idx]))[:, 1],
-    ])  # fmt: skip
+    return np.column_stack(
+        [
+            mlp.predict_proba((emb[test_idx] - mean) / scale)[:, 1],
+            lr.predict_proba(vec.transform([texts[i] for i in test_idx]))[:, 1],
+        ]
+    )
 
 
 def out_of_fold(rows: list[dict[str, Any]], emb: np.ndarray, *, folds: int = 5, seed: int = 13) -> np.ndarray:
@@ -264,14 +271,21 @@ def fit(rows: list[dict[str, Any]], emb: np.ndarray, *, folds: int = 5, seed: in
     vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
     f32 = np.float32
     arrays = {
-        "mean": mean.astype(f32), "scale": scale.astype(f32),
-        "w1": mlp.coefs_[0].astype(f32), "b1": mlp.intercepts_[0].astype(f32),
-        "w2": mlp.coefs_[1][:, 0].astype(f32), "b2": mlp.intercepts_[1].astype(f32),
-        "ngrams": np.array(vocab), "idf": vec.idf_.astype(f32),
-        "ngram_w": lr.coef_[0].astype(f32), "ngram_b": lr.intercept_.astype(f32),
-        "stack_w": stacker.coef_[0].astype(f32), "stack_b": stacker.intercept_.astype(f32),
-        "cat_w": cat.coef_[order].astype(f32), "cat_b": cat.intercept_[order].astype(f32),
-    }  # fmt: skip
+        "mean": mean.astype(f32),
+        "scale": scale.astype(f32),
+        "w1": mlp.coefs_[0].astype(f32),
+        "b1": mlp.intercepts_[0].astype(f32),
+        "w2": mlp.coefs_[1][:, 0].astype(f32),
+        "b2": mlp.intercepts_[1].astype(f32),
+        "ngrams": np.array(vocab),
+        "idf": vec.idf_.astype(f32),
+        "ngram_w": lr.coef_[0].astype(f32),
+        "ngram_b": lr.intercept_.astype(f32),
+        "stack_w": stacker.coef_[0].astype(f32),
+        "stack_b": stacker.intercept_.astype(f32),
+        "cat_w": cat.coef_[order].astype(f32),
+        "cat_b": cat.intercept_[order].astype(f32),
+    }
     return RiskModel(arrays), stacked_oof
 
 
@@ -304,8 +318,16 @@ def figures(rows: list[dict[str, Any]], risk: np.ndarray, threshold: float) -> d
     return out
 
 
-def train(rows: list[dict[str, Any]], valid: list[dict[str, Any]], *, max_fpr: float = 0.04, borderline_fpr: float = 0.15,
-          folds: int = 5, seed: int = 13, encoder: Encoder | None = None) -> RiskModel:  # fmt: skip
+def train(
+    rows: list[dict[str, Any]],
+    valid: list[dict[str, Any]],
+    *,
+    max_fpr: float = 0.04,
+    borderline_fpr: float = 0.15,
+    folds: int = 5,
+    seed: int = 13,
+    encoder: Encoder | None = None,
+) -> RiskModel:
     """Fit on ``rows``, calibrate the threshold on ``valid``, and record both figures in the model card.
 
     The threshold is the lowest whose false-positive rate on the validation rows stays at or

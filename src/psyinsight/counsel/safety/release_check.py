@@ -51,6 +51,15 @@ def flag_release(guard: SafetyGuard, sessions: list[Any]) -> ReleaseFlags:
         if res.risk:
             report.flagged[lang] += 1
             report.by_source[res.source or "?"] += 1
-            report.rows.append({"uid": uid, "turn": tid, "category": res.category, "source": res.source,
-                                "score": round(res.score, 3), "matches": res.matches, "text": text})
+            report.rows.append(
+                {
+                    "uid": uid,
+                    "turn": tid,
+                    "category": res.category,
+                    "source": res.source,
+                    "score": round(res.score, 3),
+                    "matches": res.matches,
+                    "text": text,
+                }
+            )
     return report

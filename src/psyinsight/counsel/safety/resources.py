@@ -14,10 +14,9 @@ from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
-
+from psyinsight.data.schema import Language, parse_language
 from psyinsight.errors import PsyInsightError
 from psyinsight.fileio import read_yaml
-from psyinsight.data.schema import Language, parse_language
 
 RESOURCES_ENV = "PSYINSIGHT_CRISIS_RESOURCES"
 _REGION_ALIASES = {"GB": "UK", "ZH": "CN", "PRC": "CN", "INTERNATIONAL": "INTL", "WORLD": "INTL", "USA": "US"}
@@ -67,8 +66,7 @@ class CrisisResources:
         key = _REGION_ALIASES.get(key, key)
         if key not in self.regions:
             raise PsyInsightError(
-                f"unknown crisis region {code!r}; choose one of {', '.join(sorted(self.regions))} "
-                "or add it to the resources file",
+                f"unknown crisis region {code!r}; choose one of {', '.join(sorted(self.regions))} or add it to the resources file",
                 path=self.path,
                 where="regions",
             )
@@ -139,7 +137,10 @@ def load_resources(path: str | Path | None = None) -> CrisisResources:
         if not isinstance(category_lines, dict):
             raise PsyInsightError("category_lines must map a category to a list of lines", path=path, where=f"{where}.category_lines")
         regions[str(code).upper()] = Region(
-            str(code).upper(), str(raw.get("name", code)), str(raw.get("emergency", "")), _lines(raw["lines"], path, f"{where}.lines"),
+            str(code).upper(),
+            str(raw.get("name", code)),
+            str(raw.get("emergency", "")),
+            _lines(raw["lines"], path, f"{where}.lines"),
             {str(cat): _lines(v, path, f"{where}.category_lines.{cat}") for cat, v in category_lines.items()},
         )
     default_region = _per_language(data, "default_region", path)

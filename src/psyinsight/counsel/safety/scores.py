@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from psyinsight.fileio import read_json
 from psyinsight.counsel.safety.corpus import data_dir
+from psyinsight.fileio import read_json
 
 
 def first_scores() -> dict[str, dict[str, Any]]:

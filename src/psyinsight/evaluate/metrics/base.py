@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from psyinsight.errors import PsyInsightError
 from psyinsight.data.schema import Language, parse_language
+from psyinsight.errors import PsyInsightError
 
 # A speaker marker at the start of a turn: "Therapist:", "Counselor:", "咨询师：", ...
 SPEAKER_PREFIX = re.compile(
@@ -62,7 +62,7 @@ class Signature:
     fields: tuple[tuple[str, str], ...]
 
     @classmethod
-    def of(cls, name: str, **fields: Any) -> "Signature":
+    def of(cls, name: str, **fields: Any) -> Signature:
         return cls(name, tuple((key, str(value)) for key, value in fields.items()))
 
     def __str__(self) -> str:
@@ -83,13 +83,11 @@ class ScoringBatch:
 
     def __post_init__(self) -> None:
         if len(self.hypotheses) != len(self.references):
-            raise PsyInsightError(
-                f"{len(self.hypotheses)} hypotheses but {len(self.references)} references", where="scoring batch"
-            )
+            raise PsyInsightError(f"{len(self.hypotheses)} hypotheses but {len(self.references)} references", where="scoring batch")
         self.language = language_code(self.language)
 
     @classmethod
-    def from_pairs(cls, hypotheses: list[str], references: list[str], language: str, *, strip: bool = True) -> "ScoringBatch":
+    def from_pairs(cls, hypotheses: list[str], references: list[str], language: str, *, strip: bool = True) -> ScoringBatch:
         if strip:
             hypotheses = [strip_speaker(h) for h in hypotheses]
             references = [strip_speaker(r) for r in references]

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from psyinsight.data.schema import Language
 from psyinsight.errors import PsyInsightError
 from psyinsight.evaluate.metrics.base import Metric, MetricResult, ScoringBatch, Signature, lib_version, mean
-from psyinsight.data.schema import Language
 
 DEFAULT_MODELS: dict[str, tuple[str, int]] = {"en": ("roberta-large", 17), "cn": ("bert-base-chinese", 8)}
 MODEL_ENV = {"en": "PSYINSIGHT_BERTSCORE_MODEL_EN", "cn": "PSYINSIGHT_BERTSCORE_MODEL_ZH"}
@@ -28,7 +28,7 @@ LAYER_ENV = {"en": "PSYINSIGHT_BERTSCORE_LAYER_EN", "cn": "PSYINSIGHT_BERTSCORE_
 LIB_LANG = {"en": "en", "cn": "zh"}
 FLAG = {"en": "--bertscore-model-en", "cn": "--bertscore-model-zh"}
 
-_ENCODERS: dict[tuple, "Encoder"] = {}
+_ENCODERS: dict[tuple, Encoder] = {}
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,17 @@ def resolve_model(language: Language, model: str | None = None, layer: int | Non
             layer = _layers_of(path)
         return BertScoreModel(str(path.resolve()), int(layer), True)
     if any(sep in name for sep in ("/", "\\")) and name.startswith((".", "/", "~")):
-        raise PsyInsightError(f"no such model folder; give a local encoder folder or a hub name with {FLAG[language]}", path=name, where=f"BERTScore model ({language})")
+        raise PsyInsightError(
+            f"no such model folder; give a local encoder folder or a hub name with {FLAG[language]}", path=name, where=f"BERTScore model ({language})"
+        )
     if layer is None:
         from bert_score.utils import model2layers
 
         layer = model2layers.get(name, default_layer if name == default_name else None)
         if layer is None:
-            raise PsyInsightError(f"no default layer known for {name!r}; give one with --bertscore-layer-{'en' if language == 'en' else 'zh'}", where="BERTScore")
+            raise PsyInsightError(
+                f"no default layer known for {name!r}; give one with --bertscore-layer-{'en' if language == 'en' else 'zh'}", where="BERTScore"
+            )
     return BertScoreModel(name, int(layer), False)
 
 
@@ -281,8 +285,9 @@ def length_batches(lengths: list[int], batch_size: int, max_tokens: int | None) 
     return batches
 
 
-def score_pairs(encoder: Encoder, hypotheses: list[str], references: list[str], batch_size: int,
-                max_tokens: int | None = None) -> list[tuple[float, float, float]]:  # fmt: skip
+def score_pairs(
+    encoder: Encoder, hypotheses: list[str], references: list[str], batch_size: int, max_tokens: int | None = None
+) -> list[tuple[float, float, float]]:
     """BERTScore (P, R, F) per pair: bert-score's computation, batched by token length.
 
     bert-score sorts sentences by their number of spaces before batching, which leaves
@@ -373,9 +378,13 @@ class BertScore(Metric):
     def signature(self, language: Language) -> Signature:
         model = self.model_for(language)
         return Signature.of(
-            "BERTScore", model=model.label, layer=model.layer, idf="no",
+            "BERTScore",
+            model=model.label,
+            layer=model.layer,
+            idf="no",
             rescale="yes" if self.rescale and has_baseline(model, language) else "no",
-            bert_score=lib_version("bert-score"), transformers=lib_version("transformers"),
+            bert_score=lib_version("bert-score"),
+            transformers=lib_version("transformers"),
         )
 
     def score(self, batch: ScoringBatch) -> MetricResult:

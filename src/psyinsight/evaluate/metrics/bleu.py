@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import warnings
 
+from psyinsight.data.schema import Language
 from psyinsight.evaluate.metrics.base import Metric, MetricResult, ScoringBatch, Signature, lib_version, mean
 from psyinsight.evaluate.metrics.tokenizers import words, words_signature
-from psyinsight.data.schema import Language
 
 ORDERS = (1, 2, 3, 4)
 
@@ -29,8 +29,15 @@ class SacreBLEU(Metric):
 
     def signature(self, language: Language) -> Signature:
         return Signature.of(
-            "sacreBLEU", nrefs=1, case="mixed", eff="no", tok=self.tokenize_name(language), smooth="exp",
-            orders="1-4", scale="0-100", version=lib_version("sacrebleu"),
+            "sacreBLEU",
+            nrefs=1,
+            case="mixed",
+            eff="no",
+            tok=self.tokenize_name(language),
+            smooth="exp",
+            orders="1-4",
+            scale="0-100",
+            version=lib_version("sacrebleu"),
         )
 
     def score(self, batch: ScoringBatch) -> MetricResult:
@@ -53,8 +60,14 @@ class PaperBLEU(Metric):
 
     def signature(self, language: Language) -> Signature:
         return Signature.of(
-            "BLEU(paper)", level="sentence-mean", weights="uniform", smooth="method1", tok=words_signature(),
-            orders="1-4", scale="0-1", nltk=lib_version("nltk"),
+            "BLEU(paper)",
+            level="sentence-mean",
+            weights="uniform",
+            smooth="method1",
+            tok=words_signature(),
+            orders="1-4",
+            scale="0-1",
+            nltk=lib_version("nltk"),
         )
 
     def score(self, batch: ScoringBatch) -> MetricResult:

@@ -8,9 +8,9 @@ release further divided the corpus number by the number of samples; we do not.
 
 from __future__ import annotations
 
+from psyinsight.data.schema import Language
 from psyinsight.evaluate.metrics.base import Metric, MetricResult, ScoringBatch, Signature, mean
 from psyinsight.evaluate.metrics.tokenizers import words, words_signature
-from psyinsight.data.schema import Language
 
 ORDERS = (1, 2, 3)
 

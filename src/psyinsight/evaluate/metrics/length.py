@@ -8,9 +8,9 @@ parsed into observation/reasoning/response (scored on the raw text, never droppe
 
 from __future__ import annotations
 
+from psyinsight.data.schema import Language
 from psyinsight.evaluate.metrics.base import Metric, MetricResult, ScoringBatch, Signature, mean
 from psyinsight.evaluate.metrics.tokenizers import words, words_signature
-from psyinsight.data.schema import Language
 
 
 class Length(Metric):

@@ -7,9 +7,9 @@ are jieba tokens without whitespace, and WordNet comes from ``psyinsight.evaluat
 
 from __future__ import annotations
 
+from psyinsight.data.schema import Language
 from psyinsight.evaluate.metrics.base import Metric, MetricResult, ScoringBatch, Signature, lib_version, mean
 from psyinsight.evaluate.metrics.tokenizers import words, words_signature
-from psyinsight.data.schema import Language
 
 
 class Meteor(Metric):
@@ -30,8 +30,15 @@ class Meteor(Metric):
 
     def signature(self, language: Language) -> Signature:
         return Signature.of(
-            "METEOR", level="sentence-mean", tok=words_signature(), alpha=0.9, beta=3.0, gamma=0.5,
-            stem="porter", wordnet="3.0", nltk=lib_version("nltk"),
+            "METEOR",
+            level="sentence-mean",
+            tok=words_signature(),
+            alpha=0.9,
+            beta=3.0,
+            gamma=0.5,
+            stem="porter",
+            wordnet="3.0",
+            nltk=lib_version("nltk"),
         )
 
     def score(self, batch: ScoringBatch) -> MetricResult:

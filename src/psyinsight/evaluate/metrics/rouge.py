@@ -7,9 +7,9 @@ else and segments Chinese into jieba words (``zh_unit="word"``, default) or char
 
 from __future__ import annotations
 
+from psyinsight.data.schema import Language
 from psyinsight.evaluate.metrics.base import Metric, MetricResult, ScoringBatch, Signature, lib_version, mean
 from psyinsight.evaluate.metrics.tokenizers import RougeTokenizer, ZhUnit
-from psyinsight.data.schema import Language
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L"}
@@ -26,7 +26,11 @@ class Rouge(Metric):
 
     def signature(self, language: Language) -> Signature:
         return Signature.of(
-            "ROUGE", measure="F", level="sentence-mean", tok=self.tokenizer.signature, stem="no",
+            "ROUGE",
+            measure="F",
+            level="sentence-mean",
+            tok=self.tokenizer.signature,
+            stem="no",
             version=lib_version("rouge-score"),
         )
 

@@ -22,12 +22,26 @@ class MetricConfig:
     """How to score predictions; every field is also a CLI flag of ``psyinsight evaluate``."""
 
     metrics: tuple[str, ...] = field(default=FAMILIES, metadata={"help": f"metric families to compute, from {', '.join(FAMILIES)}"})
-    bertscore_model_en: str | None = field(default=None, metadata={"help": "English BERTScore encoder: hub name, local folder, or 'minilm' for the embedded all-MiniLM-L6-v2 (default roberta-large; env PSYINSIGHT_BERTSCORE_MODEL_EN)"})
-    bertscore_layer_en: int | None = field(default=None, metadata={"help": "layer for the English encoder (default 17 for roberta-large, the last layer for a local folder)"})
-    bertscore_model_zh: str | None = field(default=None, metadata={"help": "Chinese BERTScore encoder: hub name, local folder, or 'minilm' (English-only: a stand-in for offline demos) (default bert-base-chinese; env PSYINSIGHT_BERTSCORE_MODEL_ZH)"})
+    bertscore_model_en: str | None = field(
+        default=None,
+        metadata={
+            "help": "English BERTScore encoder: hub name, local folder, or 'minilm' for the embedded all-MiniLM-L6-v2 (default roberta-large; env PSYINSIGHT_BERTSCORE_MODEL_EN)"
+        },
+    )
+    bertscore_layer_en: int | None = field(
+        default=None, metadata={"help": "layer for the English encoder (default 17 for roberta-large, the last layer for a local folder)"}
+    )
+    bertscore_model_zh: str | None = field(
+        default=None,
+        metadata={
+            "help": "Chinese BERTScore encoder: hub name, local folder, or 'minilm' (English-only: a stand-in for offline demos) (default bert-base-chinese; env PSYINSIGHT_BERTSCORE_MODEL_ZH)"
+        },
+    )
     bertscore_layer_zh: int | None = field(default=None, metadata={"help": "layer for the Chinese encoder (default 8 for bert-base-chinese)"})
     bertscore_batch_size: int = field(default=64, metadata={"help": "sentences per BERTScore batch; larger is faster until memory runs out"})
-    bertscore_rescale: bool = field(default=False, metadata={"help": "rescale BERTScore with bert-score's baseline where one exists (the paper did not rescale)"})
+    bertscore_rescale: bool = field(
+        default=False, metadata={"help": "rescale BERTScore with bert-score's baseline where one exists (the paper did not rescale)"}
+    )
     device: str | None = field(default=None, metadata={"help": "torch device for BERTScore (default: cuda if available, else cpu)"})
     zh_rouge_unit: str = field(default="word", metadata={"help": "Chinese ROUGE unit: 'word' (jieba) or 'char'"})
     wordnet_dir: str | None = field(default=None, metadata={"help": "WordNet folder for METEOR (default: nltk data, then /usr/share/wordnet)"})
@@ -64,7 +78,9 @@ def build_metrics(config: MetricConfig) -> list[Metric]:
         "bertscore": lambda: BertScore(
             {"en": config.bertscore_model_en, "cn": config.bertscore_model_zh},
             {"en": config.bertscore_layer_en, "cn": config.bertscore_layer_zh},
-            batch_size=config.bertscore_batch_size, device=config.device, rescale=config.bertscore_rescale,
+            batch_size=config.bertscore_batch_size,
+            device=config.device,
+            rescale=config.bertscore_rescale,
         ),
         "distinct": Distinct,
         "length": Length,
