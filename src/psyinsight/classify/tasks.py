@@ -220,20 +220,15 @@ def extract_examples(
             chosen = _select(raw, _original_length(session, spec.name, turn.id or f"#{index}", raw), cfg)
             if chosen is None:
                 continue
-            context = turn_context(session, index, cfg)
-            rows.append(
-                LabelledText(
-                    f"{session.uid}/{index}",
-                    turn_text(turn, cfg.turn_fields),
-                    context,
-                    chosen,
-                    session.uid,
-                    session.language,
-                    group,
-                    meta={"turn_id": turn.id},
-                )
-            )
+            rows.append(_turn_row(session, index, cfg, chosen, group=group, meta={"turn_id": turn.id}))
     return rows
+
+
+def _turn_row(session: Session, index: int, cfg: ExtractConfig, labels: list[str], *, group: str = "", meta: dict[str, object]) -> LabelledText:
+    """The row of turn ``index``: its text, the turns before it as context, and ``labels``."""
+    turn = session.dialog[index]
+    text, context = turn_text(turn, cfg.turn_fields), turn_context(session, index, cfg)
+    return LabelledText(f"{session.uid}/{index}", text, context, labels, session.uid, session.language, group, meta=meta)
 
 
 def extract_inputs(sessions: Iterable[Session], task: str | TaskSpec, *, config: ExtractConfig | None = None) -> list[LabelledText]:
@@ -254,16 +249,5 @@ def extract_inputs(sessions: Iterable[Session], task: str | TaskSpec, *, config:
             if turn.speaker != spec.speaker:
                 continue
             current = list((turn.emotions if spec.name == "emotion" else turn.strategies) or [])
-            context = turn_context(session, index, cfg)
-            rows.append(
-                LabelledText(
-                    f"{session.uid}/{index}",
-                    turn_text(turn, cfg.turn_fields),
-                    context,
-                    current,
-                    session.uid,
-                    session.language,
-                    meta={"turn_id": turn.id, "turn_index": index},
-                )
-            )
+            rows.append(_turn_row(session, index, cfg, current, meta={"turn_id": turn.id, "turn_index": index}))
     return rows
