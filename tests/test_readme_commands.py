@@ -153,6 +153,8 @@ def adapt(argv: list[str], s: Session) -> tuple[list[str], str | None, str | Non
         lines += [f"{row['id']},{row['model']},human,{3 + i % 2},4,3,{2 + i % 3}" for i, row in enumerate(judged)]
         (s.work / "ratings.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
         return psy(argv), None, None
+    if first == "agreement":  # the ratings export of `ui export-ratings`, just before it
+        return psy(argv), None, None
     if first == "build" and "--labeller" in argv:
         raw = s.work / "raw.txt"
         raw.write_text("Therapist: How are you today?\nClient: I feel tired and worried about work.\n", encoding="utf-8")
