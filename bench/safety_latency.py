@@ -29,7 +29,7 @@ from psyinsight.counsel.safety.corpus import load_examples, named_sets
 
 TIMING = """
 import json, sys, time
-from psyinsight.counsel.safety import SafetyGuard
+from psyinsight.safety import SafetyGuard  # the baseline commit's layout
 texts = json.load(sys.stdin)
 g = SafetyGuard(); g.warm_up()
 out = []

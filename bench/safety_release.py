@@ -26,7 +26,7 @@ from psyinsight.fileio import write_jsonl
 
 BASELINE_CODE = """
 import json, sys
-from psyinsight.counsel.safety import SafetyGuard
+from psyinsight.safety import SafetyGuard  # the baseline commit's layout
 texts = json.load(sys.stdin)
 g = SafetyGuard(); g.warm_up()
 print(json.dumps([r.risk for r in g.check_texts(texts)]))
