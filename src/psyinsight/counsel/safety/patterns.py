@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from psyinsight.counsel.safety.text import canonical, compact
-from psyinsight.language import has_cjk
+from psyinsight.language import CJK_RANGE, has_cjk
 
 CATEGORIES: tuple[str, ...] = ("medical_emergency", "danger_from_others", "suicide", "self_harm", "harm_others")
 """Risk categories, in order of precedence when several match: an overdose already taken
@@ -317,7 +317,7 @@ CN_IDIOMS = _c(
     r"(?:笑|累|热|冷|饿|困|烦|气|吓|急|忙|懒|丑|帅|美|疼|痛|渴|闷|愁|馋|难|羡慕|无聊|尴尬|开心|高兴|紧张|"
     r"担心|心疼|后悔|郁闷|香|酸|辣|挤|吵|晒|冻)(?:得)?(?:要)?死(?:了|我了|人了|啦|啊|的|我)?",
     r"想死你|想死我了",
-    r"[\u4e00-\u9fff]得(?:要)?(?:死|半死)(?:了)?",
+    f"[{CJK_RANGE}]得(?:要)?(?:死|半死)(?:了)?",
     r"死机|死党|死对头|死循环|死心|死磕|该死的|作死|打死(?:我)?也不|要死要活",
     r"(?:会|非|得)(?:把我)?(?:打死|杀了)我(?:不可|的|吧)?|(?:打死|杀了)我(?:不可|的)",
     r"剧本杀|狼人杀|秒杀|杀毒|杀青|杀价|杀时间|杀杀时间|杀手锏|杀菌|杀虫",
