@@ -216,3 +216,13 @@ def test_streaming_from_the_engine_matches_its_stop_strings(counselor):
     stopped = "".join(engine.stream(prompt, GenParams(max_new_tokens=6, stop=(stop,))))
     assert stop not in stopped and full.startswith(stopped)
     assert not engine.lock.locked() or engine.lock.acquire(timeout=10)  # the generation thread lets go
+
+
+def test_the_prompt_leaves_room_for_the_request_s_own_reply_length(counselor):
+    """The budget keeps the reply's tokens free: a request asking for more new tokens gets fewer old turns."""
+    served = Counselor(engine=counselor.engine, guard=counselor.guard)
+    served.prompt_settings = PromptSettings("dialog", 4000)
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}: I keep thinking about work at night."} for i in range(201)]
+    short = served.prompt(history, "en", params=GenParams(max_new_tokens=8))[1]["content"]
+    long = served.prompt(history, "en", params=GenParams(max_new_tokens=1500))[1]["content"]
+    assert "…" in long and len(long) < len(short)

@@ -216,9 +216,11 @@ class Counselor:
         message = self.guard.crisis_message(lang, region or self.region, category=risk.category)
         return CounselorReply(response=message, flagged=True, risk=risk, language=lang)
 
-    def prompt(self, history: Sequence[dict[str, str]], language: Language, background: str | None = None) -> list[dict[str, str]]:
-        """The model's prompt. Earlier crisis replies are replaced by a short note: the
-        fixed message is never model input, not even as context."""
+    def prompt(
+        self, history: Sequence[dict[str, str]], language: Language, background: str | None = None, params: GenParams | None = None
+    ) -> list[dict[str, str]]:
+        """The model's prompt, leaving room in the budget for ``params``' new tokens. Earlier
+        crisis replies are replaced by a short note: the fixed message is never model input."""
         system = " ".join(m["content"] for m in history if m["role"] == "system")
         convo = [
             {"role": "assistant", "content": CRISIS_PLACEHOLDER[language]}
@@ -229,7 +231,9 @@ class Counselor:
         ]
         bg = background if background is not None else (system or self.background)
         count = getattr(self.engine, "count_tokens", None)
-        return build_counselor_prompt(convo, language, background=bg, settings=self.prompt_settings, reserve=self.params.max_new_tokens, count=count)
+        return build_counselor_prompt(
+            convo, language, background=bg, settings=self.prompt_settings, reserve=(params or self.params).max_new_tokens, count=count
+        )
 
     @property
     def task(self) -> str:
@@ -295,7 +299,7 @@ class Counselor:
             return self.crisis_reply(risk, self.crisis_language(history, language), region)
         history = validate_history(history)
         lang = self.resolve_language(history, language)
-        generation = self.engine.generate([self.prompt(history, lang, background)], params or self.params)[0]
+        generation = self.engine.generate([self.prompt(history, lang, background, params)], params or self.params)[0]
         reply = self.finish(generation, lang, risk)
         if not reply.flagged and not reply.response.strip():
             raise EmptyReply("the model returned an empty reply", where="model")

@@ -327,7 +327,7 @@ def create_app(config: ServeConfig, *, engine: Any = None, counselor: Counselor 
         name = req.model
         if risk.risk:
             return crisis_response(counselor.crisis_reply(risk, lang, req.region), name, req.stream)
-        prompt = counselor.prompt(history, lang, req.background)
+        prompt = counselor.prompt(history, lang, req.background, req.params)
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if not req.stream:
             g = await generate(prompt, req.params)
