@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults, end to end on a CPU:
-#   data (stats, validation, leak-free split) -> LoRA training of SmolLM2-135M (a few minutes)
-#   -> generation on the test split -> metrics and the paper-style report,
+#   data (stats, validation, leak-free split) -> the base SmolLM2-135M against a short LoRA run on the same
+#   test turns (psyinsight experiment: train, generate both, metrics with CIs, the paper-style report),
 #   plus label recognition, the safety layer and the construction pipeline (rules only).
 # Uses the release when it is found ($PSYINSIGHT_DATA_DIR or ../shared/data/psy-insight),
 # the bundled synthetic sample otherwise.
@@ -29,17 +29,11 @@ fi
 echo "== leak-free split (grouped by case and shared utterances)"
 $PSY data split "${SOURCE[@]}" --out "$OUT/splits.json"
 
-echo "== LoRA training of the CPU default ($STEPS steps, dialog task, w_prompt 0.1)"
-$PSY train cpu-default --output-dir "$OUT/train" --resume none \
-  --set data.source=$DATA --set data.languages=[en] --set training.max_steps=$STEPS \
-  --set data.max_eval_examples=8 --set training.max_length=384
-
-echo "== generation on the test split (reasoning parsed where present)"
-$PSY generate --adapter "$OUT/train/adapter" --split test --language en --limit 24 \
-  --max-new-tokens 64 --out "$OUT/predictions.jsonl"
-
-echo "== evaluation report of this run"
-$PSY report "$OUT/predictions.jsonl" --out "$OUT/report" --bertscore-model-en minilm --bertscore-model-zh minilm
+echo "== the paper's comparison on the embedded defaults: SmolLM2 before and after $STEPS LoRA steps (dialog task),"
+echo "   the same test turns for both, 95% confidence intervals and the paired difference to the base row"
+$PSY experiment experiments/demo.yaml --output-dir "$OUT/experiment" \
+  --set settings.data.source=$DATA --set settings.training.max_steps=$STEPS
+cat "$OUT/experiment/report/experiment.md"
 
 echo "== label recognition: the counselor-strategy classifier"
 $PSY classify train --task strategy --language en "${SOURCE[@]}" --split train --out "$OUT/classify/strategy-en"
@@ -54,8 +48,8 @@ $PSY data validate "$OUT/build/en_data.json" "$OUT/build/cn_data.json" --show 3
 
 cat <<TXT
 
-Done. Outputs in $OUT/ (report: $OUT/report/report.md).
-Talk to the model:   $PSY chat --adapter $OUT/train/adapter --show-reasoning
-Serve it:            $PSY serve --adapter $OUT/train/adapter --counselor --port 8000
-Web chat / rating:   $PSY ui chat --adapter $OUT/train/adapter   |   $PSY ui rate $OUT/predictions.jsonl --db $OUT/ratings.sqlite
+Done. Outputs in $OUT/ (report: $OUT/experiment/report/experiment.md).
+Talk to the model:   $PSY chat --adapter $OUT/experiment/en/dialog/adapter --show-reasoning
+Serve it:            $PSY serve --adapter $OUT/experiment/en/dialog/adapter --counselor --port 8000
+Web chat / rating:   $PSY ui chat --adapter $OUT/experiment/en/dialog/adapter   |   $PSY ui rate $OUT/experiment/predictions/en-dialog.jsonl --db $OUT/ratings.sqlite
 TXT

@@ -144,6 +144,25 @@ def adapt(argv: list[str], s: Session) -> tuple[list[str], str | None, str | Non
             (s.work / run).mkdir(parents=True, exist_ok=True)
             shutil.copy(_predictions(s), s.work / run / "predictions.jsonl")
         return psy(argv), None, None
+    if first == "experiment":
+        # The shipped experiment file, made tiny: the tiny model on the sample, one variant, two turns.
+        tiny = {
+            "settings.model.name": str(s.model),
+            "settings.data.source": "sample",
+            "settings.training.max_steps": "1",
+            "settings.data.max_eval_examples": "2",
+            "settings.training.eval_base": "false",
+            "settings.training.max_length": "512",
+            "variants": "[dialog]",
+            "languages": "[en]",
+            "min_train_examples": "2",
+            "test.examples": "2",
+            "generation.max_new_tokens": "4",
+            "metrics.metrics": "[bleu,length]",
+            "bootstrap": "50",
+        }
+        sets = [item for key, value in tiny.items() for item in ("--set", f"{key}={value}")]
+        return psy(_replace(argv, {argv[2]: str(REPO / argv[2])})) + sets, None, None
     if first == "judge":
         preds = _predictions(s)
         return psy(_replace(argv, {"P.jsonl": preds, "A.jsonl": preds, "B.jsonl": preds, "URL": s.judge_url, "NAME": "fake"})), None, None

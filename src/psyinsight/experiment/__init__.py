@@ -1,0 +1,1 @@
+"""The paper's experiment as one command: a base model against its task variants, trained and scored alike."""
