@@ -40,11 +40,15 @@ def predictions(model: str, hypotheses: list[str], language: str = "en", task: s
     ]
 
 
-def report_json(tmp_path: Path, rows: list[Prediction], name: str = "rep", **kwargs) -> tuple[dict, str]:
+def write_run(tmp_path: Path, rows: list[Prediction], name: str = "rep", **kwargs) -> dict[str, Path]:
     folder = tmp_path / f"{name}-run"
     folder.mkdir()
     write_predictions(folder / "predictions.jsonl", rows)
-    paths = write_report([folder], tmp_path / name, config=CHEAP, include_paper=False, **kwargs)
+    return write_report([folder], tmp_path / name, config=CHEAP, include_paper=False, **kwargs)
+
+
+def report_json(tmp_path: Path, rows: list[Prediction], name: str = "rep", **kwargs) -> tuple[dict, str]:
+    paths = write_run(tmp_path, rows, name, **kwargs)
     return json.loads(paths["json"].read_text(encoding="utf-8")), paths["markdown"].read_text(encoding="utf-8")
 
 
@@ -69,7 +73,11 @@ def test_identical_systems_differ_by_nothing(tmp_path):
 
 
 def test_a_clearly_better_system_is_marked(tmp_path):
-    data, md = report_json(tmp_path, predictions("Tiny (base)", unrelated()) + predictions("Tiny tuned", references()))
+    paths = write_run(tmp_path, predictions("Tiny (base)", unrelated()) + predictions("Tiny tuned", references()))
+    data, md = json.loads(paths["json"].read_text(encoding="utf-8")), paths["markdown"].read_text(encoding="utf-8")
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "Difference vs base" in page and "<td>Tiny tuned</td><td>dialog</td><td>Tiny (base)</td><td>30</td>" in page and " *</td>" in page
+    assert " ± " in page
     columns = compared(data)["columns"]
     for column in ("BLEU-1", "BLEU-3", "ROUGE-L", "sacreBLEU-4"):
         assert columns[column]["excludes_zero"] and columns[column]["lo"] > 0 and columns[column]["score"] > 0, column
@@ -79,6 +87,14 @@ def test_a_clearly_better_system_is_marked(tmp_path):
     ours = next(r for r in data["rows"] if r["model"] == "Tiny tuned")
     ci = ours["ci"]["BLEU-1"]
     assert ci["lo"] <= ours["scores"]["BLEU-1"] <= ci["hi"] and ci["n"] == 30
+
+
+def test_a_column_without_values_has_no_interval(tmp_path):
+    data, md = report_json(tmp_path, predictions("Tiny (base)", ["Hm"] * 30) + predictions("Tiny tuned", ["Okay"] * 30))
+    tuned = next(r for r in data["rows"] if r["model"] == "Tiny tuned")
+    assert tuned["scores"]["Distinct-2(mean)"] is None and "Distinct-2(mean)" not in tuned["ci"]
+    assert "Distinct-2(mean)" not in compared(data)["columns"] and "BLEU-1" in compared(data)["columns"]
+    assert "+—" not in md and "nan" not in md.lower()
 
 
 def test_pairing_is_by_id_not_by_position(tmp_path):

@@ -285,6 +285,8 @@ def _compare(row: Row, baseline: Row, n_samples: int, seed: int) -> Comparison:
         return comparison
     mine, theirs = [i for i, _ in pairs], [j for _, j in pairs]
     for column in BOOTSTRAP_COLUMNS:
+        if not (_drawable(row.scores.get(column)) and _drawable(baseline.scores.get(column))):
+            continue
         system, base = _scorer(row.examples, column, mine), _scorer(baseline.examples, column, theirs)
         if system is not None and base is not None:
             comparison.differences[column] = paired_difference(system, base, len(pairs), n_samples=n_samples, seed=seed)
@@ -365,7 +367,7 @@ def _signed(value: float, column: str) -> str:
 
 def _difference_cell(interval: Interval | None, column: str) -> str:
     """``+0.012 [−0.004, +0.030]``, with ``*`` when the interval excludes 0."""
-    if interval is None:
+    if interval is None or not _drawable(interval.score):
         return "—"
     mark = " *" if interval.excludes_zero else ""
     return f"{_signed(interval.score, column)} [{_signed(interval.lo, column)}, {_signed(interval.hi, column)}]{mark}"
