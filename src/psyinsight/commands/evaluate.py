@@ -151,6 +151,8 @@ def report(
     wordnet_dir: str = options.WORDNET_DIR,
     keep_speaker: bool = options.KEEP_SPEAKER,
     force: bool = options.FORCE,
+    bootstrap: int = options.BOOTSTRAP,
+    bootstrap_seed: int = options.BOOTSTRAP_SEED,
     show: bool = typer.Option(True, "--show/--no-show", help="Print the Markdown report when done."),
 ) -> None:
     """The paper's table (per language, one row per model and task) in Markdown and HTML, with a bar chart."""
@@ -170,8 +172,10 @@ def report(
         wordnet_dir,
         keep_speaker,
     )
+    checks.at_least(bootstrap, 1, "--bootstrap", zero_means="no intervals")
+    checks.at_least(bootstrap_seed, 0, "--bootstrap-seed")
     checks.output_folder(out, "--out")
-    paths = write_report(list(runs), out, config=config, include_paper=not no_paper, force=force)
+    paths = write_report(list(runs), out, config=config, include_paper=not no_paper, force=force, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed)
     if show:
         typer.echo(paths["markdown"].read_text(encoding="utf-8"))
     for kind, path in paths.items():

@@ -98,3 +98,14 @@ ZH_ROUGE_UNIT = typer.Option("word", "--zh-rouge-unit", help=config_help(_M, "zh
 WORDNET_DIR = typer.Option(None, "--wordnet-dir", help=config_help(_M, "wordnet_dir"))
 KEEP_SPEAKER = typer.Option(False, "--keep-speaker", help="score the texts with their 'Therapist:' markers (the release's way; not recommended)")
 FORCE = typer.Option(False, "--force", help="recompute even when an up-to-date evaluation file exists")
+
+# Uncertainty, in `report`: sacrebleu's paired-bootstrap defaults (evaluate.bootstrap.DEFAULT_SAMPLES/DEFAULT_SEED,
+# repeated here so that `psyinsight --help` does not import numpy).
+DEFAULT_BOOTSTRAP = 1000
+DEFAULT_BOOTSTRAP_SEED = 12345
+BOOTSTRAP = typer.Option(
+    DEFAULT_BOOTSTRAP,
+    "--bootstrap",
+    help="paired-bootstrap resamples for the 95% intervals (± on our cells) and the differences vs the base model; 0 turns them off",
+)
+BOOTSTRAP_SEED = typer.Option(DEFAULT_BOOTSTRAP_SEED, "--bootstrap-seed", help="seed of the bootstrap resamples (sacrebleu's default)")

@@ -10,6 +10,11 @@ every column's metric signature. The published rows come from
 column. A published number is shown only where our recipe for that column and language
 is the same (BERTScore model and layer, Distinct convention, speaker marker...); any
 other cell names what differs, and the chart draws no bar for it.
+
+Where the evaluation carries per-example data, each of our cells reads ``score ± h``: h is half
+the width of the 95% paired-bootstrap interval (``evaluate.bootstrap``, sacrebleu's convention),
+and a "difference vs base" table gives, for each tuned row, its paired difference to the base
+model's row of the same language with its 95% interval, marked ``*`` when the interval excludes 0.
 """
 
 from __future__ import annotations
@@ -24,6 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from psyinsight.errors import PsyInsightError
+from psyinsight.evaluate.bootstrap import (
+    DEFAULT_SAMPLES,
+    DEFAULT_SEED,
+    Interval,
+    confidence_interval,
+    distinct_scorer,
+    mean_scorer,
+    paired_difference,
+    sacrebleu_scorer,
+)
+from psyinsight.evaluate.scoring import has_examples
 from psyinsight.fileio import write_json, write_text
 
 PAPER_COLUMNS = ["BERTScore-P", "BERTScore-R", "BERTScore-F", "BLEU-1", "BLEU-3", "METEOR", "ROUGE-L", "Distinct-2"]
@@ -59,6 +75,39 @@ class Row:
     source: str = ""
     absent: dict[str, str] = field(default_factory=dict)
     """Published rows: column -> why the published number is not shown (recipes differ)."""
+    examples: dict[str, Any] | None = None
+    """Ours: the group's per-example data (None for an evaluation written before it was kept)."""
+    ci: dict[str, Interval] = field(default_factory=dict)
+    """Ours: column -> bootstrap interval of the score."""
+    comparison: Comparison | None = None
+    """Ours, not a base model: the paired differences to its base row."""
+
+    @property
+    def is_base(self) -> bool:
+        """generate labels a base model ``"<name> (base)"``."""
+        return not self.published and "(base)" in self.model
+
+    def as_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k not in ("examples", "ci", "comparison")}
+        out["ci"] = {column: interval.as_dict() for column, interval in self.ci.items()}
+        out["difference_vs_base"] = self.comparison.as_json() if self.comparison else None
+        return out
+
+
+@dataclass
+class Comparison:
+    """A row against its base row: system - baseline per column, on the examples both share."""
+
+    baseline: Row
+    paired: int
+    differences: dict[str, Interval] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "baseline": {"model": self.baseline.model, "task": self.baseline.task, "n": self.baseline.n},
+            "paired": self.paired,
+            "columns": {column: interval.as_dict() for column, interval in self.differences.items()},
+        }
 
 
 @dataclass
@@ -70,6 +119,12 @@ class Report:
     paper_source: str = ""
     speaker: dict[str, set[bool]] = field(default_factory=dict)
     """language -> the strip_speaker settings of our runs."""
+    bootstrap: dict[str, int] = field(default_factory=dict)
+    """``{"samples", "seed"}`` once intervals were computed (``add_bootstrap``)."""
+    uncertainty: list[str] = field(default_factory=list)
+    """Report-wide lines about the intervals (files without per-example data...)."""
+    no_comparison: dict[str, list[str]] = field(default_factory=dict)
+    """language -> why some rows (or the whole language) have no difference table entry."""
 
     def languages(self) -> list[str]:
         order = {"en": 0, "cn": 1}
@@ -120,7 +175,10 @@ def build_report(documents: list[tuple[Path, dict[str, Any]]], *, include_paper:
     for path, document in documents:
         for group in document.get("groups", []):
             language = group["language"]
-            report.rows.append(Row(group["model"], str(group["task"]), language, dict(group["scores"]), n=group.get("n"), source=str(path)))
+            examples = group.get("examples") if has_examples(group) else None
+            report.rows.append(
+                Row(group["model"], str(group["task"]), language, dict(group["scores"]), n=group.get("n"), source=str(path), examples=examples)
+            )
             report.speaker.setdefault(language, set()).add(bool((document.get("config") or {}).get("strip_speaker", True)))
             for column, signature in group.get("signatures", {}).items():
                 seen = report.signatures.setdefault(language, {}).setdefault(column, [])
@@ -144,6 +202,95 @@ def build_report(documents: list[tuple[Path, dict[str, Any]]], *, include_paper:
             report.rows.append(published)
     report.rows = _ordered(report.rows)
     return report
+
+
+BOOTSTRAP_COLUMNS = PAPER_COLUMNS + MORE_COLUMNS
+
+
+def _scorer(examples: dict[str, Any], column: str, positions: list[int]):
+    """The bootstrap scorer of ``column`` on the examples at ``positions``; None without the data."""
+    if column in examples.get("values", {}):
+        values = examples["values"][column]
+        return mean_scorer([values[i] for i in positions])
+    entry = examples.get("corpus", {}).get(column)
+    if entry is None:
+        return None
+    rows = entry["rows"] if "rows" in entry else examples["corpus"][entry["rows_of"]]["rows"]
+    rows = [rows[i] for i in positions]
+    if entry["kind"] == "sacrebleu":
+        return sacrebleu_scorer(rows, int(entry["order"]))
+    if entry["kind"] == "distinct":
+        return distinct_scorer(rows, int(entry["order"]))
+    return None
+
+
+def _baseline(row: Row, rows: list[Row]) -> tuple[Row | None, str]:
+    """The base row to compare ``row`` with: same task preferred, else the language's only base row."""
+    bases = [r for r in rows if r.is_base]
+    same_task = [r for r in bases if r.task == row.task]
+    if len(same_task) == 1:
+        return same_task[0], ""
+    if len(same_task) > 1:
+        return (
+            None,
+            f"{row.model} [{row.task}]: {len(same_task)} base rows on its task ({', '.join(r.model for r in same_task)}); which one is ambiguous",
+        )
+    if len(bases) == 1:
+        return bases[0], ""
+    return None, f"{row.model} [{row.task}]: no base row on its task and {len(bases)} base rows in the language"
+
+
+def add_bootstrap(report: Report, n_samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED) -> Report:
+    """Fill each of our rows' intervals and, for tuned rows, their paired differences to the base row."""
+    report.bootstrap = {"samples": n_samples, "seed": seed}
+    ours = [r for r in report.rows if not r.published]
+    without = sorted({r.source for r in ours if r.examples is None})
+    if without:
+        report.uncertainty.append(
+            f"No confidence intervals for {len(without)} evaluation file(s) written without per-example data "
+            f"({', '.join(without)}); re-run `psyinsight evaluate --force` on their predictions to get them."
+        )
+    for row in ours:
+        if row.examples is None:
+            continue
+        everything = list(range(len(row.examples["ids"])))
+        for column in BOOTSTRAP_COLUMNS:
+            scorer = _scorer(row.examples, column, everything)
+            if scorer is not None and _drawable(row.scores.get(column)):
+                row.ci[column] = confidence_interval(scorer, len(everything), n_samples=n_samples, seed=seed)
+    for language in report.languages():
+        rows = [r for r in report.rows_for(language) if not r.published]
+        if not any(r.is_base for r in rows):
+            report.no_comparison[language] = [f"no row of ours in {LANGUAGE_NAMES.get(language, language)} is a base model (label with '(base)')"]
+            continue
+        for row in rows:
+            if row.is_base:
+                continue
+            baseline, why = _baseline(row, rows)
+            if baseline is None or row.examples is None or baseline.examples is None:
+                why = why or f"{row.model} [{row.task}]: no per-example data on one side"
+                report.no_comparison.setdefault(language, []).append(why)
+                continue
+            row.comparison = _compare(row, baseline, n_samples, seed)
+    return report
+
+
+def _compare(row: Row, baseline: Row, n_samples: int, seed: int) -> Comparison:
+    """Pair the two rows by example id (those both have, in the row's order) and resample them together."""
+    assert row.examples is not None and baseline.examples is not None
+    base_at = {example_id: i for i, example_id in enumerate(baseline.examples["ids"])}
+    pairs = [(i, base_at[example_id]) for i, example_id in enumerate(row.examples["ids"]) if example_id in base_at]
+    comparison = Comparison(baseline, len(pairs))
+    if not pairs:
+        return comparison
+    mine, theirs = [i for i, _ in pairs], [j for _, j in pairs]
+    for column in BOOTSTRAP_COLUMNS:
+        if not (_drawable(row.scores.get(column)) and _drawable(baseline.scores.get(column))):
+            continue
+        system, base = _scorer(row.examples, column, mine), _scorer(baseline.examples, column, theirs)
+        if system is not None and base is not None:
+            comparison.differences[column] = paired_difference(system, base, len(pairs), n_samples=n_samples, seed=seed)
+    return comparison
 
 
 def _family(column: str) -> str:
@@ -208,7 +355,61 @@ def _cell(row: Row, column: str, reasons: dict[str, int] | None) -> str:
             return "n/c"
         number = reasons.setdefault(row.absent[column], len(reasons) + 1)
         return f"n/c [{number}]"
+    if column in row.ci:
+        return f"{fmt(row.scores.get(column), column)} ± {fmt(row.ci[column].half_width, column)}"
     return fmt(row.scores.get(column), column)
+
+
+def _signed(value: float, column: str) -> str:
+    text = fmt(abs(value), column)
+    return ("−" if value < 0 and text.strip("0.") else "+") + text
+
+
+def _difference_cell(interval: Interval | None, column: str) -> str:
+    """``+0.012 [−0.004, +0.030]``, with ``*`` when the interval excludes 0."""
+    if interval is None or not _drawable(interval.score):
+        return "—"
+    mark = " *" if interval.excludes_zero else ""
+    return f"{_signed(interval.score, column)} [{_signed(interval.lo, column)}, {_signed(interval.hi, column)}]{mark}"
+
+
+def _difference_table(rows: list[Row], columns: list[str]) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "task", "base", "paired"] + columns
+    body = []
+    for row in rows:
+        if row.comparison is None:
+            continue
+        c = row.comparison
+        body.append([row.model, row.task, c.baseline.model, str(c.paired)] + [_difference_cell(c.differences.get(col), col) for col in columns])
+    return header, body
+
+
+def _difference_lines(report: Report, language: str) -> list[str]:
+    """What the difference table is, and why rows are missing from it or paired fewer examples than they have."""
+    rows = [r for r in report.rows_for(language) if not r.published]
+    lines = []
+    for row in rows:
+        c = row.comparison
+        if c is not None and (c.paired < (row.n or 0) or c.paired < (c.baseline.n or 0)):
+            lines.append(
+                f"{row.model} [{row.task}] vs {c.baseline.model}: {c.paired} paired examples (ids in both; the rows have {row.n} and {c.baseline.n})"
+            )
+    return lines + report.no_comparison.get(language, [])
+
+
+def _bootstrap_legend(report: Report) -> str:
+    b = report.bootstrap
+    return (
+        f"± is half the width of the 95% paired-bootstrap interval ({b['samples']} resamples of the examples, seed {b['seed']}, "
+        "sacrebleu's convention); published rows carry none."
+    )
+
+
+def _difference_legend(report: Report) -> str:
+    return (
+        "Difference vs base (system − base model of the same language, on the examples both rows share, paired by id): "
+        "the difference and its 95% bootstrap interval; * marks an interval that excludes 0."
+    )
 
 
 def _table(rows: list[Row], columns: list[str], reasons: dict[str, int] | None = None) -> tuple[list[str], list[list[str]]]:
@@ -234,6 +435,9 @@ def _markdown_table(header: list[str], body: list[list[str]]) -> str:
 def render_markdown(report: Report, charts: dict[str, Path] | None = None) -> str:
     charts = charts or {}
     out = ["# Psy-Insight evaluation report", ""]
+    if report.bootstrap:
+        out += [_bootstrap_legend(report), ""]
+    out += [line for note in report.uncertainty for line in (note, "")]
     for language in report.languages():
         rows = report.rows_for(language)
         out += [
@@ -248,6 +452,12 @@ def render_markdown(report: Report, charts: dict[str, Path] | None = None) -> st
         out += [f"- {line}" for line in _reason_lines(reasons)] + ([""] if reasons else [])
         ours = [r for r in rows if not r.published]
         out += ["More metrics (sacreBLEU on 0-100):", "", _markdown_table(*_table(ours, MORE_COLUMNS)), ""]
+        if report.bootstrap:
+            header, body = _difference_table(ours, PAPER_COLUMNS)
+            if body:
+                out += [_difference_legend(report), "", _markdown_table(header, body), ""]
+            notes = _difference_lines(report, language)
+            out += [f"- {line}" for line in notes] + ([""] if notes else [])
         if language in charts:
             out += [f"![{language} chart]({charts[language].name})", ""]
         out += ["Signatures (how each column was computed):", ""]
@@ -280,6 +490,9 @@ def render_html(report: Report, charts: dict[str, Path] | None = None) -> str:
         "tr.published{color:#666;font-style:italic}code{font-size:.85em}</style></head><body>",
         "<h1>Psy-Insight evaluation report</h1>",
     ]
+    if report.bootstrap:
+        parts.append(f"<p>{html.escape(_bootstrap_legend(report))}</p>")
+    parts += [f"<p>{html.escape(note)}</p>" for note in report.uncertainty]
     for language in report.languages():
         rows = report.rows_for(language)
         parts.append(
@@ -292,6 +505,13 @@ def render_html(report: Report, charts: dict[str, Path] | None = None) -> str:
             parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in _reason_lines(reasons)) + "</ul>")
         ours = [r for r in rows if not r.published]
         parts.append("<p>More metrics (sacreBLEU on 0-100):</p>" + _html_table(*_table(ours, MORE_COLUMNS), [False] * len(ours)))
+        if report.bootstrap:
+            header, body = _difference_table(ours, PAPER_COLUMNS)
+            if body:
+                parts.append(f"<p>{html.escape(_difference_legend(report))}</p>" + _html_table(header, body, [False] * len(body)))
+            notes = _difference_lines(report, language)
+            if notes:
+                parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in notes) + "</ul>")
         if language in charts and charts[language].is_file():
             data = base64.b64encode(charts[language].read_bytes()).decode("ascii")
             parts.append(f"<img alt='{language} chart' src='data:image/png;base64,{data}' style='max-width:100%'>")
@@ -312,6 +532,8 @@ def render_html(report: Report, charts: dict[str, Path] | None = None) -> str:
 def render_chart(report: Report, language: str, path: Path) -> Path:
     """Grouped bars: one group per paper column, one bar per row (published ones hatched).
 
+    Our bars carry the bootstrap interval (± half-width) as error bars where it was computed.
+
     Only comparable numbers are drawn: a published row shows bars only for columns whose
     recipe matches ours, and a row with no such column is left out of the chart.
     """
@@ -331,10 +553,13 @@ def render_chart(report: Report, language: str, path: Path) -> Path:
         offset = (i - (len(rows) - 1) / 2) * width
         drawn = [(j, float(row.scores[c])) for j, c in enumerate(columns) if _drawable(row.scores.get(c))]
         label = f"{row.model} [{row.task}]" + (" (published)" if row.published else "")
+        errors = [row.ci[columns[j]].half_width if columns[j] in row.ci else 0.0 for j, _ in drawn]
         ax.bar(
             [x[j] + offset for j, _ in drawn],
             [v for _, v in drawn],
             width,
+            yerr=errors if any(errors) else None,
+            capsize=2,
             label=label,
             color=cmap(i % 20),
             hatch="//" if row.published else None,
@@ -343,7 +568,8 @@ def render_chart(report: Report, language: str, path: Path) -> Path:
         )
     ax.set_xticks(x, columns, rotation=20)
     ax.set_ylim(0, 1)
-    ax.set_title(f"{LANGUAGE_NAMES.get(language, language)}: ours, and published numbers where comparable (hatched)")
+    bars = "; error bars: 95% bootstrap interval" if any(r.ci for r in rows) else ""
+    ax.set_title(f"{LANGUAGE_NAMES.get(language, language)}: ours, and published numbers where comparable (hatched){bars}")
     ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -360,14 +586,29 @@ def _drawable(value: float | None) -> bool:
 
 
 def write_report(
-    runs: list[str | Path], out_dir: str | Path, *, config: Any = None, include_paper: bool = True, force: bool = False
+    runs: list[str | Path],
+    out_dir: str | Path,
+    *,
+    config: Any = None,
+    include_paper: bool = True,
+    force: bool = False,
+    bootstrap: int = DEFAULT_SAMPLES,
+    bootstrap_seed: int = DEFAULT_SEED,
 ) -> dict[str, Path]:
-    """Evaluate what needs it and write report.md, report.html, report.json and the charts."""
+    """Evaluate what needs it and write report.md, report.html, report.json and the charts.
+
+    ``bootstrap`` resamples (0: none) give each of our cells its 95% interval and each tuned row
+    its paired difference to the base row; ``bootstrap_seed`` makes them reproducible.
+    """
+    if bootstrap < 0:
+        raise PsyInsightError(f"must be at least 0, got {bootstrap}", where="bootstrap")
     out_dir = Path(out_dir)
     documents = collect_runs(runs, config, force=force)
     report = build_report(documents, include_paper=include_paper)
     if not report.languages():
         raise PsyInsightError("the runs hold no scored groups", where="report")
+    if bootstrap:
+        add_bootstrap(report, bootstrap, bootstrap_seed)
     charts = {language: render_chart(report, language, out_dir / f"chart_{language}.png") for language in report.languages()}
     paths = {
         "markdown": write_text(out_dir / "report.md", render_markdown(report, charts)),
@@ -375,7 +616,10 @@ def write_report(
         "json": write_json(
             out_dir / "report.json",
             {
-                "rows": [r.__dict__ for r in report.rows],
+                "rows": [r.as_json() for r in report.rows],
+                "bootstrap": report.bootstrap or None,
+                "uncertainty": report.uncertainty,
+                "no_difference": report.no_comparison,
                 "signatures": report.signatures,
                 "notes": report.notes,
                 "published_as_released": paper_results()["rows"] if include_paper else [],

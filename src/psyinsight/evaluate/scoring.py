@@ -9,6 +9,7 @@ document; re-running on an unchanged input with the same settings reuses it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 from psyinsight import __version__
 from psyinsight.errors import PsyInsightError
 from psyinsight.evaluate.metrics import MetricConfig, ScoringBatch, build_metrics, strip_speaker
-from psyinsight.evaluate.metrics.base import Metric, language_code
+from psyinsight.evaluate.metrics.base import Metric, MetricResult, language_code
 from psyinsight.fileio import read_json, sha256_file, write_json
 from psyinsight.records import Prediction, load_predictions  # noqa: F401  (re-exported)
 
@@ -37,6 +38,8 @@ class GroupResult:
     scores: dict[str, float] = field(default_factory=dict)
     signatures: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    examples: dict[str, Any] = field(default_factory=dict)
+    """What a paired bootstrap needs (``examples_block``): ids, per-example values, corpus statistics."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,7 +50,41 @@ class GroupResult:
             "scores": dict(self.scores),
             "signatures": self.signatures,
             "seconds": self.seconds,
+            "examples": self.examples,
         }
+
+
+def examples_block(ids: list[str], results: list[MetricResult]) -> dict[str, Any]:
+    """Per-example data of one group, keyed so that two systems can be paired by example id.
+
+    ``values``: column -> one value per example (None where the example has none) for the
+    columns that are means over examples. ``corpus``: column -> ``{"kind", "order", "rows"}``
+    for corpus-level columns; rows shared by several columns (Distinct's tokens) are written
+    once and the others say ``"rows_of": column``.
+    """
+    values: dict[str, list[float | None]] = {}
+    corpus: dict[str, dict[str, Any]] = {}
+    written: dict[int, str] = {}
+    for result in results:
+        for name, segment in result.segments.items():
+            if len(segment) == len(ids):
+                values[name] = [None if math.isnan(v) else float(v) for v in segment]
+        for name, statistic in result.statistics.items():
+            rows = statistic["rows"]
+            entry = {k: v for k, v in statistic.items() if k != "rows"}
+            if id(rows) in written:
+                entry["rows_of"] = written[id(rows)]
+            else:
+                written[id(rows)] = name
+                entry["rows"] = rows
+            corpus[name] = entry
+    return {"ids": list(ids), "values": values, "corpus": corpus}
+
+
+def has_examples(group: dict[str, Any]) -> bool:
+    """True when a group of an evaluation document carries per-example data (older files do not)."""
+    examples = group.get("examples")
+    return isinstance(examples, dict) and isinstance(examples.get("ids"), list) and len(examples["ids"]) == group.get("n")
 
 
 def hypothesis_of(prediction: Prediction) -> str:
@@ -70,7 +107,7 @@ def evaluate_predictions(
     default_model: str = UNKNOWN,
     metrics: list[Metric] | None = None,
 ) -> list[GroupResult]:
-    """Score predictions grouped by (model, task, language), in a stable order."""
+    """Score predictions grouped by (model, task, language), in a stable order; each group's examples by id."""
     config = config or MetricConfig()
     metrics = metrics if metrics is not None else build_metrics(config)
     groups: dict[tuple[str, str, str], list[Prediction]] = defaultdict(list)
@@ -79,6 +116,7 @@ def evaluate_predictions(
     strip = strip_speaker if config.strip_speaker else (lambda s: s)
     results = []
     for (model, task, language), members in sorted(groups.items()):
+        members = sorted(members, key=lambda p: p.id)
         batch = ScoringBatch(
             [strip(hypothesis_of(p)) for p in members],
             [strip(p.reference) for p in members],
@@ -86,6 +124,7 @@ def evaluate_predictions(
             parse_ok=[p.parse_ok for p in members],
         )
         group = GroupResult(model, task, language, len(members))
+        scored = []
         for metric in metrics:
             start = time.perf_counter()
             result = metric.score(batch)
@@ -93,6 +132,8 @@ def evaluate_predictions(
             for name, value in result.scores.items():
                 group.scores[name] = value
                 group.signatures[name] = str(result.signature)
+            scored.append(result)
+        group.examples = examples_block([p.id for p in members], scored)
         results.append(group)
     return results
 
@@ -145,7 +186,8 @@ def evaluate_file(
     """Evaluate a predictions file into ``out``; returns (path, document, reused).
 
     When ``out`` already holds an evaluation of the same input (sha256) with the same
-    settings, it is returned as is unless ``force``.
+    settings, it is returned as is unless ``force``; one written before groups carried their
+    per-example data (``has_examples``) is recomputed.
     """
     path = Path(path)
     config = config or MetricConfig()
@@ -163,6 +205,7 @@ def evaluate_file(
             and previous.get("config") == _jsonable(config.as_dict())
             and _same_recipes(previous, metrics)
             and (allow_missing_references or not previous.get("missing_references"))
+            and all(has_examples(group) for group in previous.get("groups", []))
         ):
             return out, previous, True
     loaded = load_predictions(path)

@@ -106,7 +106,11 @@ class MetricResult:
     signature: Signature
     n: int
     segments: dict[str, list[float]] = field(default_factory=dict)
-    """Per-segment scores where the metric has them (not for corpus-level statistics)."""
+    """Per-example scores of each column that is a mean over examples, in batch order (NaN where
+    an example has no value, e.g. a response too short for Distinct-n(mean))."""
+    statistics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Corpus-level columns: ``{"kind", "order", "rows"}``, one row of sufficient statistics per
+    example, from which the corpus score of any resample is recomputed (see ``evaluate.bootstrap``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"family": self.family, "n": self.n, "scores": self.scores, "signature": str(self.signature)}

@@ -44,13 +44,17 @@ class SacreBLEU(Metric):
         from sacrebleu.metrics import BLEU
 
         scores: dict[str, float] = {}
+        statistics: dict[str, dict] = {}
         for n in ORDERS:
             if len(batch) == 0:
                 scores[f"sacreBLEU-{n}"] = float("nan")
                 continue
             bleu = BLEU(tokenize=self.tokenize_name(batch.language), max_ngram_order=n)
-            scores[f"sacreBLEU-{n}"] = float(bleu.corpus_score(batch.hypotheses, [batch.references]).score)
-        return MetricResult(self.family, scores, self.signature(batch.language), len(batch))
+            # corpus_score() is these two steps; the per-sentence statistics are kept for the bootstrap
+            stats = bleu._extract_corpus_statistics(batch.hypotheses, [batch.references])
+            scores[f"sacreBLEU-{n}"] = float(bleu._aggregate_and_compute(stats).score)
+            statistics[f"sacreBLEU-{n}"] = {"kind": "sacrebleu", "order": n, "rows": [[int(v) for v in row] for row in stats]}
+        return MetricResult(self.family, scores, self.signature(batch.language), len(batch), statistics=statistics)
 
 
 class PaperBLEU(Metric):

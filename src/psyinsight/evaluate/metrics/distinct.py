@@ -42,9 +42,12 @@ class Distinct(Metric):
         token_lists = [words(h) for h in batch.hypotheses]
         scores: dict[str, float] = {}
         segments: dict[str, list[float]] = {}
+        statistics: dict[str, dict] = {}
         for n in ORDERS:
             scores[f"Distinct-{n}"] = distinct_corpus(token_lists, n) if token_lists else float("nan")
-            per = [d for d in (distinct_per_response(t, n) for t in token_lists) if d is not None]
-            scores[f"Distinct-{n}(mean)"] = mean(per)
-            segments[f"Distinct-{n}(mean)"] = per
-        return MetricResult(self.family, scores, self.signature(batch.language), len(batch), segments)
+            per = [distinct_per_response(t, n) for t in token_lists]
+            scores[f"Distinct-{n}(mean)"] = mean([d for d in per if d is not None])
+            segments[f"Distinct-{n}(mean)"] = [float("nan") if d is None else d for d in per]
+            # unique/total of any resample is recomputed from the responses' tokens (the same list for every n)
+            statistics[f"Distinct-{n}"] = {"kind": "distinct", "order": n, "rows": token_lists}
+        return MetricResult(self.family, scores, self.signature(batch.language), len(batch), segments, statistics)

@@ -20,13 +20,12 @@ class Length(Metric):
         return Signature.of("Length", tok=words_signature(), chars="unicode", parse="Prediction.parse_ok")
 
     def score(self, batch: ScoringBatch) -> MetricResult:
-        hyp_tokens = [float(len(words(h))) for h in batch.hypotheses]
-        scores = {
-            "Length": mean(hyp_tokens),
-            "Length(chars)": mean([float(len(h)) for h in batch.hypotheses]),
-            "RefLength": mean([float(len(words(r))) for r in batch.references]),
+        segments = {
+            "Length": [float(len(words(h))) for h in batch.hypotheses],
+            "Length(chars)": [float(len(h)) for h in batch.hypotheses],
+            "RefLength": [float(len(words(r))) for r in batch.references],
         }
         if batch.parse_ok is not None:
-            failures = [0.0 if ok else 1.0 for ok in batch.parse_ok]
-            scores["ParseFailure"] = mean(failures)
-        return MetricResult(self.family, scores, self.signature(batch.language), len(batch), {"Length": hyp_tokens})
+            segments["ParseFailure"] = [0.0 if ok else 1.0 for ok in batch.parse_ok]
+        scores = {name: mean(values) for name, values in segments.items()}
+        return MetricResult(self.family, scores, self.signature(batch.language), len(batch), segments)
