@@ -281,3 +281,15 @@ def test_the_endpoint_options_are_spelled_as_in_judge():
         theirs = next(p for p in judge_cmd.params if flag in p.opts)
         assert (mine.opts, mine.default) == (theirs.opts, theirs.default), flag
     assert not any("--api-key" in p.opts for p in generate_cmd.params)
+
+
+def test_options_that_do_nothing_are_named(tmp_path, examples_file, capsys):
+    with FakeOpenAI(reply) as server:
+        code, _, stderr = generate(server, examples_file, tmp_path / "p.jsonl", "--threads", "2", "--batch-size", "4", "--limit", "1", capsys=capsys)
+    assert code == 0, stderr
+    assert "warning: --threads, --batch-size do nothing with --base-url" in stderr.splitlines()
+    # and the endpoint's options on a local run (stopped at its missing adapter)
+    code, _, stderr = run(
+        "generate", "--adapter", str(tmp_path / "missing"), "--cache", str(tmp_path / "c.sqlite"), "-o", str(tmp_path / "q.jsonl"), capsys=capsys
+    )
+    assert code == 2 and stderr.splitlines()[0] == "warning: --cache does nothing without --base-url"

@@ -1,6 +1,7 @@
 """The project's one LLM client: any OpenAI-compatible server, cached, concurrent, accounted.
 
-Used by the construction pipeline (``psyinsight build``) and the LLM judge. Why one client:
+Used by the construction pipeline (``psyinsight build``), the LLM judge and API generation
+(``psyinsight generate --base-url``). Why one client:
 the same retry policy, the same on-disk cache and the same token/cost accounting everywhere.
 
 - Transport: the official ``openai`` package (``AsyncOpenAI`` with ``base_url``); its own

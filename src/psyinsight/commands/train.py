@@ -141,6 +141,18 @@ def generate(
     checks.output_file(out, "--out")
     if api:
         cache = _check_api_options(base_url, model, adapter, backend, concurrency, retries, timeout, cache, out)
+        unused = {"--device": device is not None, "--threads": threads != 0, "--batch-size": batch_size != 8}
+    else:
+        unused = {
+            "--api-key-env": api_key_env != options.DEFAULT_API_KEY_ENV,
+            "--concurrency": concurrency != 8,
+            "--retries": retries != 4,
+            "--timeout": timeout != 60.0,
+            "--cache": cache is not None,
+        }
+    if any(unused.values()):
+        given = ", ".join(name for name, used in unused.items() if used)
+        typer.echo(f"warning: {given} {'do' if ', ' in given else 'does'} nothing {'with' if api else 'without'} --base-url", err=True)
     meta = read_adapter_meta(check_adapter_dir(adapter)) if adapter else {}
     recipe = recipe_of_adapter(adapter) if adapter else Recipe()
     base = model or meta.get("base_model") or recipe.model.name
