@@ -293,3 +293,18 @@ def test_options_that_do_nothing_are_named(tmp_path, examples_file, capsys):
         "generate", "--adapter", str(tmp_path / "missing"), "--cache", str(tmp_path / "c.sqlite"), "-o", str(tmp_path / "q.jsonl"), capsys=capsys
     )
     assert code == 2 and stderr.splitlines()[0] == "warning: --cache does nothing without --base-url"
+
+
+def test_a_dead_endpoint_stops_after_one_chunk(tmp_path, capsys):
+    """With --concurrency 1 a chunk is 4 requests: when all 4 fail, the other examples are not sent."""
+    from psyinsight.data.sample import sample_sessions
+    from psyinsight.tasks.examples import TaskConfig, build_examples
+
+    path = tmp_path / "ten.jsonl"
+    write_jsonl(path, [e.model_dump() for e in build_examples(sample_sessions(), TaskConfig(task="dialog")).examples[:10]])
+    with FakeOpenAI(reply, fault_fn=lambda body, n: "404") as server:
+        code, stdout, stderr = generate(server, path, tmp_path / "p.jsonl", "--concurrency", "1", capsys=capsys)
+        assert server.request_count == 4
+    assert code == 2 and "10 failed" in stdout
+    assert stderr.strip().splitlines()[-1].startswith("error: generate: 10 of 10 examples got no prediction (first: ")
+    assert "404: request rejected with status 404" in stderr and "nothing was written" in stderr

@@ -183,6 +183,10 @@ def generate(
             label = model
         else:
             label = f"{recipe.name}:{meta.get('task', recipe.tasks.task)}" if meta else f"{Path(str(base)).name} (base)"
+    if threads and not api:
+        import torch
+
+        torch.set_num_threads(threads)
     if api:
         from psyinsight.llm import LLMConfig
 
@@ -208,10 +212,6 @@ def generate(
             model_label=label,
         )
     else:
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
         from psyinsight.models import load_model_and_tokenizer
 
         lm, tok = load_model_and_tokenizer(base, adapter, device=device)

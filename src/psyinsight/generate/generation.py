@@ -250,7 +250,7 @@ def generate_predictions(
                     on_batch=save,
                 )
     rows = [seen[i] for i in ids if i in seen]
-    if rows:
+    if rows or not failures:  # an empty examples list still writes its (empty) file
         write_jsonl(output, rows)
     partial.unlink(missing_ok=True)
     return GenerationReport(
@@ -287,7 +287,9 @@ def _generate_api(
     """API backend: the prompts through ``LLMClient.complete_many`` in chunks (each saved when done).
 
     Returns the failures as ``(index, reason)`` and the client's statistics. An empty reply is
-    a failure, and its cache entry is dropped so that the next run asks again.
+    a failure, and its cache entry is dropped so that the next run asks again. When every
+    request of a chunk failed, the rest are not sent (and count as failed): the endpoint is
+    not answering, and retrying each example would only take time.
     """
     from psyinsight.llm import ChatRequest, LLMClient
     from psyinsight.train.templates import as_dicts
@@ -313,6 +315,11 @@ def _generate_api(
                     texts.append(text)
             if done:
                 save(done, texts)
+            elif not any(r.ok for r in results) and indices[-1] + 1 < len(prompts):
+                # Not one answer in a whole chunk (a wrong URL, key or model): stop instead of retrying every example.
+                reason = f"not sent: all {len(indices)} requests before it failed"
+                failures += [(i, reason) for i in range(indices[-1] + 1, len(prompts))]
+                break
         stats = client.stats.as_dict()
     return failures, stats
 
