@@ -90,3 +90,5 @@ def test_predictions_resume_and_keep_parse_failures(tiny_llama_dir, tmp_path):
     # A random model never writes "Therapist:": every row is a kept, counted failure.
     assert second.parse_failures == sum(not r["parse_ok"] for r in rows) == 5
     assert all("parse_error" in r["meta"] for r in rows)
+    # the one row writer records the decoding, as it does for the API backend
+    assert all(r["meta"]["decoding"] == {"backend": "transformers", "max_new_tokens": 4, "do_sample": False, "seed": 13} for r in rows)

@@ -133,6 +133,8 @@ def adapt(argv: list[str], s: Session) -> tuple[list[str], str | None, str | Non
         return psy(argv) + ["--sample", "--limit", "4"], None, None
     if first == "train":
         return psy(argv) + tiny_train, None, None
+    if first == "generate" and "--base-url" in argv:  # an API model: the scripted endpoint stands in for it
+        return psy(_replace(argv, {"https://api.openai.com/v1": s.judge_url})) + ["--limit", "2", "--max-new-tokens", "8"], None, None
     if first == "generate":
         return psy(argv) + ["--limit", "2", "--max-new-tokens", "8"], None, None
     if first == "merge":
@@ -328,6 +330,8 @@ def test_every_readme_command_runs(tmp_path, tiny_chat_model_dir, monkeypatch):
     ):
         assert any(label.startswith(expected) for label in s.ran), expected
     assert (work / "runs" / "report" / "report.md").is_file() and (work / "runs" / "merged").is_dir()
+    api_rows = [json.loads(line) for line in (work / "runs" / "gpt-4o-mini.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [row["meta"]["model"] for row in api_rows] == ["gpt-4o-mini"] * 2
 
 
 def test_every_readme_command_has_a_rule(tmp_path):

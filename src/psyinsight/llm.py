@@ -1,6 +1,7 @@
 """The project's one LLM client: any OpenAI-compatible server, cached, concurrent, accounted.
 
-Used by the construction pipeline (``psyinsight build``) and the LLM judge. Why one client:
+Used by the construction pipeline (``psyinsight build``), the LLM judge and API generation
+(``psyinsight generate --base-url``). Why one client:
 the same retry policy, the same on-disk cache and the same token/cost accounting everywhere.
 
 - Transport: the official ``openai`` package (``AsyncOpenAI`` with ``base_url``); its own
@@ -203,6 +204,10 @@ class ResponseCache:
                 (key, model, text, finish_reason, json.dumps(usage), time.time()),
             )
 
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM completions WHERE key = ?", (key,))
+
     def __len__(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
@@ -329,6 +334,11 @@ class LLMClient:
 
     def key_of(self, request: ChatRequest) -> str:
         return cache_key(self.config.model, request.messages, self.request_params(request))
+
+    def forget(self, result: ChatResult) -> None:
+        """Drop a result from the cache: the caller found the answer unusable (e.g. empty), so a rerun asks again."""
+        if self.cache is not None and result.key:
+            self.cache.delete(result.key)
 
     def close(self) -> None:
         """Close connections, stop the loop thread and close the cache (the client is done)."""

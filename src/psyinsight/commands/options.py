@@ -63,7 +63,7 @@ def language(default: str | None, help: str) -> Any:
     return typer.Option(default, "--language", "-l", help=help)
 
 
-# An OpenAI-compatible endpoint, in `build` and `judge`.
+# An OpenAI-compatible endpoint, in `build`, `judge` and `generate --base-url`.
 
 
 def base_url(default: str | None, help: str) -> Any:
@@ -73,6 +73,26 @@ def base_url(default: str | None, help: str) -> Any:
 def api_key_env(help: str) -> Any:
     """``--api-key-env``: the variable holding the key, so the key itself is never an argument."""
     return typer.Option(DEFAULT_API_KEY_ENV, "--api-key-env", help=help)
+
+
+def concurrency(help: str) -> Any:
+    """``--concurrency``: requests in flight at once."""
+    return typer.Option(8, "--concurrency", help=help)
+
+
+def retries(help: str) -> Any:
+    """``--retries``: retries after the first attempt on 429, 5xx and timeouts."""
+    return typer.Option(4, "--retries", help=help)
+
+
+def timeout(default: float, help: str) -> Any:
+    """``--timeout``: seconds per attempt."""
+    return typer.Option(default, "--timeout", help=help)
+
+
+def llm_cache(help: str) -> Any:
+    """``--cache``: the SQLite file of answers (the default is the command's own)."""
+    return typer.Option(None, "--cache", help=help)
 
 
 def config_help(cls_path: str, name: str) -> str:

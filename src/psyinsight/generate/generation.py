@@ -7,7 +7,11 @@ generated greedily or with sampling under a fixed seed per batch. The server reu
 
 ``generate_predictions`` runs it over an examples file and writes one ``Prediction`` per
 Example id, with its reference and parsed parts; a parse failure is kept and counted.
-The run resumes: ids already in the output are not generated again.
+The run resumes: ids already in the output are not generated again. The same function
+sends the same prompts to an OpenAI-compatible endpoint (``backend="api"``, through the
+project's one LLM client), so an API model and a local one are scored on identical inputs;
+a request that fails (after its retries) or comes back empty is left out of the file and
+counted, and the next run asks for it again.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from psyinsight.errors import PsyInsightError
 
 if TYPE_CHECKING:
+    from psyinsight.llm import LLMConfig
     from psyinsight.records import Example
 
 log = logging.getLogger(__name__)
@@ -107,9 +112,15 @@ def generate_replies(
     return outputs
 
 
+BACKENDS = ("transformers", "vllm", "api")
+
+API_CHUNK_PER_SLOT = 4
+"""API requests per concurrency slot sent between two saves of the partial file."""
+
+
 @dataclass
 class GenerationReport:
-    """What a predictions run did: counts, parse failures, timing."""
+    """What a predictions run did: counts, parse failures, request failures, timing, LLM usage."""
 
     output: Path
     total: int
@@ -118,17 +129,35 @@ class GenerationReport:
     parse_failures: int
     seconds: float
     backend: str
+    failed: int = 0
+    """Examples with no prediction this run (API: failed after retries, or empty); left out of the file."""
+    first_error: str = ""
+    """The first failure as ``<example id>: <reason>``, for the one-line message."""
+    llm: dict[str, Any] | None = None
+    """The API backend's client statistics (requests, cache hits, retries, tokens)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
-def _prediction_row(example: Example, text: str, model_label: str | None = None) -> dict[str, Any]:
+def decoding_meta(config: GenerationConfig, backend: str) -> dict[str, Any]:
+    """How a prediction was decoded, as its ``meta.decoding`` records it (the same keys for every backend)."""
+    meta: dict[str, Any] = {"backend": backend, "max_new_tokens": config.max_new_tokens, "do_sample": config.do_sample, "seed": config.seed}
+    if config.do_sample:
+        meta.update(temperature=config.temperature, top_p=config.top_p)
+    if config.repetition_penalty != 1.0 and backend != "api":
+        meta["repetition_penalty"] = config.repetition_penalty
+    return meta
+
+
+def _prediction_row(example: Example, text: str, model_label: str | None = None, decoding: dict[str, Any] | None = None) -> dict[str, Any]:
     from psyinsight.generate.parse import to_prediction
 
     meta = dict(example.meta)
     if model_label:
         meta["model"] = model_label
+    if decoding:
+        meta["decoding"] = decoding
     pred = to_prediction(
         example.id,
         text,
@@ -151,12 +180,16 @@ def generate_predictions(
     vllm_model: str | None = None,
     vllm_adapter: str | None = None,
     model_label: str | None = None,
+    llm: LLMConfig | None = None,
 ) -> GenerationReport:
     """Write ``output`` (JSONL of ``Prediction``), resuming from the ids already there.
 
     Rows are appended after every batch and the file is rewritten atomically at the end,
-    in the examples' order. ``backend="vllm"`` uses vLLM (GPU machines, optional).
+    in the examples' order. ``backend="vllm"`` uses vLLM (GPU machines, optional);
+    ``backend="api"`` sends each example's messages to the endpoint in ``llm``.
     ``model_label`` is written to each row's ``meta.model`` (evaluation groups by it).
+    Examples that got no text (API failures) are not written: ``report.failed`` counts them,
+    and when nothing at all is left to write, no file is written.
     """
     import json
     import time
@@ -175,23 +208,32 @@ def generate_predictions(
     ids = [e.id for e in examples]
     if len(set(ids)) != len(ids):
         raise PsyInsightError("example ids repeat; each Example id must be unique in a file", where="examples")
+    if backend not in BACKENDS:
+        raise PsyInsightError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}", where="--backend")
     todo = [e for e in examples if e.id not in seen]
+    decoding = decoding_meta(config, backend)
+    failures: list[tuple[int, str]] = []
+    llm_stats: dict[str, Any] | None = None
     start = time.perf_counter()
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(partial, "a", encoding="utf-8") as sink:
 
         def save(indices: list[int], texts: list[str]) -> None:
             for i, text in zip(indices, texts):
-                row = _prediction_row(todo[i], text, model_label)
+                row = _prediction_row(todo[i], text, model_label, decoding)
                 seen[todo[i].id] = row
                 sink.write(json.dumps(row, ensure_ascii=False) + "\n")
             sink.flush()
 
         if todo:
             prompts = [e.messages for e in todo]
-            if backend == "vllm":
+            if backend == "api":
+                if llm is None:
+                    raise PsyInsightError("the API backend needs an endpoint (LLMConfig)", where="generate")
+                failures, llm_stats = _generate_api(prompts, config, llm, save)
+            elif backend == "vllm":
                 _generate_vllm(prompts, config, vllm_model, vllm_adapter, save)
-            elif backend == "transformers":
+            else:
                 if model is None or tokenizer is None:
                     raise PsyInsightError("a model and tokenizer are needed", where="generate")
                 generate_replies(
@@ -207,20 +249,79 @@ def generate_predictions(
                     repetition_penalty=config.repetition_penalty,
                     on_batch=save,
                 )
-            else:
-                raise PsyInsightError(f"unknown backend {backend!r}; choose transformers or vllm", where="--backend")
-    rows = [seen[i] for i in ids]
-    write_jsonl(output, rows)
+    rows = [seen[i] for i in ids if i in seen]
+    if rows or not failures:  # an empty examples list still writes its (empty) file
+        write_jsonl(output, rows)
     partial.unlink(missing_ok=True)
     return GenerationReport(
         output=output,
         total=len(rows),
-        generated=len(todo),
-        resumed=len(rows) - len(todo),
+        generated=len(todo) - len(failures),
+        resumed=len(examples) - len(todo),
         parse_failures=sum(1 for r in rows if not r.get("parse_ok", False)),
         seconds=round(time.perf_counter() - start, 2),
         backend=backend,
+        failed=len(failures),
+        first_error=f"{todo[failures[0][0]].id}: {failures[0][1]}" if failures else "",
+        llm=llm_stats,
     )
+
+
+def api_request_params(config: GenerationConfig) -> dict[str, Any]:
+    """The decoding settings as chat-completion parameters: greedy is temperature 0; the seed
+    goes along (servers that take it sample reproducibly; the cache key includes it)."""
+    params: dict[str, Any] = {"max_tokens": config.max_new_tokens, "seed": config.seed}
+    if config.do_sample:
+        params.update(temperature=config.temperature, top_p=config.top_p)
+    else:
+        params["temperature"] = 0.0
+    return params
+
+
+def _generate_api(
+    prompts: Sequence[Sequence[Any]],
+    config: GenerationConfig,
+    llm: LLMConfig,
+    save: Callable[[list[int], list[str]], None],
+) -> tuple[list[tuple[int, str]], dict[str, Any]]:
+    """API backend: the prompts through ``LLMClient.complete_many`` in chunks (each saved when done).
+
+    Returns the failures as ``(index, reason)`` and the client's statistics. An empty reply is
+    a failure, and its cache entry is dropped so that the next run asks again. When every
+    request of a chunk failed, the rest are not sent (and count as failed): the endpoint is
+    not answering, and retrying each example would only take time.
+    """
+    from psyinsight.llm import ChatRequest, LLMClient
+    from psyinsight.train.templates import as_dicts
+
+    params = api_request_params(config)
+    failures: list[tuple[int, str]] = []
+    chunk = max(1, API_CHUNK_PER_SLOT * llm.max_concurrency)
+    with LLMClient(llm) as client:
+        for first in range(0, len(prompts), chunk):
+            indices = list(range(first, min(first + chunk, len(prompts))))
+            results = client.complete_many([ChatRequest(messages=as_dicts(prompts[i]), params=params, tag="generate") for i in indices])
+            done: list[int] = []
+            texts: list[str] = []
+            for i, result in zip(indices, results):
+                text = (result.text or "").strip()
+                if not result.ok:
+                    failures.append((i, str(result.error)))
+                elif not text:
+                    failures.append((i, "empty reply"))
+                    client.forget(result)
+                else:
+                    done.append(i)
+                    texts.append(text)
+            if done:
+                save(done, texts)
+            elif not any(r.ok for r in results) and indices[-1] + 1 < len(prompts):
+                # Not one answer in a whole chunk (a wrong URL, key or model): stop instead of retrying every example.
+                reason = f"not sent: all {len(indices)} requests before it failed"
+                failures += [(i, reason) for i in range(indices[-1] + 1, len(prompts))]
+                break
+        stats = client.stats.as_dict()
+    return failures, stats
 
 
 def _generate_vllm(
