@@ -211,3 +211,17 @@ def test_cli_bootstrap_options(tmp_path, capsys):
     assert info.value.code in (0, None)
     out = capsys.readouterr().out
     assert " ± " in out and "200 resamples of the examples, seed 7" in out
+
+
+def test_corpus_distinct_intervals_stand_around_their_score(tmp_path):
+    # Resampling repeats responses, so corpus Distinct reads lower on every resample; uncorrected,
+    # the varied system's interval (and its difference to the repetitive base) would miss the score.
+    varied = [f"Tell me more about {TOPICS[i % 10]} and what changed in week {i} for you." for i in range(30)]
+    data, _ = report_json(tmp_path, predictions("Tiny (base)", ["How does that make you feel?"] * 30) + predictions("Tiny tuned", varied))
+    tuned = next(r for r in data["rows"] if r["model"] == "Tiny tuned")
+    for column in ("Distinct-1", "Distinct-2", "Distinct-3"):
+        interval = tuned["ci"][column]
+        assert interval["lo"] <= interval["score"] <= interval["hi"], column
+        assert interval["mean"] < interval["score"]  # the resamples' own shift, which the interval was moved by
+        difference = compared(data)["columns"][column]
+        assert difference["lo"] <= difference["score"] <= difference["hi"] and difference["excludes_zero"], column

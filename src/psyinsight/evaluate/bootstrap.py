@@ -77,25 +77,31 @@ def bounds(scores: np.ndarray) -> tuple[float, float]:
     return float(ordered[low]), float(ordered[len(ordered) - low - 1])
 
 
-def _interval(scores: np.ndarray, point: float) -> Interval:
+def _interval(scores: np.ndarray, point: float, n: int, recentre: bool) -> Interval:
     lo, hi = bounds(scores)
-    return Interval(point, float(np.mean(scores)), lo, hi, 0)
+    mean = float(np.mean(scores))
+    if recentre:
+        # A statistic that resampling itself shifts (corpus Distinct: a response drawn twice adds
+        # n-grams but no new ones, so every resample reads lower): the interval is moved by that
+        # shift, the bootstrap's bias correction, so that it stands around the score it qualifies.
+        lo, hi = lo + point - mean, hi + point - mean
+    return Interval(point, mean, lo, hi, n)
 
 
-def confidence_interval(scorer: Scorer, n: int, *, n_samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED) -> Interval:
-    """One system's score on its ``n`` examples with its 95% interval."""
+def confidence_interval(scorer: Scorer, n: int, *, n_samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED, recentre: bool = False) -> Interval:
+    """One system's score on its ``n`` examples with its 95% interval (``recentre``: bias-corrected, see ``_interval``)."""
     point = float(scorer(np.arange(n)[None, :])[0])
-    result = _interval(scorer(resample_indices(n, n_samples, seed)), point)
-    return Interval(result.score, result.mean, result.lo, result.hi, n)
+    return _interval(scorer(resample_indices(n, n_samples, seed)), point, n, recentre)
 
 
-def paired_difference(system: Scorer, baseline: Scorer, n: int, *, n_samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED) -> Interval:
+def paired_difference(
+    system: Scorer, baseline: Scorer, n: int, *, n_samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED, recentre: bool = False
+) -> Interval:
     """system - baseline on the same ``n`` paired examples, resampled with the same indices."""
     everything = np.arange(n)[None, :]
     point = float(system(everything)[0] - baseline(everything)[0])
     indices = resample_indices(n, n_samples, seed)
-    result = _interval(system(indices) - baseline(indices), point)
-    return Interval(result.score, result.mean, result.lo, result.hi, n)
+    return _interval(system(indices) - baseline(indices), point, n, recentre)
 
 
 def mean_scorer(values: Sequence[float | None]) -> Scorer:

@@ -224,6 +224,11 @@ def _scorer(examples: dict[str, Any], column: str, positions: list[int]):
     return None
 
 
+def _biased(examples: dict[str, Any], column: str) -> bool:
+    """A column whose resamples read systematically lower than its score (corpus Distinct-n): its intervals are re-centred."""
+    return (examples.get("corpus", {}).get(column) or {}).get("kind") == "distinct"
+
+
 def _baseline(row: Row, rows: list[Row]) -> tuple[Row | None, str]:
     """The base row to compare ``row`` with: same task preferred, else the language's only base row."""
     bases = [r for r in rows if r.is_base]
@@ -257,7 +262,7 @@ def add_bootstrap(report: Report, n_samples: int = DEFAULT_SAMPLES, seed: int = 
         for column in BOOTSTRAP_COLUMNS:
             scorer = _scorer(row.examples, column, everything)
             if scorer is not None and _drawable(row.scores.get(column)):
-                row.ci[column] = confidence_interval(scorer, len(everything), n_samples=n_samples, seed=seed)
+                row.ci[column] = confidence_interval(scorer, len(everything), n_samples=n_samples, seed=seed, recentre=_biased(row.examples, column))
     for language in report.languages():
         rows = [r for r in report.rows_for(language) if not r.published]
         if not any(r.is_base for r in rows):
@@ -289,7 +294,9 @@ def _compare(row: Row, baseline: Row, n_samples: int, seed: int) -> Comparison:
             continue
         system, base = _scorer(row.examples, column, mine), _scorer(baseline.examples, column, theirs)
         if system is not None and base is not None:
-            comparison.differences[column] = paired_difference(system, base, len(pairs), n_samples=n_samples, seed=seed)
+            comparison.differences[column] = paired_difference(
+                system, base, len(pairs), n_samples=n_samples, seed=seed, recentre=_biased(row.examples, column)
+            )
     return comparison
 
 
