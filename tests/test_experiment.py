@@ -70,6 +70,7 @@ def test_an_experiment_reports_a_base_row_and_a_row_per_variant_on_the_same_turn
     assert sorted((row["model"].endswith("(base)"), row["task"]) for row in ours) == [(False, "dialog"), (False, "reasoning"), (True, "dialog")]
     summary = (out / "report" / "experiment.md").read_text(encoding="utf-8")
     assert "| en | dialog, reasoning |" in summary and "## Results" in summary and "±" in summary
+    assert "Difference vs the dialog rows" in summary and "| reasoning | tiny-chat-model0 + LoRA [dialog] | 3 |" in summary
     plan = read_json(out / "plan.json")["plans"][0]
     assert plan["test_ids"] == ids["base"] and plan["shared_test_turns"] >= 3
 

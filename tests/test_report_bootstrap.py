@@ -67,7 +67,7 @@ def test_identical_systems_differ_by_nothing(tmp_path):
         assert d["score"] == 0 and d["lo"] <= 0 <= d["hi"] and not d["excludes_zero"], column
         assert d["lo"] == d["hi"] == d["mean"] == 0, column  # the same resamples on both sides
     table = md[md.index("Difference vs base") :].split("\n\n")[1]
-    assert "| Tiny tuned | dialog | Tiny (base) | 30 |" in table and "*" not in table
+    assert "| Tiny tuned | dialog | Tiny (base) [dialog] | 30 |" in table and "*" not in table
     # our cells carry the interval, the base row's too
     assert "| Tiny (base) | dialog | 30 | — | — | — | 0." in md and " ± " in md
 
@@ -76,12 +76,12 @@ def test_a_clearly_better_system_is_marked(tmp_path):
     paths = write_run(tmp_path, predictions("Tiny (base)", unrelated()) + predictions("Tiny tuned", references()))
     data, md = json.loads(paths["json"].read_text(encoding="utf-8")), paths["markdown"].read_text(encoding="utf-8")
     page = paths["html"].read_text(encoding="utf-8")
-    assert "Difference vs base" in page and "<td>Tiny tuned</td><td>dialog</td><td>Tiny (base)</td><td>30</td>" in page and " *</td>" in page
+    assert "Difference vs base" in page and "<td>Tiny tuned</td><td>dialog</td><td>Tiny (base) [dialog]</td><td>30</td>" in page and " *</td>" in page
     assert " ± " in page
     columns = compared(data)["columns"]
     for column in ("BLEU-1", "BLEU-3", "ROUGE-L", "sacreBLEU-4"):
         assert columns[column]["excludes_zero"] and columns[column]["lo"] > 0 and columns[column]["score"] > 0, column
-    row = next(line for line in md.splitlines() if line.startswith("| Tiny tuned | dialog | Tiny (base) | 30 |"))
+    row = next(line for line in md.splitlines() if line.startswith("| Tiny tuned | dialog | Tiny (base) [dialog] | 30 |"))
     bleu1 = row.split(" | ")[4 + PAPER_COLUMNS.index("BLEU-1")]
     assert bleu1.startswith("+") and bleu1.endswith(" *")
     ours = next(r for r in data["rows"] if r["model"] == "Tiny tuned")
@@ -225,3 +225,30 @@ def test_corpus_distinct_intervals_stand_around_their_score(tmp_path):
         assert interval["mean"] < interval["score"]  # the resamples' own shift, which the interval was moved by
         difference = compared(data)["columns"][column]
         assert difference["lo"] <= difference["score"] <= difference["hi"] and difference["excludes_zero"], column
+
+
+def test_each_tuned_row_is_also_compared_with_the_same_model_tuned_on_the_named_task(tmp_path, capsys):
+    hyps = [r.replace("week", "day") for r in references()]
+    rows = (
+        predictions("Tiny (base)", unrelated())
+        + predictions("Tiny tuned", unrelated(), task="dialog")
+        + predictions("Tiny tuned", hyps, task="reasoning")
+        + predictions("Other tuned", hyps, task="reasoning")  # no dialog row of its own: not compared
+    )
+    data, md = report_json(tmp_path, rows, compare_to="dialog")
+    versus = {(r["model"], r["task"]): r["difference_vs_task"] for r in data["rows"] if not r["published"]}
+    assert versus[("Tiny tuned", "dialog")] is None and versus[("Other tuned", "reasoning")] is None
+    reasoning = versus[("Tiny tuned", "reasoning")]
+    assert reasoning["baseline"] == {"model": "Tiny tuned", "task": "dialog", "n": 30} and reasoning["paired"] == 30
+    assert reasoning["columns"]["ROUGE-L"]["excludes_zero"] and reasoning["columns"]["ROUGE-L"]["score"] > 0
+    table = md[md.index("Difference vs the dialog rows") :].split("\n\n")[1]
+    assert "| Tiny tuned | reasoning | Tiny tuned [dialog] | 30 |" in table and "Other tuned" not in table
+    _, plain = report_json(tmp_path, rows, name="plain")
+    assert "Difference vs the dialog rows" not in plain
+
+    from psyinsight.cli import main
+
+    path = write_predictions(tmp_path / "predictions.jsonl", rows)
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(path), "--out", str(tmp_path / "cli"), "--metrics", "bleu", "--no-paper", "--compare-to", "poetry"])
+    assert info.value.code == 2 and capsys.readouterr().err.startswith("error: --compare-to: unknown value 'poetry'")

@@ -153,6 +153,9 @@ def report(
     force: bool = options.FORCE,
     bootstrap: int = options.BOOTSTRAP,
     bootstrap_seed: int = options.BOOTSTRAP_SEED,
+    compare_to: str = typer.Option(
+        None, "--compare-to", help="A task (e.g. dialog): also compare each tuned row with the same model tuned on it (does reasoning help?)."
+    ),
     show: bool = typer.Option(True, "--show/--no-show", help="Print the Markdown report when done."),
 ) -> None:
     """The paper's table (per language, one row per model and task) in Markdown and HTML, with a bar chart."""
@@ -175,7 +178,19 @@ def report(
     checks.at_least(bootstrap, 1, "--bootstrap", zero_means="no intervals")
     checks.at_least(bootstrap_seed, 0, "--bootstrap-seed")
     checks.output_folder(out, "--out")
-    paths = write_report(list(runs), out, config=config, include_paper=not no_paper, force=force, bootstrap=bootstrap, bootstrap_seed=bootstrap_seed)
+    from psyinsight.tasks.prompts import TASKS
+
+    checks.choice(compare_to, TASKS, "--compare-to")
+    paths = write_report(
+        list(runs),
+        out,
+        config=config,
+        include_paper=not no_paper,
+        force=force,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
+        compare_to=compare_to,
+    )
     if show:
         typer.echo(paths["markdown"].read_text(encoding="utf-8"))
     for kind, path in paths.items():

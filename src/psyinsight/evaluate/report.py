@@ -81,6 +81,8 @@ class Row:
     """Ours: column -> bootstrap interval of the score."""
     comparison: Comparison | None = None
     """Ours, not a base model: the paired differences to its base row."""
+    versus_task: Comparison | None = None
+    """Ours, tuned on another task than ``compare_to``: the paired differences to the row tuned on that task."""
 
     @property
     def is_base(self) -> bool:
@@ -88,9 +90,10 @@ class Row:
         return not self.published and "(base)" in self.model
 
     def as_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("examples", "ci", "comparison")}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("examples", "ci", "comparison", "versus_task")}
         out["ci"] = {column: interval.as_dict() for column, interval in self.ci.items()}
         out["difference_vs_base"] = self.comparison.as_json() if self.comparison else None
+        out["difference_vs_task"] = self.versus_task.as_json() if self.versus_task else None
         return out
 
 
@@ -125,6 +128,8 @@ class Report:
     """Report-wide lines about the intervals (files without per-example data...)."""
     no_comparison: dict[str, list[str]] = field(default_factory=dict)
     """language -> why some rows (or the whole language) have no difference table entry."""
+    compare_to: str | None = None
+    """The task whose tuned row every other tuned row is also compared with (``add_task_comparison``)."""
 
     def languages(self) -> list[str]:
         order = {"en": 0, "cn": 1}
@@ -280,6 +285,24 @@ def add_bootstrap(report: Report, n_samples: int = DEFAULT_SAMPLES, seed: int = 
     return report
 
 
+def add_task_comparison(report: Report, task: str, n_samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED) -> Report:
+    """Pair every tuned row with the row of the same model tuned on ``task``, in its language.
+
+    The paper's question is not only "does tuning help" (the base comparison) but "does
+    training on reasoning help more than training on the reply alone": ``task="dialog"``.
+    """
+    report.compare_to = task
+    for language in report.languages():
+        tuned = [r for r in report.rows_for(language) if not r.published and not r.is_base]
+        for row in tuned:
+            if row.task == task:
+                continue
+            references = [r for r in tuned if r.task == task and r.model == row.model]
+            if len(references) == 1 and row.examples is not None and references[0].examples is not None:
+                row.versus_task = _compare(row, references[0], n_samples, seed)
+    return report
+
+
 def _compare(row: Row, baseline: Row, n_samples: int, seed: int) -> Comparison:
     """Pair the two rows by example id (those both have, in the row's order) and resample them together."""
     assert row.examples is not None and baseline.examples is not None
@@ -380,14 +403,17 @@ def _difference_cell(interval: Interval | None, column: str) -> str:
     return f"{_signed(interval.score, column)} [{_signed(interval.lo, column)}, {_signed(interval.hi, column)}]{mark}"
 
 
-def _difference_table(rows: list[Row], columns: list[str]) -> tuple[list[str], list[list[str]]]:
-    header = ["model", "task", "base", "paired"] + columns
+def _difference_table(rows: list[Row], columns: list[str], *, versus_task: bool = False) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "task", "compared with", "paired"] + columns
     body = []
     for row in rows:
-        if row.comparison is None:
+        c = row.versus_task if versus_task else row.comparison
+        if c is None:
             continue
-        c = row.comparison
-        body.append([row.model, row.task, c.baseline.model, str(c.paired)] + [_difference_cell(c.differences.get(col), col) for col in columns])
+        body.append(
+            [row.model, row.task, f"{c.baseline.model} [{c.baseline.task}]", str(c.paired)]
+            + [_difference_cell(c.differences.get(col), col) for col in columns]
+        )
     return header, body
 
 
@@ -416,6 +442,13 @@ def _difference_legend(report: Report) -> str:
     return (
         "Difference vs base (system − base model of the same language, on the examples both rows share, paired by id): "
         "the difference and its 95% bootstrap interval; * marks an interval that excludes 0."
+    )
+
+
+def _task_difference_legend(report: Report) -> str:
+    return (
+        f"Difference vs the {report.compare_to} rows (a row tuned on another task − the same model tuned on {report.compare_to}, "
+        "paired by id): the difference and its 95% bootstrap interval; * marks an interval that excludes 0."
     )
 
 
@@ -463,6 +496,9 @@ def render_markdown(report: Report, charts: dict[str, Path] | None = None) -> st
             header, body = _difference_table(ours, PAPER_COLUMNS)
             if body:
                 out += [_difference_legend(report), "", _markdown_table(header, body), ""]
+            header, body = _difference_table(ours, PAPER_COLUMNS, versus_task=True)
+            if body:
+                out += [_task_difference_legend(report), "", _markdown_table(header, body), ""]
             notes = _difference_lines(report, language)
             out += [f"- {line}" for line in notes] + ([""] if notes else [])
         if language in charts:
@@ -516,6 +552,9 @@ def render_html(report: Report, charts: dict[str, Path] | None = None) -> str:
             header, body = _difference_table(ours, PAPER_COLUMNS)
             if body:
                 parts.append(f"<p>{html.escape(_difference_legend(report))}</p>" + _html_table(header, body, [False] * len(body)))
+            header, body = _difference_table(ours, PAPER_COLUMNS, versus_task=True)
+            if body:
+                parts.append(f"<p>{html.escape(_task_difference_legend(report))}</p>" + _html_table(header, body, [False] * len(body)))
             notes = _difference_lines(report, language)
             if notes:
                 parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in notes) + "</ul>")
@@ -601,11 +640,13 @@ def write_report(
     force: bool = False,
     bootstrap: int = DEFAULT_SAMPLES,
     bootstrap_seed: int = DEFAULT_SEED,
+    compare_to: str | None = None,
 ) -> dict[str, Path]:
     """Evaluate what needs it and write report.md, report.html, report.json and the charts.
 
     ``bootstrap`` resamples (0: none) give each of our cells its 95% interval and each tuned row
     its paired difference to the base row; ``bootstrap_seed`` makes them reproducible.
+    ``compare_to`` (a task) also pairs each tuned row with the same model's row tuned on that task.
     """
     if bootstrap < 0:
         raise PsyInsightError(f"must be at least 0, got {bootstrap}", where="bootstrap")
@@ -616,6 +657,8 @@ def write_report(
         raise PsyInsightError("the runs hold no scored groups", where="report")
     if bootstrap:
         add_bootstrap(report, bootstrap, bootstrap_seed)
+        if compare_to:
+            add_task_comparison(report, compare_to, bootstrap, bootstrap_seed)
     charts = {language: render_chart(report, language, out_dir / f"chart_{language}.png") for language in report.languages()}
     paths = {
         "markdown": write_text(out_dir / "report.md", render_markdown(report, charts)),

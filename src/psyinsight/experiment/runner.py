@@ -257,7 +257,11 @@ class Experiment:
         from psyinsight.evaluate.report import write_report
 
         start = time.perf_counter()
-        paths = write_report(predictions, self.out / "report", config=self.config.metrics, include_paper=True, bootstrap=self.config.bootstrap)
+        # The paper's second question, beside "does tuning help": does a reasoning variant beat dialog?
+        compare_to = "dialog" if "dialog" in self.config.variants and len(self.config.variants) > 1 else None
+        paths = write_report(
+            predictions, self.out / "report", config=self.config.metrics, include_paper=True, bootstrap=self.config.bootstrap, compare_to=compare_to
+        )
         self.seconds["score and report"] = round(time.perf_counter() - start, 1)
         summary = {
             "experiment": _jsonable(dataclasses.asdict(self.config)),
