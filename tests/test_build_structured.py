@@ -79,3 +79,56 @@ def test_json_object_mode_never_sends_a_schema(tmp_path):
         report = _build(server.url, tmp_path, "out", structured="json_object")
         kinds = {(r.body.get("response_format") or {}).get("type") for r in server.records}
     assert kinds == {"json_object"} and report["llm_usage"]["structured_output"] == "json_object"
+
+
+WIDEST_CHAR = {"en": "~", "cn": "\u9fff"}
+"""The widest character each language's text fields admit (1 and 3 UTF-8 bytes)."""
+
+
+def _longest_answer(schema, language):
+    """The answer the schema admits that takes the most bytes: every text at its longest, in its widest character."""
+    if "enum" in schema:
+        return max(schema["enum"], key=lambda value: len(json.dumps(value, ensure_ascii=False).encode("utf-8")))
+    if schema["type"] == "object":
+        return {key: _longest_answer(value, language) for key, value in schema["properties"].items()}
+    if schema["type"] == "array":
+        items = [_longest_answer(item, language) for item in schema.get("prefixItems", [])]
+        return items + [_longest_answer(schema["items"], language)] * (schema["maxItems"] - len(items)) if schema.get("items") else items
+    return WIDEST_CHAR[language] * schema["maxLength"]
+
+
+@pytest.mark.parametrize("language", ["en", "cn"])
+def test_no_answer_a_schema_admits_outgrows_its_token_limit(tmp_path, language):
+    # A small model can loop inside a text field until max_tokens cuts it (seen: "1-3-4-5-6-..."); sized for
+    # the worst case, the longest admitted answer still fits, so a constrained answer always closes.
+    from psyinsight.build.annotate import AnnotateConfig, load_prompts, unit_jobs
+    from psyinsight.build.pipeline import Build
+    from psyinsight.build.schemas import token_bound
+    from psyinsight.models import load_tokenizer
+
+    tokenizer = load_tokenizer("smollm2")
+    build = Build(BuildConfig(raw_dir=_raw(tmp_path), out_dir=tmp_path / "jobs", llm=None))
+    states = build.ingest()
+    build.segment(states)
+    build.turns(states)
+    build.anonymise(states)
+    units = [u for s in states for u in s.anonymised if u.language == language]
+    jobs = [job for unit in units for job in unit_jobs(unit, None, load_prompts(language), AnnotateConfig())]
+    assert {job.task for job in jobs} >= {"unit", "labels", "window"}
+    for job in jobs:
+        schema, limit = job.request.schema, job.request.params["max_tokens"]
+        answer = json.dumps(_longest_answer(schema, language), ensure_ascii=False, separators=(", ", ": "))
+        jsonschema.validate(json.loads(answer), schema)
+        tokens = len(tokenizer(answer, add_special_tokens=False)["input_ids"])
+        assert tokens <= len(answer.encode("utf-8")) <= token_bound(schema, language) <= limit, (job.task, tokens, limit)
+
+
+@pytest.mark.parametrize("text", ['a "quote"', "back\\slash", "two\nlines", "tab\there"])
+def test_text_fields_admit_no_character_json_would_escape(text):
+    from psyinsight.build.schemas import unit_schema
+
+    schema = unit_schema(800, "en")
+    answer = {key: "fine" for key in schema["properties"]}
+    jsonschema.validate(answer, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**answer, "summary": text}, schema)

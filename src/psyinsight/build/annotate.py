@@ -268,8 +268,8 @@ class AnnotateConfig:
     window: int = field(default=5, metadata={"help": "Turns per observation/reasoning window (the paper used 5)."})
     max_context_chars: int = field(default=1500, metadata={"help": "Narrative characters put in a prompt (before: the end; after: the start)."})
     max_tokens: dict[str, int] = field(
-        default_factory=lambda: {"resolve": 80, "unit": 400, "labels": 80, "window": 700, "boundary": 40},
-        metadata={"help": "Completion token limit per task."},
+        default_factory=lambda: {"resolve": 80, "unit": 800, "labels": 80, "window": 1000, "boundary": 40},
+        metadata={"help": "Completion token limit per task: each answer's schema is sized so that no admitted answer exceeds it."},
     )
 
 
@@ -295,10 +295,13 @@ def _request(
 ) -> ChatRequest:
     """The question, with the JSON Schema of its answer (sent where the server enforces schemas)."""
     user = prompts.tasks[task]["user"].format(**fields)
+    limit = max_tokens or cfg.max_tokens.get(task, 400)
+    if schema is not None:  # never below the longest answer the schema admits (the labels' longest names, say)
+        limit = max(limit, schemas.token_bound(schema, prompts.language))
     return ChatRequest(
         messages=[{"role": "system", "content": prompts.system}, {"role": "user", "content": user}],
         json_mode=True,
-        params={"max_tokens": max_tokens or cfg.max_tokens.get(task, 400)},
+        params={"max_tokens": limit},
         schema=schema,
         schema_name=f"psyinsight_{task}",
         tag=f"annotate.{task}",
@@ -346,13 +349,13 @@ def unit_jobs(unit: Unit, previous: Unit | None, prompts: Prompts, cfg: Annotate
         end = min(start + cfg.window, len(unit.turns))
         roles = {turn_id(unit, i): unit.turns[i].role for i in range(start, end)}
         context = _dialogue(unit, max(0, start - 2), start) if start else _cut(unit.before, limit // 2, keep_end=True)
-        limit = max(tokens("window"), schemas.window_min_tokens(len(roles)))  # room for the smallest valid answer
+        window_limit = max(tokens("window"), schemas.window_min_tokens(roles, lang))  # room for the smallest valid answer
         request = _request(
             prompts,
             "window",
             cfg,
-            schemas.window_schema(roles, limit, lang),
-            limit,
+            schemas.window_schema(roles, window_limit, lang),
+            window_limit,
             context=context,
             window=_dialogue(unit, start, end),
             emotions=", ".join(taxonomy.EMOTIONS),
@@ -422,7 +425,9 @@ def resolve_jobs(text: str, pieces: list[Any], prompts: Prompts, cfg: AnnotateCo
         for j in range(max(0, i - 2), min(len(pieces), i + 3)):
             body = text[pieces[j].start : pieces[j].end].strip()
             lines.append((">>> " if j == i else "    ") + body[: cfg.max_context_chars // 3])
-        request = _request(prompts, "resolve", cfg, schemas.resolve_schema(), context="\n\n".join(lines))
+        request = _request(
+            prompts, "resolve", cfg, schemas.resolve_schema(cfg.max_tokens.get("resolve", 400), prompts.language), context="\n\n".join(lines)
+        )
         request.tag = "segment.resolve"
         indexes.append(i)
         jobs.append(Job("resolve", f"{where}@{piece.start}", request, check_resolve, prompts.tasks["resolve"].get("keys", ""), prompts.repair))
