@@ -43,6 +43,7 @@ UNWRITABLE: dict[str, list[str]] = {
     "ui rate": ["ui", "rate", "{pred}", "--db", "BLOCK/ratings.sqlite"],
     "ui export-ratings": ["ui", "export-ratings", "{tmp}/ratings.sqlite", "-o", "BLOCK/ratings.csv"],
     "build": ["build", "--no-llm", "--out", "BLOCK/build"],
+    "experiment": ["experiment", "{repo}/experiments/demo.yaml", "--output-dir", "BLOCK/experiment"],
 }
 
 # Every command that takes a language, given one that does not exist.
@@ -116,7 +117,8 @@ def inputs(tmp_path: Path) -> dict[str, str]:
     ratings.write_text("id,rater,interactivity,helpfulness,comfort,explainability\nen-1,a,3,3,3,3\nen-1,b,4,4,4,4\n", encoding="utf-8")
     texts = work / "texts.txt"
     texts.write_text("I feel anxious.\n", encoding="utf-8")
-    return {"tmp": str(work), "pred": str(pred), "ratings": str(ratings), "texts": str(texts)}
+    repo = str(Path(__file__).resolve().parents[1])
+    return {"tmp": str(work), "pred": str(pred), "ratings": str(ratings), "texts": str(texts), "repo": repo}
 
 
 def _run(argv: list[str], inputs: dict[str, str], capsys, monkeypatch) -> tuple[int, str, str]:
