@@ -99,7 +99,7 @@ class ExperimentConfig:
         return [f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in self.settings.items()]
 
 
-def test_task(variant: str) -> str:
+def prompt_task(variant: str) -> str:
     """The prompt a variant's adapter answers at test time: a mix adapter is prompted as dialog."""
     return "dialog" if variant == "mix" else variant
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from psyinsight.errors import PsyInsightError
-from psyinsight.experiment.config import ExperimentConfig, test_task
+from psyinsight.experiment.config import ExperimentConfig, prompt_task
 from psyinsight.fileio import read_json, sha256_file, write_json, write_jsonl, write_text
 
 BASE = "base"
@@ -124,7 +124,7 @@ class Experiment:
                 recipe = self.recipe_for(language, variant, variant=variant)
                 try:
                     train = build_split_examples(recipe, recipe.data.train_split, tokenizer, sessions)[0]
-                    tested = test_examples(test_task(variant))
+                    tested = test_examples(prompt_task(variant))
                 except PsyInsightError as exc:
                     plan.not_supported[variant] = str(exc)
                     continue
@@ -135,7 +135,7 @@ class Experiment:
                     plan.not_supported[variant] = f"no {config.test.split} example"
                 else:
                     plan.variants.append(variant)
-            tasks = [test_task(v) for v in plan.variants] + ([config.base_task] if config.base_task else [])
+            tasks = [prompt_task(v) for v in plan.variants] + ([config.base_task] if config.base_task else [])
             if tasks:
                 order = [e.id for e in test_examples(tasks[0])]
                 shared = set(order)
@@ -169,7 +169,7 @@ class Experiment:
         """Each system's prompts for the chosen turns; the row's task is the variant (a mix adapter answers dialog prompts)."""
         wanted = set(plan.test_ids)
         for system in self.systems(plan):
-            task = self.config.base_task if system == BASE else test_task(system)
+            task = self.config.base_task if system == BASE else prompt_task(system)
             rows = []
             for example in test_examples(task):
                 if example.id in wanted:
