@@ -38,6 +38,19 @@ class Example(BaseModel):
     """task, language, session uid, turn id, split..."""
 
 
+BASE_MARK = "(base)"
+"""What a predictions label carries for an untuned model: the report compares every other row with it."""
+
+
+def base_label(model: str) -> str:
+    """The label of an untuned model's predictions (``smollm2 (base)``)."""
+    return f"{Path(str(model)).name} {BASE_MARK}"
+
+
+def is_base_label(label: str) -> bool:
+    return BASE_MARK in label
+
+
 class Prediction(BaseModel):
     """A model's output for one Example: kept whole, parsed where possible."""
 

@@ -119,6 +119,7 @@ def generate(
     from psyinsight.errors import PsyInsightError
     from psyinsight.generate.generation import GenerationConfig, generate_predictions
     from psyinsight.models import check_adapter_dir, read_adapter_meta, resolve_model_path
+    from psyinsight.records import base_label
     from psyinsight.tasks.examples import load_examples
     from psyinsight.train.recipe import Recipe, recipe_of_adapter
 
@@ -182,7 +183,7 @@ def generate(
         if api:
             label = model
         else:
-            label = f"{recipe.name}:{meta.get('task', recipe.tasks.task)}" if meta else f"{Path(str(base)).name} (base)"
+            label = f"{recipe.name}:{meta.get('task', recipe.tasks.task)}" if meta else base_label(base)
     if threads and not api:
         import torch
 

@@ -41,6 +41,7 @@ from psyinsight.evaluate.bootstrap import (
 )
 from psyinsight.evaluate.scoring import has_examples
 from psyinsight.fileio import write_json, write_text
+from psyinsight.records import BASE_MARK, is_base_label
 
 PAPER_COLUMNS = ["BERTScore-P", "BERTScore-R", "BERTScore-F", "BLEU-1", "BLEU-3", "METEOR", "ROUGE-L", "Distinct-2"]
 MORE_COLUMNS = [
@@ -86,8 +87,8 @@ class Row:
 
     @property
     def is_base(self) -> bool:
-        """generate labels a base model ``"<name> (base)"``."""
-        return not self.published and "(base)" in self.model
+        """``generate`` and ``experiment`` label a base model with ``records.base_label``."""
+        return not self.published and is_base_label(self.model)
 
     def as_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k not in ("examples", "ci", "comparison", "versus_task")}
@@ -271,7 +272,9 @@ def add_bootstrap(report: Report, n_samples: int = DEFAULT_SAMPLES, seed: int = 
     for language in report.languages():
         rows = [r for r in report.rows_for(language) if not r.published]
         if not any(r.is_base for r in rows):
-            report.no_comparison[language] = [f"no row of ours in {LANGUAGE_NAMES.get(language, language)} is a base model (label with '(base)')"]
+            report.no_comparison[language] = [
+                f"no row of ours in {LANGUAGE_NAMES.get(language, language)} is a base model (label with '{BASE_MARK}')"
+            ]
             continue
         for row in rows:
             if row.is_base:
@@ -365,7 +368,7 @@ def _ordered(rows: list[Row]) -> list[Row]:
     """Ours first, each base model's row right before the tuned rows of its task; then published."""
 
     def key(row: Row) -> tuple:
-        base = "(base)" in row.model or row.model.lower().endswith("base")
+        base = is_base_label(row.model) or row.model.lower().endswith("base")
         return (row.published, row.language, row.task, not base, row.model)
 
     return sorted(rows, key=key)

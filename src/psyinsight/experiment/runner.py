@@ -34,6 +34,7 @@ from typing import Any
 from psyinsight.errors import PsyInsightError
 from psyinsight.experiment.config import ExperimentConfig, prompt_task
 from psyinsight.fileio import read_json, sha256_file, write_json, write_jsonl, write_text
+from psyinsight.records import base_label
 
 BASE = "base"
 """The system name of the untuned model (its files are ``<language>-base``)."""
@@ -236,8 +237,7 @@ class Experiment:
             out.unlink(missing_ok=True)
             partial.unlink(missing_ok=True)
             write_json(record, inputs)
-        name = Path(recipe.model.name).name
-        label = f"{name} (base)" if system == BASE else f"{name} + LoRA"
+        label = base_label(recipe.model.name) if system == BASE else f"{Path(recipe.model.name).name} + LoRA"
         if recipe.training.num_threads:
             import torch
 
