@@ -106,10 +106,8 @@ def prompt_task(variant: str) -> str:
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read an experiment YAML strictly; ``overrides`` (``key.sub=value``) change it first."""
-    import yaml
-
     from psyinsight.fileio import read_yaml
-    from psyinsight.train.recipe import build_section
+    from psyinsight.train.recipe import apply_overrides, build_section
 
     path = Path(path)
     if not path.is_file():
@@ -117,20 +115,7 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     data = read_yaml(path)
     if not isinstance(data, dict) or not data:
         raise PsyInsightError("expected a mapping of settings (recipe, settings, variants, test...)", path=path)
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise PsyInsightError(f"override {item!r} must look like key=value or section.key=value", where="--set")
-        section, _, inner = key.strip().partition(".")
-        if section == "settings":  # settings keys hold dots themselves: settings.training.max_steps=5
-            data.setdefault("settings", {})[inner] = yaml.safe_load(raw)
-        elif inner:
-            node = data.setdefault(section, {})
-            if not isinstance(node, dict):
-                raise PsyInsightError(f"{section!r} is not a section", where=f"--set {item}")
-            node[inner] = yaml.safe_load(raw)
-        else:
-            data[section] = yaml.safe_load(raw)
+    apply_overrides(data, overrides, flat=("settings",))  # settings keys hold dots themselves
     config = build_section(ExperimentConfig, data, path=path, section="")
     check_settings(config, path)
     return config

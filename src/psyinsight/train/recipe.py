@@ -288,8 +288,6 @@ def find_recipe(name_or_path: str | Path) -> Path:
 
 def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe YAML (strictly) and apply ``section.key=value`` overrides."""
-    import yaml
-
     from psyinsight.fileio import read_yaml
 
     path = find_recipe(name_or_path)
@@ -299,18 +297,31 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
         raise PsyInsightError("the recipe is empty; start from a shipped one (`psyinsight train cpu-default --show`)", path=path)
     if not isinstance(data, dict):
         raise PsyInsightError(f"expected a mapping of sections (model, data, training...), found {type(data).__name__}", path=path)
+    apply_overrides(data, overrides)
+    return build_section(Recipe, data, path=path, section="")
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None, *, flat: tuple[str, ...] = ()) -> None:
+    """Apply ``--set section.key=value`` items (values read as YAML) to settings ``data`` in place.
+
+    A section named in ``flat`` holds dotted keys itself: ``settings.training.max_steps=5`` sets
+    ``data["settings"]["training.max_steps"]``.
+    """
+    import yaml
+
     for item in overrides or []:
-        if "=" not in item:
+        dotted, sep, raw = item.partition("=")
+        if not sep or not dotted.strip():
             raise PsyInsightError(f"override {item!r} must look like section.key=value", where="--set")
-        dotted, raw = item.split("=", 1)
         keys = dotted.strip().split(".")
+        if keys[0] in flat and len(keys) > 1:
+            keys = [keys[0], ".".join(keys[1:])]
         node = data
         for k in keys[:-1]:
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
                 raise PsyInsightError(f"{k!r} is not a section", where=f"--set {item}")
         node[keys[-1]] = yaml.safe_load(raw)
-    return build_section(Recipe, data, path=path, section="")
 
 
 def recipe_of_adapter(adapter: str | Path) -> Recipe:
