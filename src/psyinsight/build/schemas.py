@@ -13,6 +13,7 @@ the object. A window's limit is raised to what its smallest valid answer needs
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -46,10 +47,10 @@ def token_bound(schema: dict[str, Any], language: Language) -> int:
     writes JSON (no free whitespace; ``": "`` and ``", "`` between members), since every token covers
     at least one byte. A limit at or above it cannot cut a constrained answer."""
     if "enum" in schema:
-        return max(len(json_text(value).encode("utf-8")) for value in schema["enum"])
+        return max(_json_bytes(value) for value in schema["enum"])
     kind = schema.get("type")
     if kind == "object":
-        members = [len(json_text(key).encode("utf-8")) + 2 + token_bound(value, language) for key, value in schema["properties"].items()]
+        members = [_json_bytes(key) + 2 + token_bound(value, language) for key, value in schema["properties"].items()]
         return 2 + sum(members) + 2 * max(0, len(members) - 1)
     if kind == "array":
         items = [token_bound(item, language) for item in schema.get("prefixItems", [])]
@@ -62,10 +63,8 @@ def token_bound(schema: dict[str, Any], language: Language) -> int:
     raise ValueError(f"no token bound for {schema!r}")
 
 
-def json_text(value: Any) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False)
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
 
 
 def _fit(build: Callable[[int], dict[str, Any]], max_tokens: int, language: Language) -> dict[str, Any]:
