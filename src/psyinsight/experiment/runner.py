@@ -84,12 +84,18 @@ class Experiment:
         self.out = Path(config.output_dir)
         self.log = log
         self.seconds: dict[str, float] = {}
+        self._recipes: dict[tuple[str, str, str | None], Any] = {}
 
     # -- recipes
     def recipe_for(self, language: str, task: str, *, variant: str | None = None) -> Any:
-        """The training recipe of ``variant`` in ``language`` (or, without a variant, the settings building ``task``'s prompts)."""
+        """The training recipe of ``variant`` in ``language`` (or, without a variant, the settings building ``task``'s prompts).
+
+        Read once per (language, task, variant); callers do not change it."""
         from psyinsight.train.recipe import load_recipe
 
+        key = (language, task, variant)
+        if key in self._recipes:
+            return self._recipes[key]
         name = variant or task
         overrides = self.config.overrides() + [
             "name=" + json.dumps(f"{self.config.name}-{language}-{name}"),
@@ -98,7 +104,8 @@ class Experiment:
             f"data.languages=[{language}]",
             "training.output_dir=" + json.dumps(str(self.out / language / name)),
         ]
-        return load_recipe(self.config.recipe, overrides)
+        self._recipes[key] = load_recipe(self.config.recipe, overrides)
+        return self._recipes[key]
 
     # -- plan
     def plan(self) -> list[LanguagePlan]:
