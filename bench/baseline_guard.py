@@ -1,8 +1,7 @@
-"""The previous safety guard, for benchmarks that compare against it in the same run.
+"""Earlier safety guards, for benchmarks that compare against them in the same run.
 
-The guard before the semantic risk model (hand-written patterns + a TF-IDF classifier that
-could flag only with a risk-cue word) is taken from git at ``BASELINE_COMMIT`` into a
-temporary folder, and run in a subprocess with that folder on ``PYTHONPATH``.
+An earlier guard is taken from git at its commit into a temporary folder, and run in a
+subprocess with that folder on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -16,7 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 BASELINE_COMMIT = "202f604"
-"""The last commit with the previous guard (the blind set was added, nothing else changed)."""
+"""The last commit with the guard before the semantic risk model (the blind set was added, nothing else changed)."""
+BASELINES = {
+    BASELINE_COMMIT: "patterns + TF-IDF classifier gated by risk-cue words",
+    "ece65b5": "the risk model on the full twelve-layer e5",
+}
+"""Earlier guards worth timing beside the current one, by commit."""
 
 
 @contextlib.contextmanager

@@ -1,11 +1,12 @@
 """Latency of the safety guard per message, against the previous guard, and its share of a chat turn.
 
-    .venv/bin/python bench/safety_latency.py [--messages 200] [--turns 8] [--max-new-tokens 64] [--baseline COMMIT]
+    .venv/bin/python bench/safety_latency.py [--messages 200] [--turns 8] [--max-new-tokens 64] [--baseline COMMIT ...]
 
 1. Per message: ``check_text`` on distinct messages from the validation set (both languages,
-   each seen once, so no cache helps), p50 / p95 / max in ms. The previous guard (patterns and
-   a TF-IDF classifier, from ``--baseline``) runs on the same messages in a subprocess with the
-   same thread settings; the ratio of the two p95s is printed.
+   each seen once, so no cache helps), p50 / p95 / max in ms. Earlier guards, taken from git
+   (by default the patterns-and-TF-IDF guard and the guard on the full twelve-layer e5), run
+   on the same messages in a subprocess with the same thread settings; the ratio of the p95s
+   is printed.
 2. Per chat turn: the counselor with the embedded SmolLM2 answers ``--turns`` ordinary
    messages; the guard's part (reading the conversation before the model, screening the reply
    after) is timed apart from generation, and its share of the turn is printed.
@@ -22,14 +23,18 @@ import sys
 import time
 
 import numpy as np
-from baseline_guard import BASELINE_COMMIT, baseline_src
+from baseline_guard import BASELINES, baseline_src
 
 from psyinsight.counsel.safety import SafetyGuard
 from psyinsight.counsel.safety.corpus import load_examples, named_sets
+from psyinsight.paths import cache_dir
 
 TIMING = """
 import json, sys, time
-from psyinsight.safety import SafetyGuard  # the baseline commit's layout
+try:
+    from psyinsight.counsel.safety import SafetyGuard
+except ImportError:
+    from psyinsight.safety import SafetyGuard  # the layout before the counsel package
 texts = json.load(sys.stdin)
 g = SafetyGuard(); g.warm_up()
 out = []
@@ -44,7 +49,7 @@ def percentiles(ms: list[float]) -> str:
     return f"p50 {np.percentile(a, 50):6.2f} ms  p95 {np.percentile(a, 95):6.2f} ms  max {a.max():7.2f} ms  (n={len(a)})"
 
 
-def per_message(texts: list[str], baseline: str) -> None:
+def per_message(texts: list[str], baselines: list[str]) -> None:
     guard = SafetyGuard()
     guard.warm_up()
     ours = []
@@ -53,20 +58,19 @@ def per_message(texts: list[str], baseline: str) -> None:
         guard.check_text(t)
         ours.append((time.perf_counter() - s) * 1000)
     print(f"guard            {percentiles(ours)}")
-    if baseline == "none":
-        return
-    with baseline_src(baseline) as src:
-        proc = subprocess.run(
-            [sys.executable, "-c", TIMING],
-            input=json.dumps(texts),
-            capture_output=True,
-            text=True,
-            env={"PYTHONPATH": str(src), "PATH": "", "OMP_NUM_THREADS": "1"},
-            check=True,
-        )
-    base = json.loads(proc.stdout)
-    print(f"previous guard   {percentiles(base)}  ({baseline}: patterns + TF-IDF classifier)")
-    print(f"p95 ratio guard / previous: {np.percentile(ours, 95) / np.percentile(base, 95):.2f}x")
+    for commit in baselines:
+        with baseline_src(commit) as src:
+            proc = subprocess.run(
+                [sys.executable, "-c", TIMING],
+                input=json.dumps(texts),
+                capture_output=True,
+                text=True,
+                env={"PYTHONPATH": str(src), "PATH": "", "OMP_NUM_THREADS": "1", "PSYINSIGHT_CACHE_DIR": str(cache_dir())},
+                check=True,
+            )
+        base = json.loads(proc.stdout)
+        print(f"guard at {commit:7} {percentiles(base)}  ({BASELINES.get(commit, 'an earlier guard')})")
+        print(f"p95 ratio guard / guard at {commit}: {np.percentile(ours, 95) / np.percentile(base, 95):.2f}x")
 
 
 def per_turn(texts: list[str], turns: int, max_new_tokens: int) -> None:
@@ -106,7 +110,12 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=200, help="Distinct messages timed per guard.")
     ap.add_argument("--turns", type=int, default=8, help="Chat turns for the overhead measurement (0 skips it).")
     ap.add_argument("--max-new-tokens", type=int, default=64, help="Reply length of the counselor in the chat turns.")
-    ap.add_argument("--baseline", default=BASELINE_COMMIT, help="Commit of the previous guard ('none' to skip).")
+    ap.add_argument(
+        "--baseline",
+        nargs="*",
+        default=list(BASELINES),
+        help="Commits of earlier guards to time in the same run (the option alone, with none, skips them).",
+    )
     args = ap.parse_args()
     rows = load_examples(named_sets()["valid"])
     texts = [r["text"] for r in rows][:: max(1, len(rows) // args.messages)][: args.messages]

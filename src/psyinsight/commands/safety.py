@@ -65,8 +65,9 @@ def safety_eval(
             f"risk model {card.get('digest', '?')}: {card.get('encoder', '?')}, threshold {guard.threshold:.3f} ({card.get('calibration', '')})"
         )
         for name, entry in first_scores().items():
+            whose = "this model" if entry.get("model") == card.get("digest") else f"earlier model {entry.get('model')}"
             typer.echo(
-                f"blind first score  {name} (n={entry['n']}, {entry['when']}): recall {_fmt(entry['recall'])}, FPR {_fmt(entry['fpr'])}; "
+                f"blind first score  {name} (n={entry['n']}, {entry['when']}, {whose}): recall {_fmt(entry['recall'])}, FPR {_fmt(entry['fpr'])}; "
                 + ", ".join(f"{k} recall {_fmt(v)}" for k, v in entry.get("recall_by_category", {}).items())
             )
         cv = card.get("cross_validated", {})

