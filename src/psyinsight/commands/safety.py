@@ -33,7 +33,7 @@ def safety_eval(
     set_name: str = typer.Option(
         None,
         "--set",
-        help="Score a labelled set now: a bundled set by name (blindset4, valid, openai_moderation, xstest_safe, legacy_testset, ...) or a JSONL file.",
+        help="Score a labelled set now: a bundled set by name (blindset6, valid, openai_moderation, xstest_safe, legacy_testset, ...) or a JSONL file.",
     ),
     test_file: Path = typer.Option(None, "--test-file", help="Same as --set with a file path."),
     model: Path = options.RISK_MODEL,

@@ -6,8 +6,8 @@ Layout of ``safety/data/`` (provenance of every file in its README.md):
   voices (``written_*``), the earlier development sets (``legacy_*``) and counsel-chat
   questions (``counsel_chat_questions``, MIT) as ordinary distress;
 - ``eval/valid.jsonl``: the validation split, by a separate author, that the threshold is
-  calibrated on; ``eval/blindset4.jsonl``: the blind set, written before the model and
-  scored once;
+  calibrated on; ``eval/blindset*.jsonl``: the blind sets, each written before the model it
+  scores and scored once;
 - ``external/``: text written outside the project (OpenAI moderation samples, XSTest).
 
 Rows are ``{id, text, lang, label, kind}``; ``label`` is ``none``, a crisis category, or

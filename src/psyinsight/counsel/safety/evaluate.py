@@ -2,10 +2,11 @@
 
 The honest numbers, and where each comes from (``safety/data/README.md`` has all of them):
 
-- the blind set (``eval/blindset4.jsonl``), written before the risk model and scored once:
-  its first score is kept in ``data/first_scores.json`` and printed by ``safety eval``;
+- the blind sets (``eval/blindset*.jsonl``), each written before the model it scores and
+  scored once: the first scores are kept in ``data/first_scores.json``, each under its
+  model, and printed by ``safety eval``;
 - the cross-validated figure on the training rows, recorded in the model's card when it
-  was fitted (``model.cross_validate``);
+  was fitted (``model.fit``);
 - the external sets (text written outside the project) and the release's client turns.
 A set the model was fitted or tuned on gives a development score, and says so.
 """
