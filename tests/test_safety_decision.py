@@ -16,9 +16,13 @@ from psyinsight.counsel.safety.model import CATEGORIES, ModelScore
 from psyinsight.counsel.safety.patterns import normalize
 from psyinsight.counsel.safety.scores import first_scores
 
-BLIND = ("blindset4", "blindset5", "blindset6")
+BLIND = ("blindset4", "blindset5", "blindset6", "blindset7")
 HELD_OUT = (*BLIND, "valid")
-INDEPENDENT_LOOKALIKES = {"blindset5": {"b5-en-016", "b5-en-082", "b5-en-086"}, "blindset6": {"b6-en-149", "b6-cn-085", "b6-cn-152"}}
+INDEPENDENT_LOOKALIKES = {
+    "blindset5": {"b5-en-016", "b5-en-082", "b5-en-086"},
+    "blindset6": {"b6-en-149", "b6-cn-085", "b6-cn-152"},
+    "blindset7": {"b7-en-059", "b7-en-150"},
+}
 """Held-out rows written independently that happen to be close to a training row: everyday
 phrases ("my feet are killing me after that 10k"); the data README gives the score without them."""
 
