@@ -1,6 +1,6 @@
 """Distil e5's twelve layers into the guard's smaller encoder (needs torch: `pip install -e .[train]`).
 
-    .venv/bin/python scripts/safety_distill.py [--layers 6] [--epochs 3] [--out src/psyinsight/counsel/safety/data/encoder_layers.npz]
+    .venv/bin/python scripts/safety_distill.py [--layers 7] [--epochs 4] [--out src/psyinsight/counsel/safety/data/encoder_layers.npz]
 
 Why: the guard reads every message before the model does, and e5-small's twelve layers cost
 about 0.8 ms a token on one core, over the 25 ms per-message budget at the 95th percentile.
@@ -293,7 +293,7 @@ def agreement(path: Path, texts: list[str], reference: np.ndarray) -> np.ndarray
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layers", type=int, default=6, help="Layers of the student.")
+    ap.add_argument("--layers", type=int, default=7, help="Layers of the student.")
     ap.add_argument("--start", type=Path, default=None, help="Start from these distilled layers (an encoder_layers.npz) instead of e5's.")
     ap.add_argument(
         "--head",
@@ -302,7 +302,7 @@ def main() -> None:
         help="A risk model (.npz) fitted on the full e5 whose meaning reading the student should also keep (its logit, standardised, is a second target).",
     )
     ap.add_argument("--init", default="", help="Which of e5's layers start the student (comma list; default: spread evenly, ending at the last).")
-    ap.add_argument("--epochs", type=float, default=3.0)
+    ap.add_argument("--epochs", type=float, default=4.0)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--batch-tokens", type=int, default=3072)
     ap.add_argument("--limit", type=int, default=0, help="Use at most this many texts (0: all).")
