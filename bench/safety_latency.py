@@ -1,4 +1,4 @@
-"""Latency of the safety guard per message, against the previous guard, and its share of a chat turn.
+"""Latency of the safety guard per message, against earlier guards, and its share of a chat turn.
 
     .venv/bin/python bench/safety_latency.py [--messages 200] [--turns 8] [--max-new-tokens 64] [--baseline COMMIT ...]
 

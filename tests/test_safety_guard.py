@@ -4,6 +4,7 @@ second opinion (through the project's LLM client, failing closed)."""
 
 from __future__ import annotations
 
+import json
 import unicodedata
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from fake_openai import FakeOpenAI
 
 from psyinsight.counsel.safety import SafetyConfig, SafetyGuard
+from psyinsight.counsel.safety.encoder_file import layers_digest
 from psyinsight.counsel.safety.model import ARRAYS, RiskModel, default_model_path
 from psyinsight.counsel.safety.second_opinion import parse_opinion
 from psyinsight.counsel.safety.text import canonical
@@ -86,6 +88,17 @@ def test_uncovered_languages_are_screened_and_logged(guard, text, language, capl
     assert result.language == language and not result.covered
     assert result.risk, result.reason
     assert "do not cover" in caplog.text
+
+
+def test_a_model_fitted_on_other_encoder_layers_is_refused(tmp_path, guard):
+    path = tmp_path / "m.npz"
+    guard.model.save(path)
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["encoder_layers_digest"] == layers_digest()
+    path.with_suffix(".json").write_text(json.dumps({**card, "encoder_layers_digest": "0" * 16}))
+    with pytest.raises(PsyInsightError, match="refit it") as err:
+        RiskModel.load(path)
+    assert str(path) in str(err.value)
 
 
 def test_the_model_file_round_trips_and_loads_no_code(tmp_path, guard):

@@ -175,7 +175,7 @@ class RiskModel:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in ARRAYS}
             card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-            return cls(
+            model = cls(
                 arrays,
                 threshold=float(card["threshold"]),
                 borderline=float(card["borderline"]),
@@ -186,6 +186,17 @@ class RiskModel:
             raise PsyInsightError(f"risk model file missing: {exc.filename}; rebuild it with `psyinsight safety train`", path=path) from None
         except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
             raise PsyInsightError(f"not a risk model ({exc}); rebuild it with `psyinsight safety train`", path=path) from None
+        _check_encoder(model, path)
+        return model
+
+
+def _check_encoder(model: RiskModel, path: Path) -> None:
+    """Refuse a model fitted on other encoder layers than this install's: its readings would be wrong."""
+    fitted = model.card.get("encoder_layers_digest")
+    if fitted is not None and fitted != layers_digest():
+        raise PsyInsightError(
+            f"fitted on encoder layers {fitted}, this install has {layers_digest()}; refit it with `psyinsight safety train`", path=path
+        )
 
 
 def default_model_path() -> Path:
