@@ -309,6 +309,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--out", type=Path, default=encoder_file.layers_path())
     args = ap.parse_args()
+    for option, path in (("--start", args.start), ("--head", args.head)):
+        if path is not None and not path.is_file():
+            ap.error(f"{option}: no such file: {path}")
+    if not 1 <= args.layers <= 12 or args.epochs <= 0:
+        ap.error("--layers must be 1 to 12 (e5 has twelve) and --epochs above 0")
     torch.manual_seed(args.seed)
     base = encoder_file.read(encoder_file.wheel_model_path())
     init = [int(x) for x in args.init.split(",")] if args.init else [round(i * (base.layers - 1) / (args.layers - 1)) for i in range(args.layers)]
